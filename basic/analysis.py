@@ -1,0 +1,206 @@
+"""Checks a parsed module before it runs and summarizes what the compiler and tools need.
+
+Finds what the grammar cannot: undefined SUBs, wrong argument counts, unknown HEAR types, EXIT
+outside its block, duplicate procedures.  Produces an Analysis dataclass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from basic import nodes as n
+from basic.errors import BasicSyntaxError
+from basic.functions import BUILTINS
+from basic.hear import known_kind
+from basic.keywords import STATEMENTS, VALUES
+
+
+@dataclass(frozen=True)
+class ProcedureInfo:
+    kind: str  # SUB or FUNCTION
+    name: str
+    params: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What a module declares: its procedures, tool parameters and description, dialogs it calls."""
+
+    procedures: dict[str, ProcedureInfo]
+    params: tuple[n.Param, ...]
+    description: n.Description | None
+    dialogs_called: frozenset[str]
+    errors: list[BasicSyntaxError] = field(default_factory=list)
+
+
+class _Checker:
+    def __init__(self, module: n.Module) -> None:
+        self.module = module
+        self.errors: list[BasicSyntaxError] = []
+        self.procedures: dict[str, ProcedureInfo] = {}
+        self.params: list[n.Param] = []
+        self.description: n.Description | None = None
+        self.dialogs: set[str] = set()
+
+    def error(self, line: int, column: int, message: str) -> None:
+        self.errors.append(BasicSyntaxError(self.module.filename, line, column, message))
+
+    def run(self) -> Analysis:
+        for proc in self.module.procedures:
+            if proc.name in self.procedures:
+                self.error(proc.line, proc.column, f"{proc.kind} {proc.name!r} is already defined")
+            elif proc.name in BUILTINS:
+                self.error(proc.line, proc.column,
+                           f"{proc.kind} {proc.name!r} has the name of a built-in function")
+            self.procedures[proc.name] = ProcedureInfo(proc.kind, proc.name, proc.params)
+        self.block(self.module.body, (), top=True)
+        for proc in self.module.procedures:
+            self.block(proc.body, (proc.kind,), top=False)
+        self.errors.sort(key=lambda e: (e.line, e.column))
+        return Analysis(dict(self.procedures), tuple(self.params), self.description,
+                        frozenset(self.dialogs), self.errors)
+
+    # -- statements
+    def block(self, stmts: tuple[n.Stmt, ...], enclosing: tuple[str, ...], *, top: bool) -> None:
+        for stmt in stmts:
+            self.stmt(stmt, enclosing, top=top)
+
+    def stmt(self, s: n.Stmt, enclosing: tuple[str, ...], *, top: bool) -> None:
+        if isinstance(s, n.Talk | n.Throw):
+            self.expr(s.value, s)
+        elif isinstance(s, n.TalkBlock):
+            self.expr(s.text, s)
+        elif isinstance(s, n.Hear):
+            if s.kind != "MENU" and not known_kind(s.kind):
+                self.error(s.line, s.column, f"unknown HEAR type {s.kind}")
+        elif isinstance(s, n.Assign):
+            self.expr(s.value, s)
+            if s.index is not None:
+                self.expr(s.index, s)
+            if s.name == "" and "WITH" not in enclosing:
+                self.error(s.line, s.column, ".field assignment outside WITH")
+        elif isinstance(s, n.If):
+            for cond, body in s.branches:
+                self.expr(cond, s)
+                self.block(body, enclosing, top=False)
+            self.block(s.orelse, enclosing, top=False)
+        elif isinstance(s, n.Select):
+            self.expr(s.subject, s)
+            for items, body in s.cases:
+                for item in items:
+                    self.expr(item.value, s)
+                    if item.upper is not None:
+                        self.expr(item.upper, s)
+                self.block(body, enclosing, top=False)
+            self.block(s.orelse, enclosing, top=False)
+        elif isinstance(s, n.ForEach):
+            self.expr(s.iterable, s)
+            self.block(s.body, (*enclosing, "FOR"), top=False)
+        elif isinstance(s, n.ForTo):
+            for e in (s.start, s.stop, s.step):
+                if e is not None:
+                    self.expr(e, s)
+            self.block(s.body, (*enclosing, "FOR"), top=False)
+        elif isinstance(s, n.Loop):
+            for e in (s.pre, s.post):
+                if e is not None:
+                    self.expr(e, s)
+            self.block(s.body, (*enclosing, "DO" if s.kind == "do" else "WHILE"), top=False)
+        elif isinstance(s, n.With):
+            self.block(s.body, (*enclosing, "WITH"), top=False)
+        elif isinstance(s, n.Exit):
+            if s.what not in enclosing:
+                self.error(s.line, s.column, f"EXIT {s.what} outside {s.what}")
+        elif isinstance(s, n.CallDialog):
+            self.dialogs.add(s.name)
+        elif isinstance(s, n.CallProc):
+            for a in s.args:
+                self.expr(a, s)
+            self.call(s.name, len(s.args), s.line, s.column, statement=True)
+        elif isinstance(s, n.Return):
+            if s.value is not None:
+                self.expr(s.value, s)
+        elif isinstance(s, n.AddSuggestion):
+            self.expr(s.key, s)
+            if s.label is not None:
+                self.expr(s.label, s)
+        elif isinstance(s, n.SetContext):
+            self.expr(s.text, s)
+            if s.name is not None:
+                self.expr(s.name, s)
+        elif isinstance(s, n.KeywordStmt):
+            spec = STATEMENTS[s.keyword]
+            self.arity(s.keyword, spec.min_args, spec.max_args, len(s.args), s)
+            for a in s.args:
+                self.expr(a, s)
+        elif isinstance(s, n.HostStmt):
+            self.expr(s.call, s)
+        elif isinstance(s, n.Param):
+            if not top:
+                self.error(s.line, s.column, "PARAM must be at the top level of the file")
+            self.params.append(s)
+        elif isinstance(s, n.Description):
+            if not top:
+                self.error(s.line, s.column, "DESCRIPTION must be at the top level of the file")
+            self.description = s
+
+    def arity(self, what: str, low: int, high: int, got: int, at: Any) -> None:
+        if low <= got <= high:
+            return
+        want = str(low) if low == high else f"{low} to {high}"
+        self.error(at.line, at.column, f"{what} takes {want} argument{'s' if high != 1 else ''}, "
+                                       f"got {got}")
+
+    def call(self, name: str, count: int, line: int, column: int, *, statement: bool) -> None:
+        proc = self.procedures.get(name)
+        if proc is not None:
+            if len(proc.params) != count:
+                plural = "s" if len(proc.params) != 1 else ""
+                self.error(line, column, f"{proc.kind} {name} takes {len(proc.params)} "
+                                         f"argument{plural}, got {count}")
+            return
+        builtin = BUILTINS.get(name)
+        if builtin is not None:
+            self.arity(builtin.name, builtin.min_args, builtin.max_args, count,
+                       n.Stmt(line, column))
+            return
+        if statement:
+            self.error(line, column, f"undefined SUB {name!r}")
+        elif count != 1:
+            self.error(line, column, f"undefined FUNCTION {name!r}")
+        # name(i) with one argument: indexing a list variable
+
+    # -- expressions
+    def expr(self, e: n.Expr, at: n.Stmt) -> None:
+        if isinstance(e, n.Call):
+            for a in e.args:
+                self.expr(a, at)
+            self.call(e.name, len(e.args), e.line, e.column, statement=False)
+        elif isinstance(e, n.HostValue):
+            spec = VALUES[e.keyword]
+            self.arity(e.keyword, spec.min_args, spec.max_args, len(e.args),
+                       n.Stmt(e.line, e.column))
+            for a in e.args:
+                self.expr(a, at)
+        elif isinstance(e, n.Binary):
+            self.expr(e.left, at)
+            self.expr(e.right, at)
+        elif isinstance(e, n.Unary):
+            self.expr(e.operand, at)
+        elif isinstance(e, n.Attr):
+            self.expr(e.obj, at)
+        elif isinstance(e, n.Index):
+            self.expr(e.obj, at)
+            self.expr(e.index, at)
+        elif isinstance(e, n.ListLiteral):
+            for item in e.items:
+                self.expr(item, at)
+        elif isinstance(e, n.Interpolated):
+            for part in e.parts:
+                if isinstance(part, n.Expr):
+                    self.expr(part, at)
+
+
+def analyze(module: n.Module) -> Analysis:
+    return _Checker(module).run()

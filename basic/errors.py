@@ -1,0 +1,42 @@
+"""The exception hierarchy of the BASIC package: one root, structured subclasses."""
+
+from __future__ import annotations
+
+
+class BasicError(Exception):
+    """Root of every error raised by the BASIC package."""
+
+
+class BasicSyntaxError(BasicError):
+    """A parse or analysis error, located at ``file:line:col``."""
+
+    def __init__(self, file: str, line: int, column: int, message: str) -> None:
+        super().__init__(f"{file}:{line}:{column}: {message}")
+        self.file = file
+        self.line = line
+        self.column = column
+        self.message = message
+
+
+class BasicRuntimeError(BasicError):
+    """An error while running a dialog, located at ``file:line``; the caller ends the dialog."""
+
+    def __init__(self, file: str, line: int, message: str) -> None:
+        super().__init__(f"{file}:{line}: {message}")
+        self.file = file
+        self.line = line
+        self.message = message
+
+
+class MissingCapability(BasicRuntimeError):
+    """The host does not implement a capability the dialog needs (named in the message)."""
+
+    def __init__(self, file: str, line: int, capability: str, keyword: str) -> None:
+        message = f"{keyword} needs the host capability '{capability}', which is not available"
+        super().__init__(file, line, message)
+        self.capability = capability
+        self.keyword = keyword
+
+
+class ScriptError(Exception):
+    """Raised by value operations and built-ins without a location; the interpreter adds it."""

@@ -1,0 +1,78 @@
+"""What a dialog can do in the world: the Host protocol the pipeline implements.
+
+Only ``talk``, ``add_suggestion`` and ``clear_suggestions`` are required.  Everything else is a
+capability: an optional method looked up by name when a keyword needs it (see keywords.py); a
+host without it makes the keyword fail with MissingCapability naming the method.  Capability
+methods may be sync or async.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Host(Protocol):
+    """The minimal host: where TALK output and suggestions go."""
+
+    async def talk(self, text: str) -> None:
+        """Send ``text`` to the user now (replies stream as they are produced)."""
+
+    def add_suggestion(self, key: str, label: str) -> None:
+        """Offer a quick-reply button; ``key`` is sent back when pressed, ``label`` is shown."""
+
+    def clear_suggestions(self) -> None:
+        """Remove all quick-reply buttons."""
+
+
+class FullHost(Host, Protocol):
+    """Every optional capability, for hosts that implement them all (and for documentation).
+
+    Hosts need not inherit from this: the interpreter checks each method with getattr.
+    """
+
+    async def set_system_prompt(self, text: str) -> None:
+        """BEGIN SYSTEM PROMPT: the session's system prompt for later LLM calls."""
+
+    async def set_context(self, name: str, text: str) -> None:
+        """SET CONTEXT: context added to later LLM prompts of this session."""
+
+    async def get_bot_memory(self, key: str) -> Any: ...
+    async def set_bot_memory(self, key: str, value: Any) -> None: ...
+    async def get_user_memory(self, key: str) -> Any: ...
+    async def set_user_memory(self, key: str, value: Any) -> None: ...
+
+    async def http(self, method: str, url: str, body: Any, headers: dict[str, str]) -> Any:
+        """An HTTP call; JSON responses decoded.  The host enforces timeouts and refuses
+        private, loopback and link-local addresses unless the bot allows them."""
+
+    async def session_field(self, name: str) -> Any:
+        """GET "session.user_id|user_email|user_phone|channel|bot"."""
+
+    async def read_file(self, path: str) -> Any:
+        """GET "file": a file of the bot's drive."""
+
+    async def llm(self, prompt: str) -> str:
+        """x = LLM "prompt": a one-off completion."""
+
+    async def use_kb(self, name: str) -> None: ...
+    async def clear_kb(self, name: str | None) -> None: ...
+    async def use_tool(self, name: str) -> None: ...
+    async def clear_tools(self) -> None: ...
+
+    async def find(self, table: str, condition: str) -> list[dict[str, Any]]:
+        """FIND "t.csv", "col = val AND n > 2": matching rows."""
+
+    async def save(self, table: str, row: dict[str, Any]) -> None: ...
+    async def insert(self, table: str, row: dict[str, Any]) -> None: ...
+    async def update(self, table: str, condition: str, row: dict[str, Any]) -> None: ...
+    async def delete(self, table: str, condition: str) -> None: ...
+
+    async def send_mail(self, to: str, subject: str, body: str) -> None: ...
+    async def send_template(self, *args: Any) -> None: ...
+    async def talk_to(self, recipient: str, text: str) -> None: ...
+    async def transfer_to_human(self, note: str | None) -> None: ...
+
+    async def receive_media(self, kind: str, text: str) -> Any:
+        """HEAR x AS IMAGE|FILE|AUDIO...: turn the user's message into the stored value
+        (file URL, transcript)."""

@@ -1,0 +1,1 @@
+"""Typed settings and bot package loading."""

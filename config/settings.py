@@ -1,0 +1,46 @@
+"""Typed process settings, read once from the environment and the command line."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+BUNDLED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the process needs to start; unset services mean embedded defaults."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    bots_dir: Path = BUNDLED_TEMPLATES
+    data_dir: Path = Path(".botserver")
+    database_url: str | None = None
+    redis_url: str | None = None
+    max_body_bytes: int = 1024 * 1024
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read ``BOTSERVER_*``, ``DATABASE_URL`` and ``REDIS_URL`` from the environment."""
+        env = os.environ if env is None else env
+        default = cls()
+        return cls(
+            host=env.get("BOTSERVER_HOST", default.host),
+            port=int(env.get("BOTSERVER_PORT", default.port)),
+            bots_dir=Path(env["BOTSERVER_BOTS"])
+            if env.get("BOTSERVER_BOTS")
+            else BUNDLED_TEMPLATES,
+            data_dir=Path(env.get("BOTSERVER_DATA_DIR", str(default.data_dir))),
+            database_url=env.get("DATABASE_URL") or None,
+            redis_url=env.get("REDIS_URL") or None,
+            max_body_bytes=int(env.get("BOTSERVER_MAX_BODY_BYTES", default.max_body_bytes)),
+            log_level=env.get("BOTSERVER_LOG_LEVEL", default.log_level).upper(),
+        )
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with the given fields replaced; ``None`` values are ignored."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]

@@ -1,0 +1,139 @@
+"""HTTP routes: messages (JSON or server-sent events), history, bot reload, health."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import os
+
+from aiohttp import web
+
+from channels import web as web_channel
+from config.packages import valid_bot_name
+from gateway.errors import json_error
+from gateway.keys import BOTS, DISPATCHER, STORES
+from gateway.sinks import CollectingSink, EventStreamSink
+from pipeline.errors import TurnFailed, TurnRejected, UnknownBot, UnknownSession
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+
+def _wants_event_stream(request: web.Request) -> bool:
+    return "text/event-stream" in request.headers.get("Accept", "")
+
+
+@routes.post("/api/v1/bots/{bot}/messages")
+async def post_message(request: web.Request) -> web.StreamResponse:
+    """Run one turn; answer ``{"session_id", "replies"}`` or stream it as server-sent events."""
+    bot = request.match_info["bot"]
+    if request.app[BOTS].get(bot) is None:
+        raise UnknownBot(bot)
+    if request.content_type not in ("application/json", "application/octet-stream", ""):
+        return json_error(415, "unsupported_media_type", "send the message as application/json")
+    message = web_channel.parse_message(bot, web_channel.decode_json_object(await request.read()))
+    dispatcher = request.app[DISPATCHER]
+    if not _wants_event_stream(request):
+        sink = CollectingSink()
+        turn = await dispatcher.handle(message, sink)
+        assert turn.session is not None
+        return web.json_response({"session_id": turn.session.id, "replies": sink.replies})
+
+    stream = EventStreamSink(request)
+    try:
+        turn = await dispatcher.handle(message, stream)
+    except (TurnRejected, TurnFailed) as e:
+        if stream.response is None:
+            raise  # nothing sent yet: a plain JSON error answer
+        code = e.code if isinstance(e, TurnRejected) else "internal"
+        await stream.send("error", {"error": code, "message": str(e)})
+        return stream.response
+    assert turn.session is not None
+    await stream.send("done", {"session_id": turn.session.id, "replies": stream.replies})
+    assert stream.response is not None
+    await stream.response.write_eof()
+    return stream.response
+
+
+@routes.get("/api/v1/bots/{bot}/sessions/{session_id}/messages")
+async def get_history(request: web.Request) -> web.Response:
+    """A session's history, for the user it belongs to (``?user_id=``)."""
+    bot = request.match_info["bot"]
+    session_id = request.match_info["session_id"]
+    user_id = request.query.get("user_id")
+    if not user_id:
+        return json_error(400, "bad_request", "query parameter 'user_id' is required")
+    try:
+        limit = min(max(int(request.query.get("limit", "50")), 1), 500)
+    except ValueError:
+        return json_error(400, "bad_request", "query parameter 'limit' must be an integer")
+    store = request.app[STORES].conversations
+    session = await store.get(session_id)
+    if session is None or (session.bot_id, session.user_id) != (bot, user_id):
+        raise UnknownSession(session_id)
+    entries = await store.history(session_id, limit=limit)
+    return web.json_response(
+        {
+            "session_id": session.id,
+            "messages": [
+                {
+                    "role": e.role,
+                    "text": e.content,
+                    "at": e.created_at.isoformat() if e.created_at else None,
+                }
+                for e in entries
+            ],
+        }
+    )
+
+
+def _admin_allowed(request: web.Request) -> bool:
+    """Admin calls need ``BOTSERVER_ADMIN_TOKEN`` as a bearer token; without one, loopback only."""
+    token = os.environ.get("BOTSERVER_ADMIN_TOKEN")
+    if token:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        return hmac.compare_digest(given.encode(), token.encode())
+    peer = request.remote or ""
+    try:
+        return ipaddress.ip_address(peer).is_loopback
+    except ValueError:
+        return False
+
+
+@routes.post("/api/v1/bots/{bot}/reload")
+async def reload_bot(request: web.Request) -> web.Response:
+    """Read a bot's package from disk again and report its dialogs and errors."""
+    if not _admin_allowed(request):
+        return json_error(403, "forbidden", "reload needs the admin token")
+    name = request.match_info["bot"]
+    if not valid_bot_name(name):
+        raise UnknownBot(name)
+    bot = await request.app[BOTS].reload(name)
+    if bot is None:
+        raise UnknownBot(name)
+    await request.app[STORES].bot_configs.put(bot.name, bot.package.config.as_dict())
+    return web.json_response(
+        {
+            "bot": bot.name,
+            "dialogs": sorted(bot.programs),
+            "errors": [str(e) for e in bot.errors],
+        }
+    )
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    """The process is up and serving."""
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/ready")
+async def ready(request: web.Request) -> web.Response:
+    """Every store answers; 503 with the failing ones otherwise."""
+    checks = await request.app[STORES].ping()
+    ok = all(checks.values())
+    return web.json_response(
+        {"status": "ready" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
+    )

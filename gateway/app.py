@@ -1,0 +1,57 @@
+"""The composition root: builds the aiohttp application and wires every part."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from config.settings import Settings
+from gateway import api, ws
+from gateway.errors import error_middleware
+from gateway.keys import BOTS, DISPATCHER, SETTINGS, STORES
+from gateway.widget import setup_widget
+from pipeline.bots import BotRegistry
+from pipeline.dispatcher import Dispatcher
+from pipeline.services import Services
+from storage.services import open_stores
+
+log = logging.getLogger(__name__)
+
+
+async def _stores_ctx(app: web.Application) -> AsyncIterator[None]:
+    stores = await open_stores(app[SETTINGS])
+    app[STORES] = stores
+    try:
+        yield
+    finally:
+        await stores.close()
+
+
+async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
+    registry = app[BOTS]
+    await registry.load_all()
+    stores = app[STORES]
+    for name in registry.names():
+        bot = registry.get(name)
+        assert bot is not None
+        await stores.bot_configs.put(name, bot.package.config.as_dict())
+    app[DISPATCHER] = Dispatcher(
+        registry, Services(conversations=stores.conversations, locks=stores.locks)
+    )
+    yield
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The gateway application; stores open on startup and close on cleanup."""
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    app[SETTINGS] = settings
+    app[BOTS] = BotRegistry(settings.bots_dir)
+    # Stores first: loading bots records their configuration in the database.
+    app.cleanup_ctx.append(_stores_ctx)
+    app.cleanup_ctx.append(_bots_ctx)
+    app.add_routes(api.routes)
+    app.add_routes(ws.routes)
+    setup_widget(app)
+    return app

@@ -1,0 +1,213 @@
+"""The ``botserver`` command: serve, migrate, check and chat."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from basic import check_source
+from channels.base import InboundMessage, OutboundMessage
+from config.packages import PackageError, load_package
+from config.settings import Settings
+from pipeline.bots import BotRegistry
+from pipeline.dispatcher import Dispatcher
+from pipeline.errors import PipelineError
+from pipeline.services import Services
+from storage.services import open_stores, run_migrations
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env().with_overrides(
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        bots_dir=getattr(args, "bots", None),
+        data_dir=getattr(args, "data_dir", None),
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.app import create_app
+
+    settings = _settings(args)
+    _configure_logging(settings.log_level)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is not available on every platform
+        pass
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
+        print=lambda text: print(text, flush=True),
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _configure_logging(settings.log_level)
+    applied = asyncio.run(run_migrations(settings))
+    print("applied: " + ", ".join(applied) if applied else "database is up to date")
+    return 0
+
+
+def _check_targets(targets: Sequence[str]) -> list[str]:
+    """Every error of the given .bas files and .gbai packages, as ``file:line:col: message``."""
+    problems: list[str] = []
+    for target in targets:
+        path = Path(target)
+        if path.is_dir():
+            try:
+                package = load_package(path)
+            except PackageError as e:
+                problems.append(str(e))
+                continue
+            for name, source in package.dialogs.items():
+                filename = str(package.dialog_files.get(name, name + ".bas"))
+                problems.extend(str(e) for e in check_source(source, filename))
+        elif path.is_file():
+            try:
+                source = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                problems.append(f"{path}: {e}")
+                continue
+            problems.extend(str(e) for e in check_source(source, str(path)))
+        else:
+            problems.append(f"{path}: no such file or package")
+    return problems
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    problems = _check_targets(args.targets)
+    for problem in problems:
+        print(problem)
+    return 1 if problems else 0
+
+
+class _TerminalSink:
+    async def delta(self, text: str) -> None:
+        print(text, end="", flush=True)
+
+    async def message(self, message: OutboundMessage) -> None:
+        print(f"bot> {message.text}")
+        if message.suggestions:
+            print("     [" + "] [".join(s.label for s in message.suggestions) + "]")
+
+
+async def _chat(settings: Settings, bot: str) -> int:
+    stores = await open_stores(settings)
+    try:
+        registry = BotRegistry(settings.bots_dir)
+        await registry.load_all()
+        if registry.get(bot) is None:
+            print(f"no bot named {bot!r} in {settings.bots_dir}", file=sys.stderr)
+            return 2
+        dispatcher = Dispatcher(
+            registry, Services(conversations=stores.conversations, locks=stores.locks)
+        )
+        sink = _TerminalSink()
+        count = 0
+        loop = asyncio.get_running_loop()
+        while True:
+            line = await loop.run_in_executor(None, _prompt)
+            if line is None:
+                return 0
+            if not line.strip():
+                continue
+            count += 1
+            message = InboundMessage(
+                channel="terminal",
+                bot=bot,
+                conversation="terminal",
+                sender="terminal",
+                external_id=str(count),
+                text=line,
+            )
+            try:
+                await dispatcher.handle(message, sink)
+            except PipelineError as e:
+                print(f"error: {e}", file=sys.stderr)
+    finally:
+        await stores.close()
+
+
+def _prompt() -> str | None:
+    try:
+        return input("you> ")
+    except EOFError:
+        return None
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _configure_logging("WARNING")
+    bot = args.bot
+    path = Path(bot)
+    if path.is_dir() and path.name.endswith(".gbai"):
+        settings = settings.with_overrides(bots_dir=path.resolve().parent)
+        bot = path.name.removesuffix(".gbai")
+    try:
+        return asyncio.run(_chat(settings, bot))
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="botserver", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--bots", type=Path, help="folder of *.gbai bots (env BOTSERVER_BOTS)")
+        p.add_argument(
+            "--data-dir", type=Path, help="where embedded data lives (env BOTSERVER_DATA_DIR)"
+        )
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument(
+        "--host", help="address to listen on (env BOTSERVER_HOST, default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, help="port to listen on (env BOTSERVER_PORT, default 8080)"
+    )
+    common(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    common(migrate)
+    migrate.set_defaults(func=cmd_migrate)
+
+    check = sub.add_parser("check", help="check .bas files and .gbai packages for errors")
+    check.add_argument("targets", nargs="+", metavar="FILE_OR_PACKAGE")
+    check.set_defaults(func=cmd_check)
+
+    chat = sub.add_parser("chat", help="talk to a bot in the terminal")
+    chat.add_argument("bot", metavar="BOT", help="a bot name, or a path to a .gbai package")
+    common(chat)
+    chat.set_defaults(func=cmd_chat)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

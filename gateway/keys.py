@@ -1,0 +1,15 @@
+"""Typed keys of the application state (one per pool, client and registry)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from config.settings import Settings
+from pipeline.bots import BotRegistry
+from pipeline.dispatcher import Dispatcher
+from storage.services import Stores
+
+SETTINGS = web.AppKey("settings", Settings)
+STORES = web.AppKey("stores", Stores)
+BOTS = web.AppKey("bots", BotRegistry)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)

@@ -1,0 +1,122 @@
+"""Loaded bots: a package read from disk plus its compiled dialogs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from basic import BasicSyntaxError, Limits, Program, compile_source
+from config.packages import BotPackage, PackageError, discover_packages, load_package
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Bot:
+    """A bot ready to serve: its package, compiled dialogs and per-bot limits."""
+
+    package: BotPackage
+    programs: Mapping[str, Program]
+    limits: Limits
+    errors: tuple[BasicSyntaxError, ...] = ()
+    globals: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.package.name
+
+    @property
+    def display_name(self) -> str:
+        return self.package.display_name
+
+    @property
+    def theme_color(self) -> str | None:
+        return self.package.theme_color
+
+    @property
+    def start_program(self) -> str | None:
+        start = self.package.start_dialog
+        return start if start in self.programs else None
+
+
+def limits_from_config(package: BotPackage) -> Limits:
+    """Per-bot interpreter limits from config.csv, defaulting to safe values."""
+    default = Limits()
+    cfg = package.config
+    return Limits(
+        max_steps=cfg.integer("basic-max-steps", default.max_steps),
+        max_loop_iterations=cfg.integer("basic-max-loop-iterations", default.max_loop_iterations),
+        wall_time=cfg.number("basic-wall-time", default.wall_time),
+        max_http_calls=cfg.integer("basic-max-http-calls", default.max_http_calls),
+    )
+
+
+def build_bot(package: BotPackage) -> Bot:
+    """Compile a package's dialogs; a dialog with errors is left out and its errors kept."""
+    programs: dict[str, Program] = {}
+    errors: list[BasicSyntaxError] = []
+    for name, source in package.dialogs.items():
+        filename = str(package.dialog_files.get(name, f"{name}.bas"))
+        try:
+            programs[name] = compile_source(source, filename)
+        except BasicSyntaxError as e:
+            errors.append(e)
+            log.error("dialog not loaded: %s", e)
+    return Bot(
+        package=package,
+        programs=programs,
+        limits=limits_from_config(package),
+        errors=tuple(errors),
+        globals=package.config.params(),
+    )
+
+
+def load_bot(path: Path) -> Bot:
+    return build_bot(load_package(path))
+
+
+class BotRegistry:
+    """The bots of one bots folder, by name; reloaded whole or one at a time."""
+
+    def __init__(self, bots_dir: Path) -> None:
+        self.bots_dir = bots_dir
+        self._bots: dict[str, Bot] = {}
+
+    def get(self, name: str) -> Bot | None:
+        return self._bots.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._bots)
+
+    async def load_all(self) -> None:
+        """Read every package of the bots folder (file reads and compiling off the event loop)."""
+        self._bots = await asyncio.to_thread(self._load_all_sync)
+        log.info("loaded bots: %s", ", ".join(self._bots) or "(none)")
+
+    def _load_all_sync(self) -> dict[str, Bot]:
+        bots: dict[str, Bot] = {}
+        for path in discover_packages(self.bots_dir):
+            try:
+                bot = load_bot(path)
+            except PackageError as e:
+                log.error("bot package skipped: %s", e)
+                continue
+            bots[bot.name] = bot
+        return bots
+
+    async def reload(self, name: str) -> Bot | None:
+        """Read one bot's package again; ``None`` when its folder is gone."""
+        path = self.bots_dir / f"{name}.gbai"
+        if not path.is_dir():
+            self._bots.pop(name, None)
+            return None
+        bot = await asyncio.to_thread(load_bot, path)
+        self._bots[name] = bot
+        log.info(
+            "reloaded bot %s (%d dialogs, %d errors)", name, len(bot.programs), len(bot.errors)
+        )
+        return bot

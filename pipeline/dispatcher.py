@@ -1,0 +1,103 @@
+"""The dispatcher: runs turns in order per conversation, concurrently across them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from channels.base import InboundMessage
+from pipeline.bots import BotRegistry
+from pipeline.dialog import dialog_stage
+from pipeline.errors import TurnFailed, TurnRejected, UnknownBot
+from pipeline.reply import reply_stage
+from pipeline.services import Services
+from pipeline.sessions import session_stage
+from pipeline.turn import ReplySink, Stage, Turn, build_chain
+
+log = logging.getLogger(__name__)
+
+
+def default_stages() -> list[Stage]:
+    """The chat flow, outermost first.
+
+    Order matters: the session must exist before anything reads it; reply wraps
+    everything after it, so it runs last on the way out, flushing and saving
+    what the inner stages produced; dialog precedes knowledge and the LLM
+    because a dialog waiting on HEAR owns the next message. Media, knowledge,
+    tools and LLM stages join this list as those capabilities are built.
+    """
+    return [session_stage, reply_stage, dialog_stage]
+
+
+class Dispatcher:
+    """Entry point of the pipeline for every channel.
+
+    One conversation's messages run one at a time, in arrival order (a lock
+    per conversation, shared across instances when the lock store is Redis);
+    different conversations run concurrently, at most ``max_concurrent_turns``
+    at once in this process.
+    """
+
+    def __init__(
+        self,
+        bots: BotRegistry,
+        services: Services,
+        *,
+        stages: list[Stage] | None = None,
+        max_concurrent_turns: int = 256,
+        turn_lock_ttl: float = 120.0,
+        turn_lock_timeout: float = 60.0,
+    ) -> None:
+        self._bots = bots
+        self._services = services
+        self._chain = build_chain(default_stages() if stages is None else stages)
+        self._slots = asyncio.Semaphore(max_concurrent_turns)
+        self._lock_ttl = turn_lock_ttl
+        self._lock_timeout = turn_lock_timeout
+
+    async def handle(self, message: InboundMessage, sink: ReplySink) -> Turn:
+        """Run one turn; replies go to ``sink`` as they are produced.
+
+        Raises :class:`TurnRejected` for input the client must change and
+        :class:`TurnFailed` (with the cause chained) for failures on our side.
+        """
+        bot = self._bots.get(message.bot)
+        if bot is None:
+            raise UnknownBot(message.bot)
+        turn = Turn(message=message, bot=bot, services=self._services, sink=sink)
+        key = f"turn:{message.conversation_key}"
+        try:
+            async with self._services.locks.lock(
+                key, ttl=self._lock_ttl, timeout=self._lock_timeout
+            ):
+                async with self._slots:
+                    turn.started = time.perf_counter()
+                    await self._chain(turn)
+        except TurnRejected as e:
+            log.info(
+                "turn rejected channel=%s bot=%s message=%s: %s",
+                message.channel,
+                message.bot,
+                message.external_id,
+                e.message,
+            )
+            raise
+        except Exception as e:
+            log.exception(
+                "turn failed channel=%s bot=%s message=%s after %.1f ms",
+                message.channel,
+                message.bot,
+                message.external_id,
+                (time.perf_counter() - turn.started) * 1000,
+            )
+            raise TurnFailed(f"turn failed: {type(e).__name__}") from e
+        log.debug(
+            "turn done channel=%s bot=%s message=%s replies=%d in %.2f ms",
+            message.channel,
+            message.bot,
+            message.external_id,
+            turn.replies,
+            (time.perf_counter() - turn.started) * 1000,
+        )
+        return turn

@@ -1,0 +1,112 @@
+"""The turn: one inbound message travelling through the pipeline stages."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from channels.base import InboundMessage, OutboundMessage, Suggestion
+from storage.base import HistoryEntry, Session
+
+if TYPE_CHECKING:
+    from pipeline.bots import Bot
+    from pipeline.services import Services
+
+
+class ReplySink(Protocol):
+    """Where a turn's replies go as they are produced (HTTP response, WebSocket, channel)."""
+
+    async def delta(self, text: str) -> None:
+        """A partial piece of the reply being produced (streamed LLM output)."""
+
+    async def message(self, message: OutboundMessage) -> None:
+        """One complete bot message."""
+
+
+@dataclass(slots=True)
+class Turn:
+    """The context of one turn: the message, its bot and session, and where replies go.
+
+    Bot messages are held back by one: a message is delivered when the next one
+    is produced or when the turn ends, so that the suggestions valid at the end
+    of the turn ride on its last message only.
+    """
+
+    message: InboundMessage
+    bot: Bot
+    services: Services
+    sink: ReplySink
+    session: Session | None = None
+    history: list[HistoryEntry] = field(default_factory=list)
+    replies: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    _pending: str | None = None
+
+    @property
+    def text(self) -> str:
+        return self.message.text
+
+    @property
+    def answered(self) -> bool:
+        """Whether the turn produced any bot message yet."""
+        return self.replies > 0 or self._pending is not None
+
+    async def say(self, text: str) -> None:
+        """Send one bot message (delivered when the next one comes or the turn ends)."""
+        if self._pending is not None:
+            await self._deliver(self._pending, ())
+        self._pending = text
+
+    async def flush(self) -> None:
+        """Deliver the held-back message with the session's current suggestions."""
+        if self._pending is None:
+            return
+        text, self._pending = self._pending, None
+        await self._deliver(text, self.suggestions())
+
+    def suggestions(self) -> tuple[Suggestion, ...]:
+        if self.session is None:
+            return ()
+        return tuple(
+            Suggestion(key, label) for key, label in self.session.state.get("suggestions", [])
+        )
+
+    async def _deliver(self, text: str, suggestions: tuple[Suggestion, ...]) -> None:
+        msg = self.message
+        self.replies += 1
+        self.history.append(HistoryEntry(role="assistant", content=text))
+        await self.sink.message(
+            OutboundMessage(
+                channel=msg.channel,
+                bot=msg.bot,
+                conversation=msg.conversation,
+                text=text,
+                suggestions=suggestions,
+                reply_to=msg.external_id,
+            )
+        )
+
+
+Next = Callable[[Turn], Awaitable[None]]
+Stage = Callable[[Turn, Next], Awaitable[None]]
+
+
+def build_chain(stages: list[Stage]) -> Next:
+    """Compose stages into one handler: each stage gets the rest of the chain as ``next``."""
+
+    async def end(turn: Turn) -> None:
+        return None
+
+    handler: Next = end
+    for stage in reversed(stages):
+        handler = _bind(stage, handler)
+    return handler
+
+
+def _bind(stage: Stage, next_: Next) -> Next:
+    async def run(turn: Turn) -> None:
+        await stage(turn, next_)
+
+    return run

@@ -1,0 +1,113 @@
+"""Store contracts: what the rest of the product may ask of storage.
+
+Each contract has an embedded backend (a PostgreSQL run by the process
+itself, or in-process structures) and a production backend (a PostgreSQL
+server, Redis); one contract test suite runs against every backend.
+Every key is scoped by bot by the caller or by the store's arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+class StorageError(Exception):
+    """Root of the errors storage raises."""
+
+
+class LockTimeout(StorageError):
+    """A lock could not be acquired in time."""
+
+
+@dataclass(slots=True)
+class Session:
+    """One conversation of a user with a bot on a channel.
+
+    ``state`` is plain JSON data: the serialized dialog continuation, the
+    suggestions on offer, context entries, active KBs and tools.
+    """
+
+    id: str
+    bot_id: str
+    channel: str
+    user_id: str
+    status: str = "active"
+    state: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One message of a conversation as kept in its history."""
+
+    role: str  # "user" | "bot" | "system"
+    content: str
+    tokens_used: int = 0
+    created_at: datetime | None = None
+
+
+class ConversationStore(Protocol):
+    """Sessions and their message history."""
+
+    async def create(self, *, bot_id: str, channel: str, user_id: str) -> Session:
+        """Start a new active session."""
+
+    async def get(self, session_id: str) -> Session | None:
+        """The session with this id, or ``None`` (also for ids that are not UUIDs)."""
+
+    async def find_active(self, *, bot_id: str, channel: str, user_id: str) -> Session | None:
+        """The user's most recently updated active session with this bot on this channel."""
+
+    async def save(self, session: Session, *, append: Sequence[HistoryEntry] = ()) -> None:
+        """Persist the session's status and state and append history, atomically."""
+
+    async def history(self, session_id: str, *, limit: int = 50) -> list[HistoryEntry]:
+        """The last ``limit`` entries of a session, oldest first."""
+
+
+class BotConfigStore(Protocol):
+    """The loaded configuration of each bot (config.csv and package facts)."""
+
+    async def put(self, bot_id: str, config: dict[str, Any]) -> None: ...
+
+    async def get(self, bot_id: str) -> dict[str, Any] | None: ...
+
+
+class Cache(Protocol):
+    """Bytes by key with an optional time to live, shared by all instances."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+class Locks(Protocol):
+    """Mutual exclusion by key, across every instance sharing the backend."""
+
+    def lock(
+        self, key: str, *, ttl: float = 30.0, timeout: float = 30.0
+    ) -> AbstractAsyncContextManager[None]:
+        """Hold ``key`` for the block; raise :class:`LockTimeout` after ``timeout`` seconds.
+
+        ``ttl`` bounds how long a crashed holder can keep the lock.
+        """
+
+
+class PubSub(Protocol):
+    """Fire-and-forget messages to every current subscriber of a channel."""
+
+    async def publish(self, channel: str, message: bytes) -> None: ...
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """Subscribe for the ``async with`` block; it yields the messages published to ``channel``.
+
+        The subscription is in place when the block is entered, so nothing
+        published after that is missed; leaving the block unsubscribes.
+        """

@@ -1,0 +1,181 @@
+"""Open every store the process needs from its settings, and close them again.
+
+``DATABASE_URL`` set: an asyncpg pool to that server; unset: the embedded
+PostgreSQL under ``<data_dir>/postgres``. Migrations are applied on open.
+``REDIS_URL`` set: cache, locks and pub/sub in Redis; unset: in-process.
+
+The gateway opens :class:`Stores` once in its ``cleanup_ctx`` (see
+:func:`stores`) and keeps it under a ``web.AppKey``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from config.settings import Settings
+from storage.base import BotConfigStore, Cache, ConversationStore, Locks, PubSub
+from storage.embedded_postgres import EmbeddedPostgres
+from storage.memory import MemoryCache, MemoryLocks, MemoryPubSub
+from storage.migrate import migrate
+from storage.postgres import (
+    PostgresBotConfigStore,
+    PostgresConversationStore,
+    create_pool,
+    init_connection,
+    quote_ident,
+)
+from storage.redis import DEFAULT_PREFIX, RedisCache, RedisLocks, RedisPubSub, connect
+
+log = logging.getLogger(__name__)
+
+PING_TIMEOUT = 2.0  # seconds; a slower answer counts as unreachable for /ready
+
+
+@dataclass(slots=True)
+class Stores:
+    """Every store of the process, plus the resources behind them to close."""
+
+    conversations: ConversationStore
+    bot_configs: BotConfigStore
+    cache: Cache
+    locks: Locks
+    pubsub: PubSub
+    pool: asyncpg.Pool
+    redis: aioredis.Redis | None = None
+    embedded: EmbeddedPostgres | None = None
+
+    async def ping(self) -> dict[str, bool]:
+        """Whether each configured backend answers, for ``/ready``.
+
+        Keys: ``"postgres"`` always; ``"redis"`` only when Redis is configured
+        (the in-process cache, locks and pub/sub cannot be unreachable).
+        """
+        checks = {"postgres": self._ping_postgres()}
+        if self.redis is not None:
+            checks["redis"] = self._ping_redis(self.redis)
+        results = await asyncio.gather(*checks.values())
+        return dict(zip(checks, results, strict=True))
+
+    async def _ping_postgres(self) -> bool:
+        try:
+            async with asyncio.timeout(PING_TIMEOUT):
+                return bool(await self.pool.fetchval("SELECT 1") == 1)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            log.warning("postgres ping failed: %s", e)
+            return False
+
+    @staticmethod
+    async def _ping_redis(client: aioredis.Redis) -> bool:
+        try:
+            async with asyncio.timeout(PING_TIMEOUT):
+                return bool(await client.ping())
+        except (TimeoutError, OSError, aioredis.RedisError) as e:
+            log.warning("redis ping failed: %s", e)
+            return False
+
+    async def close(self) -> None:
+        """Close the Redis client and the pool, then stop the embedded server."""
+        try:
+            if self.redis is not None:
+                await self.redis.aclose()
+            await self.pool.close()
+        finally:
+            if self.embedded is not None:
+                await self.embedded.stop()
+
+
+async def open_stores(
+    settings: Settings,
+    *,
+    schema: str | None = None,
+    redis_prefix: str = DEFAULT_PREFIX,
+    pool_max_size: int = 10,
+) -> Stores:
+    """Open (and migrate) every store ``settings`` asks for.
+
+    ``schema`` puts the tables in that PostgreSQL schema (created if needed)
+    instead of ``public``; ``redis_prefix`` namespaces every Redis key.
+    """
+    embedded, dsn = await _database(settings)
+    pool: asyncpg.Pool | None = None
+    client: aioredis.Redis | None = None
+    try:
+        pool = await create_pool(dsn, schema=schema, max_size=pool_max_size)
+        applied = await migrate(pool)
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        if settings.redis_url:
+            client = connect(settings.redis_url)
+            cache: Cache = RedisCache(client, prefix=redis_prefix)
+            locks: Locks = RedisLocks(client, prefix=redis_prefix)
+            pubsub: PubSub = RedisPubSub(client, prefix=redis_prefix)
+        else:
+            cache, locks, pubsub = MemoryCache(), MemoryLocks(), MemoryPubSub()
+    except BaseException:
+        if client is not None:
+            await client.aclose()
+        if pool is not None:
+            await pool.close()
+        if embedded is not None:
+            await embedded.stop()
+        raise
+    return Stores(
+        conversations=PostgresConversationStore(pool),
+        bot_configs=PostgresBotConfigStore(pool),
+        cache=cache,
+        locks=locks,
+        pubsub=pubsub,
+        pool=pool,
+        redis=client,
+        embedded=embedded,
+    )
+
+
+@asynccontextmanager
+async def stores(
+    settings: Settings,
+    *,
+    schema: str | None = None,
+    redis_prefix: str = DEFAULT_PREFIX,
+    pool_max_size: int = 10,
+) -> AsyncIterator[Stores]:
+    """:func:`open_stores` for the lifetime of an ``async with`` (or a ``cleanup_ctx``)."""
+    opened = await open_stores(
+        settings, schema=schema, redis_prefix=redis_prefix, pool_max_size=pool_max_size
+    )
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def run_migrations(settings: Settings, *, schema: str | None = None) -> list[str]:
+    """Apply pending migrations to the configured database; ``botserver migrate``."""
+    embedded, dsn = await _database(settings)
+    try:
+        conn = await asyncpg.connect(dsn)
+        try:
+            if schema:
+                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+                await conn.execute(f"SET search_path TO {quote_ident(schema)}")
+            await init_connection(conn)
+            return await migrate(conn)
+        finally:
+            await conn.close()
+    finally:
+        if embedded is not None:
+            await embedded.stop()
+
+
+async def _database(settings: Settings) -> tuple[EmbeddedPostgres | None, str]:
+    if settings.database_url:
+        return None, settings.database_url
+    embedded = EmbeddedPostgres(settings.data_dir)
+    return embedded, await embedded.start()

@@ -1,0 +1,163 @@
+"""The widget's HTML without a browser: the page, its static files, and rendered frames.
+
+The Chromium test shows the widget working; these pin down what it is made
+of, in-process and in milliseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from gateway.keys import BOTS
+from gateway.widget import STATIC_DIR, render_frame, setup_widget
+
+
+@dataclass(frozen=True)
+class FakeBot:
+    name: str
+    display_name: str
+    theme_color: str | None = None
+
+
+class FakeBots:
+    def __init__(self, *bots: FakeBot) -> None:
+        self._bots = {bot.name: bot for bot in bots}
+
+    def get(self, name: str) -> FakeBot | None:
+        return self._bots.get(name)
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any) -> TestClient[Any, Any]:
+    app = web.Application()
+    app[BOTS] = FakeBots(  # type: ignore[assignment]
+        FakeBot("default", "Default Bot", "teal"),
+        FakeBot("tricky", "<Ada & Co>", "red; background: url(//evil)"),
+    )
+    setup_widget(app)
+    result: TestClient[Any, Any] = await aiohttp_client(app)
+    return result
+
+
+FRAMES: list[tuple[dict[str, Any], list[str]]] = [
+    (
+        {"type": "user", "text": "hi <b>"},
+        [
+            '<div id="messages" hx-swap-oob="beforeend">'
+            '<div class="msg msg-user">hi &lt;b&gt;</div>',
+            '<div id="suggestions" hx-swap-oob="innerHTML"></div>',
+            '<div id="typing" class="typing" hx-swap-oob="true">',
+        ],
+    ),
+    (
+        {"type": "delta", "text": "Nice to "},
+        ['<div id="draft" hx-swap-oob="beforeend">Nice to </div>'],
+    ),
+    (
+        {"type": "message", "text": "Hello & welcome", "suggestions": []},
+        [
+            '<div class="msg msg-bot">Hello &amp; welcome</div>',
+            '<div id="draft" class="msg msg-bot msg-draft" hx-swap-oob="true"></div>',
+        ],
+    ),
+    (
+        {"type": "message", "text": "Next?", "suggestions": [{"key": 'a"b', "label": "<A>"}]},
+        [
+            '<div id="suggestions" hx-swap-oob="innerHTML">'
+            '<button type="button" class="suggestion" name="text" value="a&quot;b" ws-send>'
+            "&lt;A&gt;</button></div>",
+        ],
+    ),
+    (
+        {"type": "done", "session_id": "s-1"},
+        [
+            '<div id="session" hx-swap-oob="true" hidden data-session-id="s-1"></div>',
+            '<div id="typing" class="typing" hx-swap-oob="true" hidden></div>',
+        ],
+    ),
+    (
+        {"type": "error", "error": "bad_request", "message": "field 'text' <missing>"},
+        [
+            '<div class="msg msg-error" role="alert" data-error="bad_request">'
+            "field &#x27;text&#x27; &lt;missing&gt;</div>",
+            '<div id="typing" class="typing" hx-swap-oob="true" hidden></div>',
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("frame", "fragments"), FRAMES)
+def test_frames_render_as_escaped_out_of_band_swaps(
+    frame: dict[str, Any], fragments: list[str]
+) -> None:
+    html = render_frame(frame)
+    assert html is not None
+    for fragment in fragments:
+        assert fragment in html
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [{"type": "delta", "text": ""}, {"type": "pong"}, {}],
+)
+def test_frames_with_nothing_to_show_render_as_none(frame: dict[str, Any]) -> None:
+    assert render_frame(frame) is None
+
+
+async def test_page_connects_the_bot_socket_and_loads_only_its_own_files(
+    client: TestClient[Any, Any],
+) -> None:
+    response = await client.get("/chat/default")
+    assert response.status == 200
+    assert response.content_type == "text/html"
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    page = await response.text()
+    assert 'hx-ext="ws"' in page
+    assert 'ws-connect="/ws/default?format=html"' in page
+    assert re.search(r'<form id="composer"[^>]* ws-send', page)
+    assert '<label for="text"' in page
+    assert 'data-accent="teal"' in page
+    for url in re.findall(r'(?:src|href|ws-connect)="([^"]*)"', page):  # no CDN, no other host
+        assert url.startswith(("/static/", "/ws/", "data:")), url
+
+    assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page)
+    assert len(assets) == 4
+    for asset in assets:
+        fetched = await client.get(asset.replace("&amp;", "&"))
+        assert fetched.status == 200, asset
+        assert len(await fetched.read()) > 100
+
+
+async def test_page_escapes_the_bot_name_and_refuses_a_colour_that_is_not_one(
+    client: TestClient[Any, Any],
+) -> None:
+    page = await (await client.get("/chat/tricky")).text()
+    assert "<title>&lt;Ada &amp; Co&gt;</title>" in page
+    assert "<Ada" not in page
+    assert 'data-accent=""' in page
+    assert "evil" not in page
+
+
+async def test_unknown_bot_is_a_404_page_or_json_error(client: TestClient[Any, Any]) -> None:
+    page = await client.get("/chat/nobody", headers={"Accept": "text/html"})
+    assert page.status == 404
+    assert "Bot not found" in await page.text()
+
+    api = await client.get("/chat/nobody", headers={"Accept": "application/json"})
+    assert api.status == 404
+    assert await api.json() == {"error": "unknown_bot", "message": "no bot named 'nobody'"}
+
+
+def test_vendored_htmx_is_version_2_with_its_licence() -> None:
+    htmx = (STATIC_DIR / "vendor" / "htmx-2.0.11.min.js").read_text()
+    assert 'version:"2.' in htmx
+    ws = (STATIC_DIR / "vendor" / "htmx-ext-ws-2.0.4.min.js").read_text()
+    assert 'defineExtension("ws"' in ws
+    for licence in ("htmx-2.0.11.LICENSE", "htmx-ext-ws-2.0.4.LICENSE"):
+        assert "Zero" in (STATIC_DIR / "vendor" / licence).read_text()

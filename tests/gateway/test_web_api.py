@@ -1,0 +1,169 @@
+"""The web channel's HTTP API, spoken to as a client would."""
+
+from __future__ import annotations
+
+import uuid
+
+import orjson
+from aiohttp.test_utils import TestClient
+
+URL = "/api/v1/bots/{bot}/messages"
+
+
+def new_user() -> str:
+    return f"user-{uuid.uuid4().hex[:8]}"
+
+
+async def say(
+    client: TestClient, text: str, user: str, session_id: str | None = None, bot: str = "default"
+):  # type: ignore[no-untyped-def]
+    resp = await client.post(
+        URL.format(bot=bot), json={"user_id": user, "text": text, "session_id": session_id}
+    )
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def test_default_bot_conversation(client: TestClient) -> None:
+    user = new_user()
+    first = await say(client, "hi", user)
+    assert [r["text"] for r in first["replies"]] == [
+        "Hello! I am the botserver assistant. What is your name?"
+    ]
+    session = first["session_id"]
+
+    second = await say(client, "ada lovelace", user, session)
+    assert second["session_id"] == session
+    assert [r["text"] for r in second["replies"]] == [
+        "Nice to meet you, Ada Lovelace!",
+        "What would you like to do next?",
+    ]
+    assert second["replies"][0]["suggestions"] == []
+    assert second["replies"][1]["suggestions"] == [
+        "What can you do?",
+        "Do you remember my name?",
+        "Goodbye",
+    ]
+
+    # A tapped suggestion arrives as its label; the dialog's menu gets the key.
+    third = await say(client, "Do you remember my name?", user, session)
+    assert [r["text"] for r in third["replies"]] == ["Of course: your name is Ada Lovelace."]
+    assert third["replies"][0]["suggestions"] == []
+
+    # The dialog has ended and no AI model is configured: an honest fallback.
+    fourth = await say(client, "anything else?", user, session)
+    assert [r["text"] for r in fourth["replies"]] == ["Sorry, I have no answer for that."]
+
+
+async def test_invalid_hear_input_is_asked_again(client: TestClient) -> None:
+    user = new_user()
+    session = (await say(client, "hi", user))["session_id"]
+    retry = await say(client, "12345", user, session)
+    assert len(retry["replies"]) == 1
+    assert "name" in retry["replies"][0]["text"].lower()
+    ok = await say(client, "grace hopper", user, session)
+    assert ok["replies"][0]["text"] == "Nice to meet you, Grace Hopper!"
+
+
+async def test_without_session_id_the_users_active_session_continues(client: TestClient) -> None:
+    user = new_user()
+    first = await say(client, "hi", user)
+    second = await say(client, "alan turing", user)
+    assert second["session_id"] == first["session_id"]
+    assert second["replies"][0]["text"] == "Nice to meet you, Alan Turing!"
+
+
+async def test_history_is_kept_in_order(client: TestClient) -> None:
+    user = new_user()
+    session = (await say(client, "hi", user))["session_id"]
+    await say(client, "ada", user, session)
+    resp = await client.get(
+        f"/api/v1/bots/default/sessions/{session}/messages", params={"user_id": user}
+    )
+    assert resp.status == 200
+    body = await resp.json()
+    assert [(m["role"], m["text"]) for m in body["messages"]] == [
+        ("user", "hi"),
+        ("assistant", "Hello! I am the botserver assistant. What is your name?"),
+        ("user", "ada"),
+        ("assistant", "Nice to meet you, Ada!"),
+        ("assistant", "What would you like to do next?"),
+    ]
+    other = await client.get(
+        f"/api/v1/bots/default/sessions/{session}/messages", params={"user_id": "someone"}
+    )
+    assert other.status == 404
+
+
+async def test_event_stream_ends_with_done(client: TestClient) -> None:
+    user = new_user()
+    resp = await client.post(
+        URL.format(bot="default"),
+        json={"user_id": user, "text": "hi"},
+        headers={"Accept": "text/event-stream"},
+    )
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+    raw = (await resp.read()).decode()
+    events = []
+    for block in raw.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((lines["event"], orjson.loads(lines["data"])))
+    assert [e for e, _ in events] == ["message", "done"]
+    assert events[0][1]["text"] == "Hello! I am the botserver assistant. What is your name?"
+    assert events[1][1]["session_id"]
+    assert events[1][1]["replies"] == [events[0][1]]
+
+
+async def test_event_stream_refused_turn_is_a_plain_json_error(client: TestClient) -> None:
+    resp = await client.post(
+        URL.format(bot="default"),
+        json={"user_id": new_user(), "text": "hi", "session_id": str(uuid.uuid4())},
+        headers={"Accept": "text/event-stream"},
+    )
+    assert resp.status == 404
+    assert (await resp.json())["error"] == "unknown_session"
+
+
+async def test_runtime_error_ends_dialog_politely(client: TestClient) -> None:
+    user = new_user()
+    first = await say(client, "start", user, bot="crash")
+    assert first["replies"][0]["text"] == "Give me a number."
+    session = first["session_id"]
+    failed = await say(client, "0", user, session, bot="crash")
+    assert [r["text"] for r in failed["replies"]] == [
+        "Sorry, something went wrong in this conversation. Please start again."
+    ]
+    # The dialog ended: the next message is not another error, and nothing loops.
+    after = await say(client, "5", user, session, bot="crash")
+    assert [r["text"] for r in after["replies"]] == ["Sorry, I have no answer for that."]
+
+
+async def test_bot_without_dialog_uses_its_configured_fallback(client: TestClient) -> None:
+    body = await say(client, "hello", new_user(), bot="nodialog")
+    assert [r["text"] for r in body["replies"]] == ["I only know how to say this."]
+
+
+async def test_health_and_ready(client: TestClient) -> None:
+    assert (await client.get("/health")).status == 200
+    resp = await client.get("/ready")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["status"] == "ready"
+    assert body["checks"] and all(body["checks"].values())
+
+
+async def test_reload_reports_dialog_errors(client: TestClient) -> None:
+    resp = await client.post("/api/v1/bots/broken/reload")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["dialogs"] == []
+    assert len(body["errors"]) == 1
+    assert body["errors"][0].split(":")[0].endswith("start.bas")
+
+    ok = await client.post("/api/v1/bots/default/reload")
+    assert (await ok.json())["dialogs"] == ["start"]
+    missing = await client.post("/api/v1/bots/nope/reload")
+    assert missing.status == 404
+    traversal = await client.post("/api/v1/bots/..%2F..%2Fetc/reload")
+    assert traversal.status == 404

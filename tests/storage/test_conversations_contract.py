@@ -1,0 +1,192 @@
+"""ConversationStore contract: one suite, every PostgreSQL backend (embedded, server)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+
+from storage.base import ConversationStore, HistoryEntry, Session, StorageError
+from storage.postgres import PostgresConversationStore
+
+
+@pytest.fixture
+def store(pg_pool: asyncpg.Pool) -> ConversationStore:
+    return PostgresConversationStore(pg_pool)
+
+
+@pytest.fixture
+async def session(store: ConversationStore, unique: Callable[[str], str]) -> Session:
+    return await store.create(bot_id=unique("bot"), channel="web", user_id=unique("user"))
+
+
+def turn(n: int) -> list[HistoryEntry]:
+    return [HistoryEntry("user", f"question {n}", 3), HistoryEntry("bot", f"answer {n}", 5)]
+
+
+async def test_create_starts_an_active_empty_session(
+    store: ConversationStore, unique: Callable[[str], str]
+) -> None:
+    bot, user = unique("bot"), unique("user")
+    created = await store.create(bot_id=bot, channel="whatsapp", user_id=user)
+
+    assert uuid.UUID(created.id)
+    assert (created.bot_id, created.channel, created.user_id) == (bot, "whatsapp", user)
+    assert created.status == "active"
+    assert created.state == {}
+    assert created.created_at is not None and created.updated_at is not None
+    assert await store.get(created.id) == created
+
+
+@pytest.mark.parametrize(
+    "session_id", ["not-a-uuid", "", "1; DROP TABLE user_sessions", str(uuid.uuid4())]
+)
+async def test_unknown_or_malformed_ids_are_simply_absent(
+    store: ConversationStore, session_id: str
+) -> None:
+    assert await store.get(session_id) is None
+    assert await store.history(session_id) == []
+
+
+async def test_save_persists_status_and_state(store: ConversationStore, session: Session) -> None:
+    before = session.updated_at
+    state = {
+        "dialog": {"pc": 7, "vars": {"name": "Zoë", "n": 3.5, "ok": True, "none": None}},
+        "suggestions": ["yes", "no"],
+        "text": "emoji 🤖 and quotes \" ' \\",
+    }
+    session.state = state
+    session.status = "waiting"
+    await store.save(session)
+
+    loaded = await store.get(session.id)
+    assert loaded is not None
+    assert loaded.state == state
+    assert loaded.status == "waiting"
+    assert before is not None and loaded.updated_at is not None
+    assert loaded.updated_at > before
+    assert session.updated_at == loaded.updated_at
+
+
+async def test_history_is_oldest_first_and_keeps_only_the_last_limit(
+    store: ConversationStore, session: Session
+) -> None:
+    for n in range(3):
+        await store.save(session, append=turn(n))
+
+    everything = await store.history(session.id)
+    assert [e.content for e in everything] == [
+        "question 0", "answer 0", "question 1", "answer 1", "question 2", "answer 2",
+    ]  # fmt: skip
+    assert [e.role for e in everything] == ["user", "bot"] * 3
+    assert [e.tokens_used for e in everything] == [3, 5] * 3
+    assert all(e.created_at is not None for e in everything)
+
+    last = await store.history(session.id, limit=3)
+    assert [e.content for e in last] == ["answer 1", "question 2", "answer 2"]
+    assert await store.history(session.id, limit=0) == []
+
+
+async def test_many_entries_in_one_save_keep_their_order(
+    store: ConversationStore, session: Session
+) -> None:
+    entries = [HistoryEntry("user", f"m{i}") for i in range(120)]
+    await store.save(session, append=entries)
+
+    assert [e.content for e in await store.history(session.id, limit=500)] == [
+        f"m{i}" for i in range(120)
+    ]
+    assert [e.content for e in await store.history(session.id)] == [f"m{i}" for i in range(70, 120)]
+
+
+async def test_given_created_at_is_kept(store: ConversationStore, session: Session) -> None:
+    at = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
+    await store.save(session, append=[HistoryEntry("system", "note", 0, at)])
+
+    [entry] = await store.history(session.id)
+    assert entry == HistoryEntry("system", "note", 0, at)
+
+
+async def test_save_is_atomic_state_and_history_together(
+    store: ConversationStore, session: Session
+) -> None:
+    await store.save(session, append=turn(0))
+    session.state = {"step": "should not persist"}
+    bad = [HistoryEntry("user", "fine"), HistoryEntry("x" * 500, "role too long for the column")]
+
+    with pytest.raises(StorageError):
+        await store.save(session, append=bad)
+
+    loaded = await store.get(session.id)
+    assert loaded is not None and loaded.state == {}
+    assert [e.content for e in await store.history(session.id)] == ["question 0", "answer 0"]
+
+
+async def test_saving_a_session_that_was_never_created_fails(
+    store: ConversationStore, unique: Callable[[str], str]
+) -> None:
+    ghost = Session(id=str(uuid.uuid4()), bot_id=unique("bot"), channel="web", user_id="u")
+    with pytest.raises(StorageError):
+        await store.save(ghost, append=turn(0))
+    assert await store.history(ghost.id) == []
+    with pytest.raises(StorageError):
+        await store.save(Session(id="nope", bot_id="b", channel="web", user_id="u"))
+
+
+async def test_find_active_picks_the_most_recently_updated(
+    store: ConversationStore, unique: Callable[[str], str]
+) -> None:
+    bot, user = unique("bot"), unique("user")
+    older = await store.create(bot_id=bot, channel="web", user_id=user)
+    newer = await store.create(bot_id=bot, channel="web", user_id=user)
+    found = await store.find_active(bot_id=bot, channel="web", user_id=user)
+    assert found is not None and found.id == newer.id
+
+    await store.save(older, append=turn(1))  # touching it makes it the most recent
+    found = await store.find_active(bot_id=bot, channel="web", user_id=user)
+    assert found is not None and found.id == older.id
+
+
+async def test_find_active_ignores_closed_sessions_and_other_scopes(
+    store: ConversationStore, unique: Callable[[str], str]
+) -> None:
+    bot, user = unique("bot"), unique("user")
+    active = await store.create(bot_id=bot, channel="web", user_id=user)
+    closed = await store.create(bot_id=bot, channel="web", user_id=user)
+    closed.status = "closed"
+    await store.save(closed)
+    await store.create(bot_id=unique("other-bot"), channel="web", user_id=user)
+    await store.create(bot_id=bot, channel="telegram", user_id=user)
+    await store.create(bot_id=bot, channel="web", user_id=unique("other-user"))
+
+    found = await store.find_active(bot_id=bot, channel="web", user_id=user)
+    assert found is not None and found.id == active.id
+    assert await store.find_active(bot_id=bot, channel="sms", user_id=user) is None
+    assert await store.find_active(bot_id=unique("nobody"), channel="web", user_id=user) is None
+
+
+async def test_histories_of_concurrent_sessions_do_not_mix(
+    store: ConversationStore, unique: Callable[[str], str]
+) -> None:
+    bot = unique("bot")
+    sessions = [
+        await store.create(bot_id=bot, channel="web", user_id=f"user-{i}") for i in range(20)
+    ]
+
+    async def converse(s: Session) -> None:
+        for n in range(5):
+            s.state = {"turn": n}
+            await store.save(s, append=[HistoryEntry("user", f"{s.user_id} {n}")])
+
+    await asyncio.gather(*(converse(s) for s in sessions))
+
+    for s in sessions:
+        assert [e.content for e in await store.history(s.id)] == [
+            f"{s.user_id} {n}" for n in range(5)
+        ]
+        loaded = await store.get(s.id)
+        assert loaded is not None and loaded.state == {"turn": 4}
