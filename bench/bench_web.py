@@ -368,8 +368,8 @@ def _loadgen_main(spec_json: str) -> int:
 
         uvloop.install()
     result = asyncio.run(_LoadGenerator(spec).run())
-    sys.stdout.write(json.dumps(result))
-    sys.stdout.flush()
+    # A file, not stdout: the parent waits for several generators at once.
+    Path(spec["result_path"]).write_bytes(orjson.dumps(result))
     return 0
 
 
@@ -727,8 +727,9 @@ class Phase:
 class Bench:
     """Runs the phases; user ids never repeat, so every phase starts fresh dialogs."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
         self.args = args
+        self.tmp = tmp
         self.run_id = f"{os.getpid()}-{int(time.time())}"
         self.phase_count = 0
         self.loadgens: list[subprocess.Popen[bytes]] = []
@@ -766,23 +767,25 @@ class Bench:
             }
             for i in range(clients)
         ]
+        for i, spec in enumerate(specs):
+            spec["result_path"] = str(self.tmp / f"loadgen-{self.phase_count}-{i}.json")
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "bench.bench_web", "--loadgen", json.dumps(spec)],
                 cwd=ROOT,
-                stdout=subprocess.PIPE,
                 stdin=subprocess.DEVNULL,
+                start_new_session=True,  # on Ctrl-C we stop them, without their tracebacks
             )
             for spec in specs
         ]
         self.loadgens = procs
         results = []
         try:
-            for proc in procs:
-                out, _ = proc.communicate(timeout=duration + 60)
+            for proc, spec in zip(procs, specs, strict=True):
+                proc.wait(timeout=duration + 60)
                 if proc.returncode != 0:
                     raise BenchError(f"load generator exited with {proc.returncode}")
-                results.append(json.loads(out))
+                results.append(orjson.loads(Path(spec["result_path"]).read_bytes()))
         finally:
             for proc in procs:
                 if proc.poll() is None:
@@ -863,7 +866,7 @@ def run(args: argparse.Namespace, out: list[str]) -> dict[str, Any]:
 
     tmp = Path(tempfile.mkdtemp(prefix="botserver-bench-"))
     servers: list[Server] = []
-    bench = Bench(args)
+    bench = Bench(args, tmp)
     try:
         gw_port, base_port = _free_port(), _free_port()
         gateway = Server(

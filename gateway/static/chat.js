@@ -25,6 +25,13 @@
 
   if (root.dataset.accent) root.style.setProperty("--accent", root.dataset.accent);
 
+  // After a server restart, come back within seconds: the extension's default
+  // backoff doubles up to 64 s. Jitter still spreads a crowd of widgets.
+  htmx.config.wsReconnectDelay = function (retryCount) {
+    var base = Math.min(1000 * Math.pow(1.5, retryCount), 10000);
+    return base * (0.5 + Math.random() / 2);
+  };
+
   // The ws extension calls this for every connect and reconnect.
   htmx.createWebSocket = function (url) {
     var target = new URL(url, location.href);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -41,9 +42,18 @@ def message(conversation: str, text: str) -> InboundMessage:
     )
 
 
-@pytest.fixture
-async def stores(server_database_url: str, tmp_path: Path) -> AsyncIterator[Stores]:
-    opened = await open_stores(Settings(data_dir=tmp_path, database_url=server_database_url))
+@pytest.fixture(params=["in-process", "redis"])
+async def stores(
+    request: pytest.FixtureRequest, server_database_url: str, tmp_path: Path
+) -> AsyncIterator[Stores]:
+    """Stores on the PostgreSQL server, with in-process or Redis locks ordering the turns."""
+    redis_url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=server_database_url,
+        redis_url=redis_url if request.param == "redis" else None,
+    )
+    opened = await open_stores(settings, redis_prefix=f"test:{uuid.uuid4().hex[:8]}:")
     yield opened
     await opened.close()
 
