@@ -32,7 +32,7 @@ async def post_message(request: web.Request) -> web.StreamResponse:
     if request.app[BOTS].get(bot) is None:
         raise UnknownBot(bot)
     if request.content_type not in ("application/json", "application/octet-stream", ""):
-        return json_error(415, "unsupported_media_type", "send the message as application/json")
+        raise web.HTTPUnsupportedMediaType(text="send the message as application/json")
     message = web_channel.parse_message(bot, web_channel.decode_json_object(await request.read()))
     dispatcher = request.app[DISPATCHER]
     if not _wants_event_stream(request):

@@ -39,6 +39,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.info("bad request %s %s: %s", request.method, request.path, e)
         return json_error(400, "bad_request", str(e))
     except TurnRejected as e:
+        log.info("refused %s %s: %s", request.method, request.path, e.message)
         return json_error(e.status, e.code, e.message)
     except TurnFailed as e:
         return json_error(500, "internal", f"{e}; the error is logged")

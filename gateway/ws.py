@@ -61,6 +61,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         try:
             turn = await request.app[DISPATCHER].handle(message, sink)
         except TurnRejected as e:
+            log.info("refused websocket message bot=%s: %s", bot, e.message)
             await _error(sink, e.code, e.message)
             if e.code == "unknown_session":
                 session_id = None  # the next message starts or finds the user's session

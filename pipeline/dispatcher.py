@@ -74,15 +74,8 @@ class Dispatcher:
                 async with self._slots:
                     turn.started = time.perf_counter()
                     await self._chain(turn)
-        except TurnRejected as e:
-            log.info(
-                "turn rejected channel=%s bot=%s message=%s: %s",
-                message.channel,
-                message.bot,
-                message.external_id,
-                e.message,
-            )
-            raise
+        except TurnRejected:
+            raise  # the caller answers the client and logs it
         except Exception as e:
             log.exception(
                 "turn failed channel=%s bot=%s message=%s after %.1f ms",

@@ -166,6 +166,6 @@ Traffic doubled this week.
 
 
 async def test_analytics_menu_calls_a_dialog_the_package_lacks() -> None:
-    with pytest.raises(BasicRuntimeError, match="platform-overview.bas' not found"):
+    with pytest.raises(BasicRuntimeError, match=r"platform-overview\.bas' not found"):
         await run_transcript(dialogs("analytics", "start"), textwrap.dedent(ANALYTICS_MENU) + "> 1",
                              host=CapableHost())

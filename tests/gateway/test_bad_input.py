@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import pytest
@@ -55,13 +56,21 @@ URL = "/api/v1/bots/default/messages"
     ],
 )
 async def test_malformed_messages(
-    client: TestClient, body: bytes, headers: dict[str, str], status: int, error: str, says: str
+    client: TestClient,
+    caplog: pytest.LogCaptureFixture,
+    body: bytes,
+    headers: dict[str, str],
+    status: int,
+    error: str,
+    says: str,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="gateway")
     resp = await client.post(URL, data=body, headers=headers)
     assert resp.status == status
     payload = await resp.json()
     assert payload["error"] == error
     assert says.lower() in payload["message"].lower()
+    assert any(URL in r.getMessage() for r in caplog.records), "bad input is logged"
 
 
 async def test_unknown_bot(client: TestClient) -> None:
