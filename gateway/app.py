@@ -52,6 +52,6 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_stores_ctx)
     app.cleanup_ctx.append(_bots_ctx)
     app.add_routes(api.routes)
-    app.add_routes(ws.routes)
+    ws.setup_websockets(app)
     setup_widget(app)
     return app

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from channels import web as web_channel
 from channels.base import OutboundMessage, PayloadError, Suggestion
-from gateway.keys import BOTS, DISPATCHER, SETTINGS, STORES
+from gateway.keys import BOTS, DISPATCHER, SETTINGS, STORES, WEBSOCKETS
 from gateway.sinks import WebSocketSink, reply_frame
 from gateway.widget import render_frame
 from pipeline.errors import TurnFailed, TurnRejected, UnknownBot
@@ -37,10 +37,29 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=request.app[SETTINGS].max_body_bytes)
     await ws.prepare(request)
-    sink = WebSocketSink(ws, render_frame if html else None)
-    if session_id is not None:
-        session_id = await _resume(request, sink, bot, user_id, session_id, replay=html)
+    sockets = request.app[WEBSOCKETS]
+    sockets.add(ws)
+    try:
+        sink = WebSocketSink(ws, render_frame if html else None)
+        if session_id is not None:
+            session_id = await _resume(request, sink, bot, user_id, session_id, replay=html)
+        await _converse(request, ws, sink, bot, user_id, session_id, html=html)
+    finally:
+        sockets.discard(ws)
+    return ws
 
+
+async def _converse(
+    request: web.Request,
+    ws: web.WebSocketResponse,
+    sink: WebSocketSink,
+    bot: str,
+    user_id: str | None,
+    session_id: str | None,
+    *,
+    html: bool,
+) -> None:
+    """Run a turn for each message frame until the client goes away."""
     async for frame in ws:
         if frame.type != WSMsgType.TEXT:
             if frame.type == WSMsgType.BINARY:
@@ -72,7 +91,19 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         assert turn.session is not None
         user_id, session_id = message.conversation, turn.session.id
         await sink.send({"type": "done", "session_id": session_id})
-    return ws
+
+
+def setup_websockets(app: web.Application) -> None:
+    """Add the route, and close open sockets on shutdown ("going away": clients reconnect)."""
+    app[WEBSOCKETS] = set()
+    app.add_routes(routes)
+    app.on_shutdown.append(_close_all)
+
+
+async def _close_all(app: web.Application) -> None:
+    sockets = app[WEBSOCKETS]
+    for ws in tuple(sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
 
 async def _resume(

@@ -352,3 +352,21 @@ async def test_resume_of_a_changed_dialog_is_refused() -> None:
     assert outcome.state is not None
     with pytest.raises(BasicRuntimeError, match="changed"):
         await Interpreter({"start": new}, RecordingHost()).resume(outcome.state, "hi")
+
+
+async def test_hear_inside_a_function_used_in_an_expression() -> None:
+    await run_transcript("""
+        TALK "Sum: " + (AskNumber("first") + AskNumber("second"))
+
+        FUNCTION AskNumber(label)
+            TALK "The " + label + " number?"
+            HEAR n AS INTEGER
+            RETURN n
+        END FUNCTION
+        """, """
+        The first number?
+        > 2
+        The second number?
+        > 40
+        Sum: 42
+        """)

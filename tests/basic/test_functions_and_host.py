@@ -39,7 +39,8 @@ async def test_memory_session_and_context() -> None:
         SET_USER_MEMORY "visits", 3
         g = GET BOT MEMORY("greeting")
         v = GET USER MEMORY "visits"
-        TALK g + " " + (v + 1) + " " + GET "session.user_id" + "@" + GET "session.channel"
+        user = GET "session.user_id"
+        TALK g + " " + (v + 1) + " " + user + "@" + (GET "session.channel")
         SET CONTEXT "shop" AS "We sell fruit."
         """, "hello 4 u1@web", host=host)
     assert host.bot_memory == {"greeting": "hello"}

@@ -7,43 +7,12 @@ of, in-process and in milliseconds.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from gateway.keys import BOTS
-from gateway.widget import STATIC_DIR, render_frame, setup_widget
-
-
-@dataclass(frozen=True)
-class FakeBot:
-    name: str
-    display_name: str
-    theme_color: str | None = None
-
-
-class FakeBots:
-    def __init__(self, *bots: FakeBot) -> None:
-        self._bots = {bot.name: bot for bot in bots}
-
-    def get(self, name: str) -> FakeBot | None:
-        return self._bots.get(name)
-
-
-@pytest.fixture
-async def client(aiohttp_client: Any) -> TestClient[Any, Any]:
-    app = web.Application()
-    app[BOTS] = FakeBots(  # type: ignore[assignment]
-        FakeBot("default", "Default Bot", "teal"),
-        FakeBot("tricky", "<Ada & Co>", "red; background: url(//evil)"),
-    )
-    setup_widget(app)
-    result: TestClient[Any, Any] = await aiohttp_client(app)
-    return result
-
+from gateway.widget import STATIC_DIR, render_frame
 
 FRAMES: list[tuple[dict[str, Any], list[str]]] = [
     (
