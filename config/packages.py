@@ -104,6 +104,8 @@ class BotPackage:
     config: BotConfig
     dialogs: Mapping[str, str] = field(default_factory=dict)  # lowercased name -> source
     dialog_files: Mapping[str, Path] = field(default_factory=dict)
+    # ``name.gbdata/*.csv`` by lowercased file name ("products.csv") -> rows
+    data: Mapping[str, list[dict[str, str]]] = field(default_factory=dict)
 
     @property
     def display_name(self) -> str:
@@ -147,7 +149,50 @@ def load_package(path: Path) -> BotPackage:
             except (OSError, UnicodeDecodeError) as e:
                 raise PackageError(f"{bas}: {e}") from e
             files[bas.stem.lower()] = bas
-    return BotPackage(name=name, path=path, config=config, dialogs=dialogs, dialog_files=files)
+    data = _read_data(path / f"{name}.gbdata")
+    return BotPackage(
+        name=name, path=path, config=config, dialogs=dialogs, dialog_files=files, data=data
+    )
+
+
+def _read_data(folder: Path) -> dict[str, list[dict[str, str]]]:
+    """The package's table seeds: each ``.csv`` of the ``.gbdata`` folder."""
+    tables: dict[str, list[dict[str, str]]] = {}
+    if not folder.is_dir():
+        return tables
+    for file in sorted(folder.iterdir()):
+        if not file.is_file() or file.suffix.lower() != ".csv":
+            continue
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise PackageError(f"{file}: {e}") from e
+        tables[file.name.lower()] = parse_data_csv(text)
+    return tables
+
+
+def parse_data_csv(text: str) -> list[dict[str, str]]:
+    """Rows of a ``.gbdata`` CSV: the header row names the columns; values are trimmed.
+
+    Blank lines are skipped, a short row leaves its last columns empty, cells beyond the
+    header (and columns with an empty name) are dropped.
+    """
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    header: list[str] | None = None
+    rows: list[dict[str, str]] = []
+    for record in reader:
+        if not any(cell.strip() for cell in record):
+            continue
+        if header is None:
+            header = [cell.strip() for cell in record]
+            continue
+        row = {
+            column: (record[i].strip() if i < len(record) else "")
+            for i, column in enumerate(header)
+            if column
+        }
+        rows.append(row)
+    return rows
 
 
 def discover_packages(bots_dir: Path) -> list[Path]:

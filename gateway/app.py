@@ -14,8 +14,10 @@ from gateway.keys import BOTS, DISPATCHER, SETTINGS, STORES
 from gateway.widget import setup_widget
 from pipeline.bots import BotRegistry
 from pipeline.dispatcher import Dispatcher
+from pipeline.mail import MailSettings, SmtpMailer
+from pipeline.outbound_http import OutboundHttp
 from pipeline.services import Services
-from storage.services import open_stores
+from storage.services import Stores, open_stores
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +31,34 @@ async def _stores_ctx(app: web.Application) -> AsyncIterator[None]:
         await stores.close()
 
 
+def build_services(stores: Stores, http: OutboundHttp) -> Services:
+    """What turns may use: the stores, the dialogs' HTTP client and the mail sender."""
+    return Services(
+        conversations=stores.conversations,
+        locks=stores.locks,
+        memory=stores.memory,
+        tables=stores.tables,
+        http=http,
+        mail=SmtpMailer(MailSettings.from_env()),
+    )
+
+
 async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
     registry = app[BOTS]
-    await registry.load_all()
     stores = app[STORES]
+    registry.attach_tables(stores.tables)  # loading (and reloading) seeds .gbdata tables
+    await registry.load_all()
     for name in registry.names():
         bot = registry.get(name)
         assert bot is not None
         await stores.bot_configs.put(name, bot.package.config.as_dict())
-    app[DISPATCHER] = Dispatcher(
-        registry, Services(conversations=stores.conversations, locks=stores.locks)
-    )
-    yield
+    http = OutboundHttp()
+    try:
+        await http.open()
+        app[DISPATCHER] = Dispatcher(registry, build_services(stores, http))
+        yield
+    finally:
+        await http.close()
 
 
 def create_app(settings: Settings) -> web.Application:

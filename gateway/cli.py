@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-from basic import check_source
+from basic import BasicSyntaxError, check_source, compile_source
+from basic.tools import is_tool
 from channels.base import InboundMessage, OutboundMessage
 from config.packages import PackageError, load_package
 from config.settings import Settings
 from pipeline.bots import BotRegistry
 from pipeline.dispatcher import Dispatcher
 from pipeline.errors import PipelineError
-from pipeline.services import Services
+from pipeline.outbound_http import OutboundHttp
+from pipeline.tools import tool_schemas
 from storage.services import open_stores, run_migrations
 
 
@@ -94,9 +98,45 @@ def _check_targets(targets: Sequence[str]) -> list[str]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.tools:
+        return _print_tools(args.targets)
     problems = _check_targets(args.targets)
     for problem in problems:
         print(problem)
+    return 1 if problems else 0
+
+
+def _print_tools(targets: Sequence[str]) -> int:
+    """``check --tools``: every tool's schema as one JSON list on stdout, problems on stderr."""
+    problems = _check_targets(targets)
+    tools: list[dict[str, Any]] = []
+    for target in targets:
+        path = Path(target)
+        sources: list[tuple[str, str]] = []
+        if path.is_dir():
+            try:
+                package = load_package(path)
+            except PackageError:
+                continue  # already reported
+            sources = [
+                (package.dialogs[name], str(package.dialog_files.get(name, name + ".bas")))
+                for name in package.dialogs
+            ]
+        elif path.is_file():
+            try:
+                sources = [(path.read_text(encoding="utf-8"), str(path))]
+            except (OSError, UnicodeDecodeError):
+                continue
+        for source, filename in sources:
+            try:
+                program = compile_source(source, filename)
+            except BasicSyntaxError:
+                continue
+            if is_tool(program):
+                tools.append(tool_schemas(program))
+    print(json.dumps(tools, indent=2, ensure_ascii=False))
+    for problem in problems:
+        print(problem, file=sys.stderr)
     return 1 if problems else 0
 
 
@@ -111,16 +151,18 @@ class _TerminalSink:
 
 
 async def _chat(settings: Settings, bot: str) -> int:
+    from gateway.app import build_services
+
     stores = await open_stores(settings)
+    http = OutboundHttp()
     try:
-        registry = BotRegistry(settings.bots_dir)
+        await http.open()
+        registry = BotRegistry(settings.bots_dir, tables=stores.tables)
         await registry.load_all()
         if registry.get(bot) is None:
             print(f"no bot named {bot!r} in {settings.bots_dir}", file=sys.stderr)
             return 2
-        dispatcher = Dispatcher(
-            registry, Services(conversations=stores.conversations, locks=stores.locks)
-        )
+        dispatcher = Dispatcher(registry, build_services(stores, http))
         sink = _TerminalSink()
         count = 0
         loop = asyncio.get_running_loop()
@@ -144,6 +186,7 @@ async def _chat(settings: Settings, bot: str) -> int:
             except PipelineError as e:
                 print(f"error: {e}", file=sys.stderr)
     finally:
+        await http.close()
         await stores.close()
 
 
@@ -194,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="check .bas files and .gbai packages for errors")
     check.add_argument("targets", nargs="+", metavar="FILE_OR_PACKAGE")
+    check.add_argument(
+        "--tools",
+        action="store_true",
+        help="print each tool's schema (OpenAI function and Anthropic tool) as JSON",
+    )
     check.set_defaults(func=cmd_check)
 
     chat = sub.add_parser("chat", help="talk to a bot in the terminal")

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from basic import BasicSyntaxError, Limits, Program, compile_source
-from config.packages import BotPackage, PackageError, discover_packages, load_package
+from config.packages import BotConfig, BotPackage, PackageError, discover_packages, load_package
+from pipeline.outbound_http import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, HttpPolicy
+from storage.base import TableStore
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +26,7 @@ class Bot:
     limits: Limits
     errors: tuple[BasicSyntaxError, ...] = ()
     globals: Mapping[str, Any] = field(default_factory=dict)
+    http: HttpPolicy = field(default_factory=HttpPolicy)
 
     @property
     def name(self) -> str:
@@ -55,6 +58,19 @@ def limits_from_config(package: BotPackage) -> Limits:
     )
 
 
+def http_policy_from_config(config: BotConfig) -> HttpPolicy:
+    """The bot's HTTP settings: ``HTTP Allow Private`` (default false), ``HTTP Timeout``
+    (seconds, default 10), ``HTTP Max Response Bytes`` (default 1 MiB)."""
+    timeout = config.number("http-timeout", DEFAULT_TIMEOUT)
+    max_bytes = config.integer("http-max-response-bytes", DEFAULT_MAX_BYTES)
+    return HttpPolicy(
+        allow_private=config.get("http-allow-private", "").strip().lower()
+        in ("true", "yes", "1", "on"),
+        timeout=timeout if timeout > 0 else DEFAULT_TIMEOUT,
+        max_bytes=max_bytes if max_bytes > 0 else DEFAULT_MAX_BYTES,
+    )
+
+
 def build_bot(package: BotPackage) -> Bot:
     """Compile a package's dialogs; a dialog with errors is left out and its errors kept."""
     programs: dict[str, Program] = {}
@@ -72,6 +88,7 @@ def build_bot(package: BotPackage) -> Bot:
         limits=limits_from_config(package),
         errors=tuple(errors),
         globals=package.config.params(),
+        http=http_policy_from_config(package.config),
     )
 
 
@@ -80,11 +97,20 @@ def load_bot(path: Path) -> Bot:
 
 
 class BotRegistry:
-    """The bots of one bots folder, by name; reloaded whole or one at a time."""
+    """The bots of one bots folder, by name; reloaded whole or one at a time.
 
-    def __init__(self, bots_dir: Path) -> None:
+    With a table store attached, every (re)load seeds the bot's tables from its ``.gbdata``
+    CSV files.
+    """
+
+    def __init__(self, bots_dir: Path, *, tables: TableStore | None = None) -> None:
         self.bots_dir = bots_dir
+        self.tables = tables
         self._bots: dict[str, Bot] = {}
+
+    def attach_tables(self, tables: TableStore) -> None:
+        """Seed tables on load from now on (the composition root calls this once stores open)."""
+        self.tables = tables
 
     def get(self, name: str) -> Bot | None:
         return self._bots.get(name)
@@ -94,8 +120,19 @@ class BotRegistry:
 
     async def load_all(self) -> None:
         """Read every package of the bots folder (file reads and compiling off the event loop)."""
-        self._bots = await asyncio.to_thread(self._load_all_sync)
+        bots = await asyncio.to_thread(self._load_all_sync)
+        for bot in bots.values():
+            await self.seed_tables(bot)
+        self._bots = bots
         log.info("loaded bots: %s", ", ".join(self._bots) or "(none)")
+
+    async def seed_tables(self, bot: Bot) -> None:
+        """Load the package's ``.gbdata`` rows into the bot's tables (no-op without a store)."""
+        if self.tables is None:
+            return
+        for table, rows in bot.package.data.items():
+            if await self.tables.seed(bot.name, table, rows):
+                log.info("seeded table %s of bot %s (%d rows)", table, bot.name, len(rows))
 
     def _load_all_sync(self) -> dict[str, Bot]:
         bots: dict[str, Bot] = {}
@@ -115,6 +152,7 @@ class BotRegistry:
             self._bots.pop(name, None)
             return None
         bot = await asyncio.to_thread(load_bot, path)
+        await self.seed_tables(bot)
         self._bots[name] = bot
         log.info(
             "reloaded bot %s (%d dialogs, %d errors)", name, len(bot.programs), len(bot.errors)

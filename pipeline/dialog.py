@@ -3,6 +3,10 @@
 A message goes to the dialog waiting on HEAR; on a session's first message
 the bot's start dialog runs. Only when no dialog consumed the message does
 the turn go on to the knowledge and LLM stages.
+
+A dialog that fails (a runtime error, a limit, or a keyword whose capability this gateway does
+not offer yet: ``MissingCapability`` is a ``BasicRuntimeError``) ends; the error is logged with
+its ``file:line`` and the user gets a polite reply.
 """
 
 from __future__ import annotations
@@ -10,32 +14,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from basic import BasicRuntimeError, Interpreter
+from basic import BasicRuntimeError, Interpreter, MissingCapability
+from pipeline.dialog_host import DialogHost
 from pipeline.turn import Next, Turn
 
 log = logging.getLogger(__name__)
 
 DIALOG_ERROR_REPLY = "Sorry, something went wrong in this conversation. Please start again."
-
-
-class DialogHost:
-    """What a running dialog can do: talk to the user and offer suggestions."""
-
-    def __init__(self, turn: Turn) -> None:
-        self._turn = turn
-        assert turn.session is not None
-        self._state = turn.session.state
-
-    async def talk(self, text: str) -> None:
-        await self._turn.say(text)
-
-    def add_suggestion(self, key: str, label: str) -> None:
-        suggestions: list[list[str]] = self._state.setdefault("suggestions", [])
-        suggestions[:] = [s for s in suggestions if s[0] != key]
-        suggestions.append([key, label])
-
-    def clear_suggestions(self) -> None:
-        self._state["suggestions"] = []
 
 
 def _input_for_hear(turn: Turn) -> str:
@@ -72,7 +57,8 @@ async def dialog_stage(turn: Turn, next_: Next) -> None:
             outcome = await interpreter.start(start)
     except BasicRuntimeError as e:
         log.error(
-            "dialog error bot=%s session=%s message=%s: %s",
+            "dialog %s bot=%s session=%s message=%s: %s",
+            "needs a missing capability" if isinstance(e, MissingCapability) else "error",
             bot.name,
             session.id,
             turn.message.external_id,

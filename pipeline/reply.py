@@ -13,10 +13,12 @@ async def reply_stage(turn: Turn, next_: Next) -> None:
     Listed first among the stages after the session so that whatever the later
     stages produced is flushed and saved in one place. When nothing answered,
     the bot's ``Not Understood Message`` (config.csv) is sent so the user is
-    never left without a reply.
+    never left without a reply — unless a dialog now waits for the user's answer (it
+    took the message and chose to say nothing).
     """
     await next_(turn)
-    if not turn.answered:
+    waiting = turn.session is not None and turn.session.state.get("dialog") is not None
+    if not turn.answered and not waiting:
         fallback = turn.bot.package.config.get("not-understood-message") or DEFAULT_FALLBACK
         await turn.say(fallback)
     await turn.flush()

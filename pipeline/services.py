@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage.base import ConversationStore, Locks
+from pipeline.mail import SmtpMailer
+from pipeline.outbound_http import OutboundHttp
+from storage.base import ConversationStore, Locks, MemoryStore, TableStore
 
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """The stores and providers a turn can reach."""
+    """The stores and providers a turn can reach.
+
+    Only conversations and locks are needed to run a turn; a dialog keyword whose service is
+    absent (``None``) fails with an error naming what is missing.
+    """
 
     conversations: ConversationStore
     locks: Locks
+    memory: MemoryStore | None = None  # SET/GET BOT MEMORY, SET/GET USER MEMORY
+    tables: TableStore | None = None  # FIND, SAVE, INSERT, UPDATE, DELETE
+    http: OutboundHttp | None = None  # GET/POST/PUT/PATCH/DELETE HTTP
+    mail: SmtpMailer | None = None  # SEND MAIL

@@ -111,3 +111,58 @@ class PubSub(Protocol):
         The subscription is in place when the block is entered, so nothing
         published after that is missed; leaving the block unsubscribes.
         """
+
+
+class MemoryStore(Protocol):
+    """Key/value memory of a bot (SET BOT MEMORY), or of one user with a bot (SET USER MEMORY).
+
+    Values are JSON data. A key never set reads as ``None``.
+    """
+
+    async def get(self, bot_id: str, key: str, *, user_id: str | None = None) -> Any: ...
+
+    async def set(
+        self, bot_id: str, key: str, value: Any, *, user_id: str | None = None
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One comparison of a FIND/UPDATE/DELETE filter: ``column op value``.
+
+    ``op`` is one of ``= != < <= > >=``. Column names match without regard to
+    case. A number compares numerically with values that read as numbers;
+    text compares without regard to case and surrounding spaces.
+    """
+
+    column: str
+    op: str
+    value: str | int | float | bool | None
+
+
+class TableStore(Protocol):
+    """The rows of a bot's tables (``"products.csv"``), FIND/SAVE/UPDATE/DELETE in dialogs.
+
+    Tables are scoped by bot and named as the dialog names them (file name
+    with ``.csv``, matched without regard to case). Rows are flat JSON objects.
+    """
+
+    async def seed(self, bot_id: str, table: str, rows: Sequence[dict[str, Any]]) -> bool:
+        """Load a package's ``.gbdata`` CSV rows: replaces the rows a previous seed of this
+        table loaded when the data changed, keeps rows saved at run time; ``True`` when it
+        loaded anything."""
+
+    async def find(
+        self, bot_id: str, table: str, where: Sequence[Condition], *, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows matching every condition (AND), in insertion order."""
+
+    async def insert(self, bot_id: str, table: str, row: dict[str, Any]) -> None: ...
+
+    async def update(
+        self, bot_id: str, table: str, where: Sequence[Condition], changes: dict[str, Any]
+    ) -> int:
+        """Merge ``changes`` into every matching row; the number of rows changed."""
+
+    async def delete(self, bot_id: str, table: str, where: Sequence[Condition]) -> int:
+        """Delete every matching row; the number of rows deleted."""

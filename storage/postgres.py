@@ -18,47 +18,52 @@ import asyncpg
 import orjson
 
 from storage.base import HistoryEntry, Session, StorageError
+from storage.batching import Batcher
 
 _SESSION_COLUMNS = "id, bot_id, channel, user_id, status, metadata, created_at, updated_at"
 
+# Every statement of the turn's hot path takes a batch: parallel arrays, one
+# element per caller (see storage/batching.py).
 _CREATE = f"""
 INSERT INTO user_sessions (id, bot_id, channel, user_id)
-VALUES ($1, $2, $3, $4)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
 RETURNING {_SESSION_COLUMNS}
 """
 
-_GET = f"SELECT {_SESSION_COLUMNS} FROM user_sessions WHERE id = $1"
+_GET = f"SELECT {_SESSION_COLUMNS} FROM user_sessions WHERE id = ANY($1::uuid[])"
 
-# Served by idx_sessions_active (bot_id, channel, user_id, status, updated_at DESC).
+# Served by idx_sessions_bot (bot_id, channel, user_id, status, updated_at DESC).
 _FIND_ACTIVE = f"""
-SELECT {_SESSION_COLUMNS} FROM user_sessions
-WHERE bot_id = $1 AND channel = $2 AND user_id = $3 AND status = 'active'
-ORDER BY updated_at DESC
-LIMIT 1
+SELECT k.i, s.* FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
+    AS k(bot_id, channel, user_id, i)
+CROSS JOIN LATERAL (
+    SELECT {_SESSION_COLUMNS} FROM user_sessions u
+    WHERE u.bot_id = k.bot_id AND u.channel = k.channel AND u.user_id = k.user_id
+      AND u.status = 'active'
+    ORDER BY u.updated_at DESC
+    LIMIT 1
+) s
 """
 
-# One statement, hence atomic and one round trip: the UPDATE and the INSERT
-# run in the same snapshot; rows are inserted only if the session exists and
-# get increasing ``seq`` in the order given.
+# One statement, hence atomic and one round trip for the whole batch: the
+# UPDATE and the INSERT run in the same snapshot; history rows are inserted
+# only for sessions that exist, with increasing ``seq`` in the order given.
 _SAVE = """
-WITH s AS (
-    UPDATE user_sessions SET status = $2, metadata = $3, updated_at = now()
-    WHERE id = $1
-    RETURNING id, updated_at
+WITH v AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[]) AS v(id, status, metadata)
+), s AS (
+    UPDATE user_sessions u SET status = v.status, metadata = v.metadata, updated_at = now()
+    FROM v WHERE u.id = v.id
+    RETURNING u.id, u.updated_at
 ), h AS (
     INSERT INTO message_history (session_id, role, content, tokens_used, created_at)
-    SELECT s.id, m.role, m.content, m.tokens_used, coalesce(m.created_at, now())
-    FROM s, unnest($4::text[], $5::text[], $6::int4[], $7::timestamptz[])
-        WITH ORDINALITY AS m(role, content, tokens_used, created_at, ord)
+    SELECT m.session_id, m.role, m.content, m.tokens_used, coalesce(m.created_at, now())
+    FROM unnest($4::uuid[], $5::text[], $6::text[], $7::int4[], $8::timestamptz[])
+        WITH ORDINALITY AS m(session_id, role, content, tokens_used, created_at, ord)
+    WHERE m.session_id IN (SELECT id FROM s)
     ORDER BY m.ord
 )
-SELECT updated_at FROM s
-"""
-
-_SAVE_STATE = """
-UPDATE user_sessions SET status = $2, metadata = $3, updated_at = now()
-WHERE id = $1
-RETURNING updated_at
+SELECT id, updated_at FROM s
 """
 
 _HISTORY = """
@@ -75,13 +80,26 @@ ON CONFLICT (bot_id) DO UPDATE SET config = EXCLUDED.config, updated_at = now()
 
 _GET_CONFIG = "SELECT config FROM bot_configs WHERE bot_id = $1"
 
+# Bot memory is the row with user_id = ''; user memory the row with the user's id.
+_GET_MEMORY = "SELECT value FROM bot_memory WHERE bot_id = $1 AND user_id = $2 AND key = $3"
+
+_SET_MEMORY = """
+INSERT INTO bot_memory (bot_id, user_id, key, value) VALUES ($1, $2, $3, $4)
+ON CONFLICT (bot_id, user_id, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
+"""
+
+_DELETE_MEMORY = "DELETE FROM bot_memory WHERE bot_id = $1 AND user_id = $2 AND key = $3"
+
 
 class DatabaseError(StorageError):
     """PostgreSQL refused a statement or could not be reached."""
 
 
 class _Translate:
-    """The one place where asyncpg and socket errors become :class:`DatabaseError`."""
+    """The one place where asyncpg and socket errors become :class:`DatabaseError`.
+
+    Use the instance :data:`translate_errors` as ``with translate_errors: ...``.
+    """
 
     def __enter__(self) -> None:
         return None
@@ -96,7 +114,7 @@ class _Translate:
             raise DatabaseError(f"{type(exc).__name__}: {exc}") from exc
 
 
-_translate = _Translate()
+translate_errors = _Translate()
 
 
 def _encode_jsonb(value: Any) -> bytes:
@@ -134,6 +152,7 @@ async def create_pool(
             min_size=min_size,
             max_size=max_size,
             init=init_connection,
+            reset=_keep_connection_state,
             server_settings=settings,
         )
         if schema:
@@ -141,6 +160,15 @@ async def create_pool(
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
         raise DatabaseError(f"cannot connect to PostgreSQL: {e}") from e
     return pool
+
+
+async def _keep_connection_state(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset on release (``RESET ALL; UNLISTEN *; CLOSE ALL; unlock advisory``).
+
+    That reset is one more round trip per query, doubling the cost of a turn;
+    the stores never leave session state behind (no LISTEN, cursors, session
+    settings or session-level advisory locks: migrations use transaction locks).
+    """
 
 
 def quote_ident(identifier: str) -> str:
@@ -169,58 +197,90 @@ def _session(row: Any) -> Session:
 
 
 class PostgresConversationStore:
-    """:class:`storage.base.ConversationStore` on ``user_sessions`` and ``message_history``."""
+    """:class:`storage.base.ConversationStore` on ``user_sessions`` and ``message_history``.
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    Reads, creations and saves of concurrent turns are batched, one statement
+    per batch (see :mod:`storage.batching`).
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, max_in_flight: int = 4) -> None:
         self._pool = pool
+        self._creates = Batcher(self._create_batch, max_in_flight=max_in_flight)
+        self._gets = Batcher(self._get_batch, max_in_flight=max_in_flight)
+        self._finds = Batcher(self._find_batch, max_in_flight=max_in_flight)
+        self._saves = Batcher(
+            self._save_batch, key=lambda item: item[0].id, max_in_flight=max_in_flight
+        )
 
     async def create(self, *, bot_id: str, channel: str, user_id: str) -> Session:
-        with _translate:
-            row = await self._pool.fetchrow(_CREATE, uuid.uuid4(), bot_id, channel, user_id)
-        return _session(row)
+        return await self._creates.submit((bot_id, channel, user_id))
 
     async def get(self, session_id: str) -> Session | None:
         key = _as_uuid(session_id)
         if key is None:
             return None
-        with _translate:
-            row = await self._pool.fetchrow(_GET, key)
-        return None if row is None else _session(row)
+        return await self._gets.submit(key)
 
     async def find_active(self, *, bot_id: str, channel: str, user_id: str) -> Session | None:
-        with _translate:
-            row = await self._pool.fetchrow(_FIND_ACTIVE, bot_id, channel, user_id)
-        return None if row is None else _session(row)
+        return await self._finds.submit((bot_id, channel, user_id))
 
     async def save(self, session: Session, *, append: Sequence[HistoryEntry] = ()) -> None:
-        key = _as_uuid(session.id)
-        updated_at: datetime | None = None
-        if key is not None:
-            with _translate:
-                if append:
-                    updated_at = await self._pool.fetchval(
-                        _SAVE,
-                        key,
-                        session.status,
-                        session.state,
-                        [e.role for e in append],
-                        [e.content for e in append],
-                        [e.tokens_used for e in append],
-                        [e.created_at for e in append],
-                    )
-                else:
-                    updated_at = await self._pool.fetchval(
-                        _SAVE_STATE, key, session.status, session.state
-                    )
-        if updated_at is None:
+        if _as_uuid(session.id) is None:
             raise StorageError(f"no session {session.id!r} to save")
-        session.updated_at = updated_at
+        session.updated_at = await self._saves.submit((session, tuple(append)))
+
+    async def _create_batch(
+        self, items: Sequence[tuple[str, str, str]]
+    ) -> list[Session | BaseException]:
+        ids = [uuid.uuid4() for _ in items]
+        with translate_errors:
+            rows = await self._pool.fetch(
+                _CREATE, ids, [i[0] for i in items], [i[1] for i in items], [i[2] for i in items]
+            )
+        by_id = {row[0]: _session(row) for row in rows}
+        return [by_id[key] for key in ids]
+
+    async def _get_batch(self, keys: Sequence[uuid.UUID]) -> list[Session | None]:
+        with translate_errors:
+            rows = await self._pool.fetch(_GET, list(keys))
+        by_id = {row[0]: _session(row) for row in rows}
+        return [by_id.get(key) for key in keys]
+
+    async def _find_batch(self, items: Sequence[tuple[str, str, str]]) -> list[Session | None]:
+        with translate_errors:
+            rows = await self._pool.fetch(
+                _FIND_ACTIVE, [i[0] for i in items], [i[1] for i in items], [i[2] for i in items]
+            )
+        found = {row[0]: _session(row[1:]) for row in rows}
+        return [found.get(index) for index in range(1, len(items) + 1)]
+
+    async def _save_batch(
+        self, items: Sequence[tuple[Session, tuple[HistoryEntry, ...]]]
+    ) -> list[datetime | BaseException]:
+        entries = [(session.id, e) for session, append in items for e in append]
+        with translate_errors:
+            rows = await self._pool.fetch(
+                _SAVE,
+                [uuid.UUID(session.id) for session, _ in items],
+                [session.status for session, _ in items],
+                [session.state for session, _ in items],
+                [uuid.UUID(sid) for sid, _ in entries],
+                [e.role for _, e in entries],
+                [e.content for _, e in entries],
+                [e.tokens_used for _, e in entries],
+                [e.created_at for _, e in entries],
+            )
+        saved = {str(row[0]): row[1] for row in rows}
+        return [
+            saved.get(session.id) or StorageError(f"no session {session.id!r} to save")
+            for session, _ in items
+        ]
 
     async def history(self, session_id: str, *, limit: int = 50) -> list[HistoryEntry]:
         key = _as_uuid(session_id)
         if key is None or limit <= 0:
             return []
-        with _translate:
+        with translate_errors:
             rows = await self._pool.fetch(_HISTORY, key, limit)
         return [HistoryEntry(r[0], r[1], r[2], r[3]) for r in reversed(rows)]
 
@@ -232,10 +292,40 @@ class PostgresBotConfigStore:
         self._pool = pool
 
     async def put(self, bot_id: str, config: dict[str, Any]) -> None:
-        with _translate:
+        with translate_errors:
             await self._pool.execute(_PUT_CONFIG, bot_id, config)
 
     async def get(self, bot_id: str) -> dict[str, Any] | None:
-        with _translate:
+        with translate_errors:
             config: dict[str, Any] | None = await self._pool.fetchval(_GET_CONFIG, bot_id)
         return config
+
+
+class PostgresMemoryStore:
+    """:class:`storage.base.MemoryStore` on ``bot_memory``.
+
+    Keys are matched exactly (case-sensitive). Setting ``None`` removes the
+    key, which then reads as ``None`` like a key never set.
+    """
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def get(self, bot_id: str, key: str, *, user_id: str | None = None) -> Any:
+        with translate_errors:
+            return await self._pool.fetchval(_GET_MEMORY, bot_id, _memory_scope(user_id), key)
+
+    async def set(self, bot_id: str, key: str, value: Any, *, user_id: str | None = None) -> None:
+        scope = _memory_scope(user_id)
+        with translate_errors:
+            if value is None:
+                await self._pool.execute(_DELETE_MEMORY, bot_id, scope, key)
+            else:
+                await self._pool.execute(_SET_MEMORY, bot_id, scope, key, value)
+
+
+def _memory_scope(user_id: str | None) -> str:
+    # '' stands for the bot's own memory, so it cannot also be a user's id.
+    if user_id == "":
+        raise ValueError("user memory needs a non-empty user_id")
+    return user_id or ""

@@ -20,17 +20,27 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from config.settings import Settings
-from storage.base import BotConfigStore, Cache, ConversationStore, Locks, PubSub
+from storage.base import (
+    BotConfigStore,
+    Cache,
+    ConversationStore,
+    Locks,
+    MemoryStore,
+    PubSub,
+    TableStore,
+)
 from storage.embedded_postgres import EmbeddedPostgres
 from storage.memory import MemoryCache, MemoryLocks, MemoryPubSub
 from storage.migrate import migrate
 from storage.postgres import (
     PostgresBotConfigStore,
     PostgresConversationStore,
+    PostgresMemoryStore,
     create_pool,
     init_connection,
     quote_ident,
 )
+from storage.postgres_tables import PostgresTableStore
 from storage.redis import DEFAULT_PREFIX, RedisCache, RedisLocks, RedisPubSub, connect
 
 log = logging.getLogger(__name__)
@@ -44,6 +54,8 @@ class Stores:
 
     conversations: ConversationStore
     bot_configs: BotConfigStore
+    memory: MemoryStore
+    tables: TableStore
     cache: Cache
     locks: Locks
     pubsub: PubSub
@@ -129,6 +141,8 @@ async def open_stores(
     return Stores(
         conversations=PostgresConversationStore(pool),
         bot_configs=PostgresBotConfigStore(pool),
+        memory=PostgresMemoryStore(pool),
+        tables=PostgresTableStore(pool),
         cache=cache,
         locks=locks,
         pubsub=pubsub,

@@ -6,6 +6,7 @@
 --     so history order needs a monotonic column; idx_messages_session
 --     covers (session_id, seq) so "last N of a session" is one index scan.
 --   * kb_documents.bot_id: every row is scoped by bot (ARCHITECTURE invariant 5).
+--   * idx_sessions_bot widened to find a user's active session (see below).
 --   * NOT NULL and defaults where the seed left them implicit.
 
 CREATE TABLE user_sessions (
@@ -48,8 +49,12 @@ CREATE TABLE kb_documents (
 );
 
 CREATE INDEX idx_sessions_user ON user_sessions (user_id);
-CREATE INDEX idx_sessions_bot ON user_sessions (bot_id);
-CREATE INDEX idx_sessions_active
+-- The seed's idx_sessions_bot, widened: bot_id stays its leading column, so
+-- it serves every lookup by bot, and it also finds a user's active session.
+-- A separate bot_id-only index would be redundant with it, cost a write on
+-- every session save, and tempts the planner (before statistics exist) into
+-- scanning all of a bot's sessions to find one.
+CREATE INDEX idx_sessions_bot
     ON user_sessions (bot_id, channel, user_id, status, updated_at DESC);
 CREATE INDEX idx_messages_session ON message_history (session_id, seq);
 CREATE INDEX idx_kb_collection ON kb_documents (bot_id, collection);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -53,6 +54,28 @@ def test_check_missing_target() -> None:
     assert "no such file or package" in result.stdout
 
 
+def test_check_tools_prints_each_tools_schema() -> None:
+    result = run("check", "--tools", str(TEST_BOTS / "llm-tools.gbai"))
+    assert result.returncode == 0, result.stderr
+    tools = json.loads(result.stdout)
+    assert [t["name"] for t in tools] == ["get-price", "send-email"]
+    price = tools[0]
+    assert price["openai"]["type"] == "function"
+    assert price["openai"]["function"]["name"] == "get-price"
+    assert price["openai"]["function"]["parameters"]["required"] == ["product"]
+    assert price["anthropic"]["input_schema"] == price["openai"]["function"]["parameters"]
+    assert price["anthropic"]["description"] == (
+        "Get the price of a product by name from the product catalog"
+    )
+
+
+def test_check_tools_still_reports_errors() -> None:
+    result = run("check", "--tools", str(TEST_BOTS / "broken.gbai"))
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == []
+    assert re.match(r"^.*broken\.gbdialog/start\.bas:\d+:\d+: ", result.stderr)
+
+
 def test_chat_in_the_terminal(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     result = subprocess.run(
@@ -88,7 +111,7 @@ async def test_migrate_applies_once(server_database_url: str) -> None:
         url = f"{server_database_url.rpartition('/')[0]}/{name}"
         first = await asyncio.to_thread(run, "migrate", env={"DATABASE_URL": url})
         assert first.returncode == 0, first.stderr
-        assert first.stdout.strip() == "applied: 0001_core"
+        assert first.stdout.strip().startswith("applied: 0001_core")
         second = await asyncio.to_thread(run, "migrate", env={"DATABASE_URL": url})
         assert second.stdout.strip() == "database is up to date"
         conn = await asyncpg.connect(url)

@@ -7,6 +7,7 @@ whether the process is stopped cleanly or killed.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ import pytest
 from tests.http_client import get_json, post_json
 
 BOTSERVER = Path(sys.executable).parent / "botserver"
+TEST_BOTS = Path(__file__).resolve().parent.parent / "bots"
 
 
 def free_port() -> int:
@@ -33,11 +35,16 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(
-    data_dir: Path, port: int, *, stop: signal.Signals = signal.SIGTERM
+    data_dir: Path,
+    port: int,
+    *,
+    stop: signal.Signals = signal.SIGTERM,
+    bots: Path | None = None,
 ) -> Iterator[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    extra = ["--bots", str(bots)] if bots is not None else []
     proc = subprocess.Popen(
-        [str(BOTSERVER), "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        [str(BOTSERVER), "serve", "--port", str(port), "--data-dir", str(data_dir), *extra],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -67,9 +74,11 @@ def running_server(
             proc.wait()
 
 
-def say(base: str, user: str, text: str, session_id: str | None = None) -> dict[str, Any]:
+def say(
+    base: str, user: str, text: str, session_id: str | None = None, *, bot: str = "default"
+) -> dict[str, Any]:
     status, body = post_json(
-        f"{base}/api/v1/bots/default/messages",
+        f"{base}/api/v1/bots/{bot}/messages",
         {"user_id": user, "text": text, "session_id": session_id},
     )
     assert status == 200, body
@@ -100,3 +109,27 @@ def test_conversation_survives_restart(tmp_path: Path, stop: signal.Signals) -> 
             "Do you remember my name?",
         ]
         assert len(history) == 7
+
+
+def test_a_dialog_resumes_inside_a_loop_a_sub_and_a_called_dialog(tmp_path: Path) -> None:
+    """resumable.gbai: start.bas CALLs quiz.bas, which asks inside SUBs, one of them called
+    from a FOR loop. The server is killed while each question waits for its answer."""
+    bots = tmp_path / "bots"
+    shutil.copytree(TEST_BOTS / "resumable.gbai", bots / "resumable.gbai")
+    data, port, user = tmp_path / "data", free_port(), f"u-{uuid.uuid4().hex[:6]}"
+
+    def texts(reply: dict[str, Any]) -> list[str]:
+        return [r["text"] for r in reply["replies"]]
+
+    with running_server(data, port, stop=signal.SIGKILL, bots=bots) as base:
+        first = say(base, user, "hi", bot="resumable")
+        assert texts(first) == ["Welcome to the quiz.", "What is your name?"]  # in a SUB
+        session = first["session_id"]
+    answers = [
+        ("ana", ["Color number 1?"]),  # in a SUB called from a FOR loop
+        ("blue", ["Color number 2?"]),  # the same HEAR, the loop's second round
+        ("green", ["Thanks, Ana. Your answers: #0000FF, #008000"]),  # back in start.bas
+    ]
+    for answer, expected in answers:
+        with running_server(data, port, stop=signal.SIGKILL, bots=bots) as base:
+            assert texts(say(base, user, answer, session, bot="resumable")) == expected

@@ -11,7 +11,15 @@ import pytest
 from storage.migrate import Migration, MigrationError, bundled_migrations, migrate
 from storage.postgres import quote_ident
 
-EXPECTED_TABLES = {"user_sessions", "message_history", "bot_configs", "kb_documents"}
+EXPECTED_TABLES = {
+    "user_sessions",
+    "message_history",
+    "bot_configs",
+    "kb_documents",
+    "bot_memory",
+    "bot_table_rows",
+    "bot_table_seeds",
+}
 
 
 async def tables(conn: asyncpg.Connection) -> set[str]:
@@ -23,7 +31,7 @@ async def tables(conn: asyncpg.Connection) -> set[str]:
 
 async def test_bundled_migrations_are_numbered_and_ordered() -> None:
     migrations = bundled_migrations()
-    assert migrations[0].name == "0001_core"
+    assert [m.name for m in migrations[:2]] == ["0001_core", "0002_memory_and_tables"]
     versions = [m.version for m in migrations]
     assert versions == sorted(set(versions))
 
@@ -40,9 +48,9 @@ async def test_migrate_creates_the_schema_once(fresh_schema: asyncpg.Connection)
     assert indexes >= {
         "idx_sessions_user",
         "idx_sessions_bot",
-        "idx_sessions_active",
         "idx_messages_session",
         "idx_kb_collection",
+        "idx_table_rows",
     }
 
     assert await migrate(fresh_schema) == []  # idempotent

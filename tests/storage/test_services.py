@@ -74,6 +74,8 @@ async def test_ping_reports_unreachable_backends(postgres_url: str) -> None:
     broken = Stores(
         conversations=None,  # type: ignore[arg-type]
         bot_configs=None,  # type: ignore[arg-type]
+        memory=None,  # type: ignore[arg-type]
+        tables=None,  # type: ignore[arg-type]
         cache=MemoryCache(),
         locks=MemoryLocks(),
         pubsub=MemoryPubSub(),

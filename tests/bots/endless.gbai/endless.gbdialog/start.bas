@@ -1,0 +1,6 @@
+TALK "Counting forever..."
+n = 0
+DO WHILE n >= 0
+    n = n + 1
+LOOP
+TALK "never said"

@@ -1,0 +1,4 @@
+TALK "Which product URL?"
+HEAR url
+product = GET url
+TALK "The " + product.name + " costs " + product.price + "."

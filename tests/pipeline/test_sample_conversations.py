@@ -1,0 +1,106 @@
+"""General Bots' own templates, talked to through the real pipeline and real stores.
+
+Where a template needs a capability this gateway does not have yet (LLM, knowledge bases), the
+user gets the polite reply and the log names the keyword, its file and line. Tools are called
+directly with arguments, as the LLM will call them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pipeline.dialog import DIALOG_ERROR_REPLY
+from pipeline.tools import run_tool
+from pipeline.turn import Turn
+from storage.base import Condition
+from storage.services import Stores
+
+Talk = Callable[[str], Any]
+
+ANALYTICS_MENU = [
+    "Welcome to the Analytics Center. I can help you understand your platform metrics and "
+    "generate reports.",
+    "What would you like to analyze?",
+    "1. Platform Overview - Key metrics summary",
+    "2. Message Analytics - Conversation statistics",
+    "3. User Analytics - Active users and sessions",
+    "4. Performance Metrics - Response times and throughput",
+    "5. LLM Usage - Token consumption and costs",
+    "6. Storage Analytics - Disk usage and file statistics",
+    "7. Error Analysis - Error patterns and trends",
+    "8. Generate Custom Report",
+]
+
+
+def logged_error(caplog: pytest.LogCaptureFixture) -> str:
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
+async def test_llm_tools_start_needs_a_knowledge_base(
+    chat: Callable[..., Talk], caplog: pytest.LogCaptureFixture
+) -> None:
+    talk = chat("llm-tools")
+    with caplog.at_level(logging.ERROR, logger="pipeline.dialog"):
+        assert await talk("hi") == [DIALOG_ERROR_REPLY]
+    assert re.search(
+        r"llm-tools\.gbdialog/start\.bas:3: USE KB needs the host capability 'use_kb', "
+        r"which is not available$", logged_error(caplog))
+    # the dialog is over; the next message finds no dialog and gets the fallback
+    assert await talk("price of fax?") == ["Sorry, I have no answer for that."]
+
+
+async def test_reminder_start_names_the_tools_this_copy_lacks(
+    chat: Callable[..., Talk], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="pipeline.dialog"):
+        assert await chat("reminder")("hello") == [DIALOG_ERROR_REPLY]
+    assert re.search(r"reminder\.gbdialog/start\.bas:2: no tool 'list-reminders' in bot "
+                     r"'reminder' .*available: add-reminder\)$", logged_error(caplog))
+
+
+async def test_reminder_add_reminder_as_a_tool(make_turn: Callable[..., Turn],
+                                               stores: Stores) -> None:
+    turn = make_turn("reminder", raw={"user_email": "ana@example.com"})
+    result = await run_tool(turn, "add-reminder", {"when": "tomorrow at 9am",
+                                                   "subject": "Call John"})
+    assert re.fullmatch(r"REM-\d{8}-\d{4}", result.result)
+    assert result.messages == ("Reminder set: Call John", "When: tomorrow at 9am",
+                               "Notification: chat")
+    saved = await stores.tables.find("reminder", "reminders.csv",
+                                     [Condition("id", "=", result.result)])
+    assert len(saved) == 1
+    assert {k: saved[0][k] for k in ("message", "notifyby", "email", "phone", "status")} == {
+        "message": "Call John", "notifyby": "chat", "email": "ana@example.com", "phone": "",
+        "status": "pending"}
+    assert await stores.memory.get("reminder", "last_reminder") == result.result
+
+
+async def test_analytics_menu_reports_to_missing_dialogs(
+    chat: Callable[..., Talk], caplog: pytest.LogCaptureFixture
+) -> None:
+    talk = chat("analytics")
+    assert await talk("hi") == ANALYTICS_MENU
+    assert await talk("one") == ["Please enter a whole number."]  # HEAR choice AS INTEGER
+    with caplog.at_level(logging.ERROR, logger="pipeline.dialog"):
+        assert await talk("1") == [DIALOG_ERROR_REPLY]
+    assert re.search(r"analytics\.gbdialog/start\.bas:28: dialog 'platform-overview\.bas' "
+                     r"not found$", logged_error(caplog))
+
+
+async def test_analytics_free_question_needs_an_llm(
+    chat: Callable[..., Talk], caplog: pytest.LogCaptureFixture
+) -> None:
+    talk = chat("analytics")
+    assert await talk("hi") == ANALYTICS_MENU
+    assert await talk("9") == []  # CASE ELSE: SET CONTEXT, then HEAR query
+    with caplog.at_level(logging.ERROR, logger="pipeline.dialog"):
+        assert await talk("why did errors grow?") == [DIALOG_ERROR_REPLY]
+    assert re.search(r"analytics\.gbdialog/start\.bas:\d+: LLM needs the host capability "
+                     r"'llm', which is not available$", logged_error(caplog))
