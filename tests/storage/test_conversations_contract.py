@@ -190,3 +190,49 @@ async def test_histories_of_concurrent_sessions_do_not_mix(
         ]
         loaded = await store.get(s.id)
         assert loaded is not None and loaded.state == {"turn": 4}
+
+
+async def test_concurrent_calls_each_get_their_own_answer(
+    store: ConversationStore, unique: Callable[[str], str]
+) -> None:
+    """Concurrent calls share statements; each caller still sees only its own result or error."""
+    bot = unique("bot")
+    users = [f"user-{i}" for i in range(40)]
+    created = await asyncio.gather(
+        *(store.create(bot_id=bot, channel="web", user_id=u) for u in users)
+    )
+    assert [s.user_id for s in created] == users
+    assert len({s.id for s in created}) == len(users)
+
+    found = await asyncio.gather(
+        *(store.find_active(bot_id=bot, channel="web", user_id=u) for u in [*users, "nobody"])
+    )
+    assert [f.id if f else None for f in found] == [s.id for s in created] + [None]
+    got = await asyncio.gather(*(store.get(s.id) for s in created), store.get(str(uuid.uuid4())))
+    assert [g.id if g else None for g in got] == [s.id for s in created] + [None]
+
+    ghost = Session(id=str(uuid.uuid4()), bot_id=bot, channel="web", user_id="ghost")
+    for s in created:
+        s.state = {"user": s.user_id}
+    results = await asyncio.gather(
+        *(store.save(s, append=[HistoryEntry("user", s.user_id)]) for s in created),
+        store.save(ghost, append=[HistoryEntry("user", "lost")]),
+        return_exceptions=True,
+    )
+    assert results[:-1] == [None] * len(created)
+    assert isinstance(results[-1], StorageError)
+    assert await store.history(ghost.id) == []
+    for s in created:
+        loaded = await store.get(s.id)
+        assert loaded is not None and loaded.state == {"user": s.user_id}
+        assert [e.content for e in await store.history(s.id)] == [s.user_id]
+
+
+async def test_two_saves_of_one_session_at_once_both_land_in_order(
+    store: ConversationStore, session: Session
+) -> None:
+    session.state = {"n": 1}
+    one = store.save(session, append=[HistoryEntry("user", "one")])
+    two = store.save(session, append=[HistoryEntry("user", "two")])
+    await asyncio.gather(one, two)
+    assert [e.content for e in await store.history(session.id)] == ["one", "two"]
