@@ -11,8 +11,8 @@ from aiohttp import web
 
 from channels import web as web_channel
 from config.packages import valid_bot_name
-from gateway.errors import json_error
 from gateway.keys import BOTS, DISPATCHER, STORES
+from gateway.responses import json_error, json_response
 from gateway.sinks import CollectingSink, EventStreamSink
 from pipeline.errors import TurnFailed, TurnRejected, UnknownBot, UnknownSession
 
@@ -39,7 +39,7 @@ async def post_message(request: web.Request) -> web.StreamResponse:
         sink = CollectingSink()
         turn = await dispatcher.handle(message, sink)
         assert turn.session is not None
-        return web.json_response({"session_id": turn.session.id, "replies": sink.replies})
+        return json_response({"session_id": turn.session.id, "replies": sink.replies})
 
     stream = EventStreamSink(request)
     try:
@@ -74,7 +74,7 @@ async def get_history(request: web.Request) -> web.Response:
     if session is None or (session.bot_id, session.user_id) != (bot, user_id):
         raise UnknownSession(session_id)
     entries = await store.history(session_id, limit=limit)
-    return web.json_response(
+    return json_response(
         {
             "session_id": session.id,
             "messages": [
@@ -114,7 +114,7 @@ async def reload_bot(request: web.Request) -> web.Response:
     if bot is None:
         raise UnknownBot(name)
     await request.app[STORES].bot_configs.put(bot.name, bot.package.config.as_dict())
-    return web.json_response(
+    return json_response(
         {
             "bot": bot.name,
             "dialogs": sorted(bot.programs),
@@ -126,7 +126,7 @@ async def reload_bot(request: web.Request) -> web.Response:
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
     """The process is up and serving."""
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 @routes.get("/ready")
@@ -134,6 +134,6 @@ async def ready(request: web.Request) -> web.Response:
     """Every store answers; 503 with the failing ones otherwise."""
     checks = await request.app[STORES].ping()
     ok = all(checks.values())
-    return web.json_response(
+    return json_response(
         {"status": "ready" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
     )

@@ -8,15 +8,12 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from channels.base import PayloadError
+from gateway.responses import json_error
 from pipeline.errors import TurnFailed, TurnRejected
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def json_error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
 
 
 _HTTP_CODES = {

@@ -92,11 +92,14 @@ class MemoryLocks:
             entry = self._locks[key] = _KeyLock()
         entry.users += 1
         try:
-            try:
-                async with asyncio.timeout(wait):
-                    await entry.lock.acquire()
-            except TimeoutError as e:
-                raise LockTimeout(f"lock {key!r} not acquired in {wait}s") from e
+            if entry.users == 1:
+                await entry.lock.acquire()  # no holder, no waiter: taken at once
+            else:
+                try:
+                    async with asyncio.timeout(wait):
+                        await entry.lock.acquire()
+                except TimeoutError as e:
+                    raise LockTimeout(f"lock {key!r} not acquired in {wait}s") from e
             try:
                 yield
             finally:
