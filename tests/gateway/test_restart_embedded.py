@@ -108,7 +108,7 @@ def test_conversation_survives_restart(tmp_path: Path, stop: signal.Signals) -> 
             "ada lovelace",
             "Do you remember my name?",
         ]
-        assert len(history) == 7
+        assert len(history) == 8  # 3 user messages, 5 bot messages
 
 
 def test_a_dialog_resumes_inside_a_loop_a_sub_and_a_called_dialog(tmp_path: Path) -> None:

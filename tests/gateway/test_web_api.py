@@ -47,12 +47,20 @@ async def test_default_bot_conversation(client: TestClient) -> None:
 
     # A tapped suggestion arrives as its label; the dialog's menu gets the key.
     third = await say(client, "Do you remember my name?", user, session)
-    assert [r["text"] for r in third["replies"]] == ["Of course: your name is Ada Lovelace."]
+    assert [r["text"] for r in third["replies"]] == [
+        "Of course: your name is Ada Lovelace.",
+        "What would you like to do next?",
+    ]
     assert third["replies"][0]["suggestions"] == []
+    assert len(third["replies"][1]["suggestions"]) == 3
+
+    bye = await say(client, "bye", user, session)
+    assert [r["text"] for r in bye["replies"]] == ["Goodbye, Ada Lovelace! Come back any time."]
+    assert bye["replies"][0]["suggestions"] == []
 
     # The dialog has ended and no AI model is configured: an honest fallback.
-    fourth = await say(client, "anything else?", user, session)
-    assert [r["text"] for r in fourth["replies"]] == ["Sorry, I have no answer for that."]
+    after = await say(client, "anything else?", user, session)
+    assert [r["text"] for r in after["replies"]] == ["Sorry, I have no answer for that."]
 
 
 async def test_invalid_hear_input_is_asked_again(client: TestClient) -> None:
