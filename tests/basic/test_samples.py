@@ -1,4 +1,4 @@
-"""The real General Bots templates in samples/ (see SOURCES.txt) check clean and run.
+"""The real General Bots templates in tests/bots (see each SOURCES.txt) check clean and run.
 
 Dialogs run as scripted conversations; tools are called directly with arguments; LLM, KB,
 tables, memory and mail are answered by a test host.
@@ -19,11 +19,19 @@ from basic import BasicRuntimeError, check_source, compile_source
 from basic.tools import anthropic_tool, is_tool, openai_tool
 from tests.basic.transcript import CapableHost, run_transcript
 
-SAMPLES = Path(__file__).parent / "samples"
+BOTS = Path(__file__).parent.parent / "bots"
+# The packages copied from General Bots' templates; send-email.bas of its "default"
+# template sits in the llm-tools copy.
+PACKAGES = ("analytics", "llm-tools", "reminder")
+PACKAGE_OF = {"default": "llm-tools"}
+SAMPLES = sorted(
+    path for package in PACKAGES for path in (BOTS / f"{package}.gbai").rglob("*.bas")
+)
 
 
 def sample(package: str, dialog: str) -> str:
-    return (SAMPLES / f"{package}__{dialog}.bas").read_text()
+    folder = PACKAGE_OF.get(package, package)
+    return (BOTS / f"{folder}.gbai" / f"{folder}.gbdialog" / f"{dialog}.bas").read_text()
 
 
 def dialogs(package: str, *names: str) -> dict[str, Any]:
@@ -32,11 +40,11 @@ def dialogs(package: str, *names: str) -> dict[str, Any]:
 
 
 def products() -> list[dict[str, Any]]:
-    with (SAMPLES / "llm-tools__products.csv").open() as f:
+    with (BOTS / "llm-tools.gbai" / "llm-tools.gbdata" / "products.csv").open() as f:
         return [{k.strip(): v.strip() for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-@pytest.mark.parametrize("path", sorted(SAMPLES.glob("*.bas")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
 def test_every_sample_checks_clean(path: Path) -> None:
     assert check_source(path.read_text(), path.name) == []
 
