@@ -138,6 +138,12 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+# Prepared statements (and the plans PostgreSQL caches for them) are renewed
+# this often, in seconds: a generic plan made while a table was nearly empty
+# (a sequential scan, a hash join) must not stay in use as the table grows.
+PLAN_LIFETIME = 5
+
+
 async def create_pool(
     dsn: str,
     *,
@@ -146,11 +152,7 @@ async def create_pool(
     schema: str | None = None,
 ) -> asyncpg.Pool:
     """An asyncpg pool with the jsonb codec installed; ``schema`` sets the search path."""
-    # Statements take whole batches as arrays: plan each execution for its real
-    # array sizes and the table as it is now. A generic plan cached while a
-    # table was small (seq scan, hash join) would otherwise stay in use as it
-    # grows; planning costs a fraction of a millisecond per batch, not per turn.
-    settings = {"plan_cache_mode": "force_custom_plan"}
+    settings: dict[str, str] = {}
     if schema:
         settings["search_path"] = quote_ident(schema)
     try:
@@ -160,7 +162,8 @@ async def create_pool(
             max_size=max_size,
             init=init_connection,
             reset=_keep_connection_state,
-            server_settings=settings,
+            server_settings=settings or None,
+            max_cached_statement_lifetime=PLAN_LIFETIME,
         )
         if schema:
             await pool.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
