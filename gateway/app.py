@@ -31,15 +31,18 @@ async def _stores_ctx(app: web.Application) -> AsyncIterator[None]:
         await stores.close()
 
 
-def build_services(stores: Stores, http: OutboundHttp) -> Services:
-    """What turns may use: the stores, the dialogs' HTTP client and the mail sender."""
+def build_services(
+    stores: Stores, http: OutboundHttp, *, mail: MailSettings | None = None
+) -> Services:
+    """What turns may use: the stores, the dialogs' HTTP client and the mail sender
+    (``SMTP_*`` from the environment unless ``mail`` is given)."""
     return Services(
         conversations=stores.conversations,
         locks=stores.locks,
         memory=stores.memory,
         tables=stores.tables,
         http=http,
-        mail=SmtpMailer(MailSettings.from_env()),
+        mail=SmtpMailer(MailSettings.from_env() if mail is None else mail),
     )
 
 

@@ -18,9 +18,10 @@ import pytest
 
 from channels.base import InboundMessage, OutboundMessage
 from config.settings import Settings
+from gateway.app import build_services
 from pipeline.bots import BotRegistry
 from pipeline.dispatcher import Dispatcher
-from pipeline.mail import MailSettings, SmtpMailer
+from pipeline.mail import MailSettings
 from pipeline.outbound_http import OutboundHttp
 from pipeline.services import Services
 from pipeline.turn import Turn
@@ -96,14 +97,7 @@ def mail_settings() -> MailSettings:
 
 @pytest.fixture
 def services(stores: Stores, http_client: OutboundHttp, mail_settings: MailSettings) -> Services:
-    return Services(
-        conversations=stores.conversations,
-        locks=stores.locks,
-        memory=stores.memory,
-        tables=stores.tables,
-        http=http_client,
-        mail=SmtpMailer(mail_settings),
-    )
+    return build_services(stores, http_client, mail=mail_settings)
 
 
 @pytest.fixture
