@@ -133,3 +133,9 @@ def test_a_dialog_resumes_inside_a_loop_a_sub_and_a_called_dialog(tmp_path: Path
     for answer, expected in answers:
         with running_server(data, port, stop=signal.SIGKILL, bots=bots) as base:
             assert texts(say(base, user, answer, session, bot="resumable")) == expected
+
+    # A clean start and stop takes over the PostgreSQL the killed server left and stops it.
+    with running_server(data, port, bots=bots):
+        pass
+    pid_file = data / "postgres" / "postmaster.pid"
+    assert not pid_file.exists(), "the embedded PostgreSQL is still running"
