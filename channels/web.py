@@ -1,7 +1,7 @@
 """The web channel: the HTTP API, server-sent events and the WebSocket widget.
 
 Its replies travel back on the request or socket that brought the message,
-so this module only declares capabilities and turns client JSON into
+so this module only turns client JSON into
 :class:`InboundMessage` with clear errors for anything malformed.
 """
 
@@ -13,20 +13,11 @@ from typing import Any
 
 import orjson
 
-from channels.base import Capabilities, InboundMessage, MediaKind, PayloadError
+from channels.base import InboundMessage, PayloadError
 
 NAME = "web"
 MAX_USER_ID = 255
 MAX_TEXT = 16_000
-
-CAPABILITIES = Capabilities(
-    max_text_length=MAX_TEXT,
-    can_edit=True,
-    can_stream=True,
-    max_buttons=10,
-    max_button_label=80,
-    media_kinds=frozenset(MediaKind),
-)
 
 
 def decode_json_object(body: bytes | str) -> dict[str, Any]:
