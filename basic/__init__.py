@@ -11,7 +11,7 @@ Knows nothing of channels or storage: the pipeline injects a Host.  Typical use:
 from basic.compiler import Program, check_source, compile_source
 from basic.errors import BasicError, BasicRuntimeError, BasicSyntaxError, MissingCapability
 from basic.host import FullHost, Host
-from basic.interpreter import STATE_VERSION, Interpreter, Outcome
+from basic.interpreter import STATE_VERSION, Globals, Interpreter, Outcome, normalize_globals
 from basic.machine import Limits
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "BasicRuntimeError",
     "BasicSyntaxError",
     "FullHost",
+    "Globals",
     "Host",
     "Interpreter",
     "Limits",
@@ -28,4 +29,5 @@ __all__ = [
     "Program",
     "check_source",
     "compile_source",
+    "normalize_globals",
 ]

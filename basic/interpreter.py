@@ -36,9 +36,19 @@ class Outcome:
     result: Any = None  # the RETURN value of a finished dialog (a tool's answer to the LLM)
 
 
-def _normalize_globals(values: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Names are case-insensitive; config.csv's ``param-X`` rows are visible as ``x``."""
-    result: dict[str, Any] = {}
+class Globals(dict[str, Any]):
+    """Bot-wide variables with names already normalized (see :func:`normalize_globals`)."""
+
+
+def normalize_globals(values: Mapping[str, Any] | None) -> Globals:
+    """Names are case-insensitive; config.csv's ``param-X`` rows are visible as ``x``.
+
+    A bot normalizes its values once when it loads; an :class:`Interpreter` given a
+    :class:`Globals` uses it as it is.
+    """
+    if isinstance(values, Globals):
+        return values
+    result = Globals()
     for key, value in (values or {}).items():
         name = key.lower()
         result[name.removeprefix("param-")] = value
@@ -53,7 +63,7 @@ class Interpreter:
         self.programs = programs
         self.host = host
         self.limits = limits
-        self.globals = _normalize_globals(globals)
+        self.globals = normalize_globals(globals)
 
     async def start(self, name: str = "start", *,
                     arguments: Mapping[str, Any] | None = None) -> Outcome:

@@ -44,6 +44,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app
+    from gateway.heap import settle_heap
 
     settings = _settings(args)
     _configure_logging(settings.log_level)
@@ -53,8 +54,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is not available on every platform
         pass
+    app = create_app(settings)
+    app.on_startup.append(settle_heap)  # after the stores and bots are loaded
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         access_log=None,

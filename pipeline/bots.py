@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from basic import BasicSyntaxError, Limits, Program, compile_source
+from basic import BasicSyntaxError, Limits, Program, compile_source, normalize_globals
 from config.packages import BotConfig, BotPackage, PackageError, discover_packages, load_package
 from pipeline.outbound_http import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, HttpPolicy
 from storage.base import TableStore
@@ -87,7 +87,7 @@ def build_bot(package: BotPackage) -> Bot:
         programs=programs,
         limits=limits_from_config(package),
         errors=tuple(errors),
-        globals=package.config.params(),
+        globals=normalize_globals(package.config.params()),
         http=http_policy_from_config(package.config),
     )
 

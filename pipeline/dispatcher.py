@@ -85,12 +85,13 @@ class Dispatcher:
                 (time.perf_counter() - turn.started) * 1000,
             )
             raise TurnFailed(f"turn failed: {type(e).__name__}") from e
-        log.debug(
-            "turn done channel=%s bot=%s message=%s replies=%d in %.2f ms",
-            message.channel,
-            message.bot,
-            message.external_id,
-            turn.replies,
-            (time.perf_counter() - turn.started) * 1000,
-        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "turn done channel=%s bot=%s message=%s replies=%d in %.2f ms",
+                message.channel,
+                message.bot,
+                message.external_id,
+                turn.replies,
+                (time.perf_counter() - turn.started) * 1000,
+            )
         return turn

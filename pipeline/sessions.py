@@ -27,10 +27,8 @@ async def session_stage(turn: Turn, next_: Next) -> None:
         session = await store.find_active(
             bot_id=msg.bot, channel=msg.channel, user_id=msg.conversation
         )
-        if session is None:
-            session = await store.create(
-                bot_id=msg.bot, channel=msg.channel, user_id=msg.conversation
-            )
+        if session is None:  # written with the turn's first save
+            session = store.new(bot_id=msg.bot, channel=msg.channel, user_id=msg.conversation)
     turn.session = session
     turn.history.append(HistoryEntry(role="user", content=msg.text))
     await next_(turn)

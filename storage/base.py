@@ -28,7 +28,9 @@ class Session:
     """One conversation of a user with a bot on a channel.
 
     ``state`` is plain JSON data: the serialized dialog continuation, the
-    suggestions on offer, context entries, active KBs and tools.
+    suggestions on offer, context entries, active KBs and tools. ``stored``
+    is False for a session made by :meth:`ConversationStore.new` until its
+    first save writes it.
     """
 
     id: str
@@ -39,6 +41,7 @@ class Session:
     state: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    stored: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +58,11 @@ class ConversationStore(Protocol):
     """Sessions and their message history."""
 
     async def create(self, *, bot_id: str, channel: str, user_id: str) -> Session:
-        """Start a new active session."""
+        """Start a new active session, written at once."""
+
+    def new(self, *, bot_id: str, channel: str, user_id: str) -> Session:
+        """A new active session, written by its first :meth:`save` (a turn that fails
+        before saving leaves no session behind). No I/O."""
 
     async def get(self, session_id: str) -> Session | None:
         """The session with this id, or ``None`` (also for ids that are not UUIDs)."""
@@ -64,10 +71,18 @@ class ConversationStore(Protocol):
         """The user's most recently updated active session with this bot on this channel."""
 
     async def save(self, session: Session, *, append: Sequence[HistoryEntry] = ()) -> None:
-        """Persist the session's status and state and append history, atomically."""
+        """Persist the session's status and state and append history, atomically.
+
+        Writes a session from :meth:`new` the first time; fails with
+        :class:`StorageError` for a stored session that no longer exists (and
+        for a new one whose id is taken).
+        """
 
     async def history(self, session_id: str, *, limit: int = 50) -> list[HistoryEntry]:
         """The last ``limit`` entries of a session, oldest first."""
+
+    async def close(self) -> None:
+        """Release what the store holds (before its database pool closes)."""
 
 
 class BotConfigStore(Protocol):

@@ -26,8 +26,9 @@ class Batcher(Generic[Item, Result]):
 
     At most ``max_in_flight`` batches run at once (size it to the connection
     pool); each takes up to ``max_batch`` waiting items. Items with the same
-    ``key`` never share a batch, so a batch never holds two writes to one row.
-    A failure of the whole batch is raised to every caller in it.
+    ``key`` never share a batch, nor run in two batches at once: they run one
+    after the other in the order submitted, so two writes to one row land in
+    that order. A failure of the whole batch is raised to every caller in it.
     """
 
     def __init__(
@@ -46,6 +47,7 @@ class Batcher(Generic[Item, Result]):
         self._in_flight = 0
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running_keys: set[Hashable] = set()  # keys of the items in running batches
 
     async def submit(self, item: Item) -> Result:
         """Run ``item`` in the next batch and return its result (or raise its error)."""
@@ -63,34 +65,41 @@ class Batcher(Generic[Item, Result]):
 
     def _start_batch(self) -> None:
         self._scheduled = False
-        batch = self._take()
+        batch, keys = self._take()
         if not batch:
             return
         self._in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._flush(batch))
+        self._running_keys |= keys
+        task = asyncio.get_running_loop().create_task(self._flush(batch, keys))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         self._schedule()  # more waiting: another batch may go out while this one runs
 
-    def _take(self) -> list[tuple[Item, asyncio.Future[Result]]]:
+    def _take(self) -> tuple[list[tuple[Item, asyncio.Future[Result]]], set[Hashable]]:
         if self._key is None:
             taken = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
-            return taken
+            return taken, set()
         batch: list[tuple[Item, asyncio.Future[Result]]] = []
         rest: list[tuple[Item, asyncio.Future[Result]]] = []
         keys: set[Hashable] = set()
+        # A key seen once, taken or left, closes the door to its later items:
+        # they wait for the next batch, keeping their order.
+        blocked = set(self._running_keys)
         for entry in self._pending:
             key = self._key(entry[0])
-            if len(batch) < self._max_batch and key not in keys:
+            if len(batch) < self._max_batch and key not in blocked:
                 keys.add(key)
                 batch.append(entry)
             else:
                 rest.append(entry)
+            blocked.add(key)
         self._pending = rest
-        return batch
+        return batch, keys
 
-    async def _flush(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+    async def _flush(
+        self, batch: list[tuple[Item, asyncio.Future[Result]]], keys: set[Hashable]
+    ) -> None:
         live = [(item, future) for item, future in batch if not future.cancelled()]
         try:
             if live:
@@ -114,4 +123,5 @@ class Batcher(Generic[Item, Result]):
                     future.set_exception(e)
         finally:
             self._in_flight -= 1
+            self._running_keys -= keys
             self._schedule()

@@ -69,6 +69,46 @@ class _KeyLock:
         self.users = 0  # holders and waiters; the entry is dropped at zero
 
 
+class _Hold:
+    """One ``async with locks.lock(key)`` block (a class: this runs on every turn)."""
+
+    __slots__ = ("entry", "key", "locks", "wait")
+
+    def __init__(self, locks: dict[str, _KeyLock], key: str, wait: float) -> None:
+        self.locks, self.key, self.wait = locks, key, wait
+        self.entry: _KeyLock | None = None
+
+    async def __aenter__(self) -> None:
+        entry = self.locks.get(self.key)
+        if entry is None:
+            entry = self.locks[self.key] = _KeyLock()
+        entry.users += 1
+        self.entry = entry
+        try:
+            if entry.users == 1:
+                await entry.lock.acquire()  # no holder, no waiter: taken at once
+            else:
+                try:
+                    async with asyncio.timeout(self.wait):
+                        await entry.lock.acquire()
+                except TimeoutError as e:
+                    raise LockTimeout(f"lock {self.key!r} not acquired in {self.wait}s") from e
+        except BaseException:
+            self._leave(entry)
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        entry = self.entry
+        assert entry is not None
+        entry.lock.release()
+        self._leave(entry)
+
+    def _leave(self, entry: _KeyLock) -> None:
+        entry.users -= 1
+        if entry.users == 0:
+            del self.locks[self.key]
+
+
 class MemoryLocks:
     """:class:`storage.base.Locks` with one FIFO ``asyncio.Lock`` per key in use.
 
@@ -83,31 +123,7 @@ class MemoryLocks:
     def lock(
         self, key: str, *, ttl: float = 30.0, timeout: float = 30.0
     ) -> AbstractAsyncContextManager[None]:
-        return self._hold(key, timeout)
-
-    @asynccontextmanager
-    async def _hold(self, key: str, wait: float) -> AsyncIterator[None]:
-        entry = self._locks.get(key)
-        if entry is None:
-            entry = self._locks[key] = _KeyLock()
-        entry.users += 1
-        try:
-            if entry.users == 1:
-                await entry.lock.acquire()  # no holder, no waiter: taken at once
-            else:
-                try:
-                    async with asyncio.timeout(wait):
-                        await entry.lock.acquire()
-                except TimeoutError as e:
-                    raise LockTimeout(f"lock {key!r} not acquired in {wait}s") from e
-            try:
-                yield
-            finally:
-                entry.lock.release()
-        finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._locks[key]
+        return _Hold(self._locks, key, timeout)
 
     def __len__(self) -> int:
         """Keys currently held or waited for."""

@@ -1,9 +1,10 @@
 """Conversation and bot-config stores on PostgreSQL through asyncpg.
 
 The same code serves the embedded server and a production one. The hot path
-of a turn is ``find_active``/``get`` then ``save``; each is a single prepared
-statement (asyncpg caches prepared statements per connection) and ``save``
-writes the session and its new history rows in one round trip.
+of a turn is ``find_active``/``get`` (none when the session is cached, see
+:mod:`storage.session_cache`) then ``save``, which writes the session (new
+ones included: ``new`` makes no round trip) and its new history rows in one
+statement; concurrent turns share that statement (:mod:`storage.batching`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import orjson
 
 from storage.base import HistoryEntry, Session, StorageError
 from storage.batching import Batcher
+from storage.pinned_connections import PinnedConnections
 
 _SESSION_COLUMNS = "id, bot_id, channel, user_id, status, metadata, created_at, updated_at"
 
@@ -46,25 +48,39 @@ CROSS JOIN LATERAL (
 ) s
 """
 
-# One statement, hence atomic and one round trip for the whole batch: the
-# UPDATE and the INSERT run in the same snapshot; history rows are inserted
-# only for sessions that exist, with increasing ``seq`` in the order given.
+# One statement, hence atomic and one round trip for the whole batch: new
+# sessions are inserted and stored ones updated in the same snapshot; history
+# rows are inserted only for sessions written here, with increasing ``seq`` in
+# the order given. The batch travels as two JSON arrays: orjson writes them far
+# faster than the driver encodes a dozen arrays element by element. The ids of
+# the sessions to update also come as an array: the planner sizes a JSON record
+# set at 100 rows whatever it holds, and would then rather scan the whole table
+# than look each session up by its key; an array parameter it sizes right.
 _SAVE = """
 WITH v AS (
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[]) AS v(id, status, metadata)
-), s AS (
+    SELECT * FROM json_to_recordset($1::json) AS v(
+        id uuid, is_new bool, status text, metadata jsonb, bot_id text, channel text, user_id text)
+), created AS (
+    INSERT INTO user_sessions (id, bot_id, channel, user_id, status, metadata)
+    SELECT id, bot_id, channel, user_id, status, metadata FROM v WHERE is_new
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id, created_at, updated_at
+), updated AS (
     UPDATE user_sessions u SET status = v.status, metadata = v.metadata, updated_at = now()
-    FROM v WHERE u.id = v.id
-    RETURNING u.id, u.updated_at
+    FROM v WHERE u.id = ANY($3::uuid[]) AND u.id = v.id AND NOT v.is_new
+    RETURNING u.id, u.created_at, u.updated_at
+), s AS (
+    SELECT * FROM created UNION ALL SELECT * FROM updated
 ), h AS (
     INSERT INTO message_history (session_id, role, content, tokens_used, created_at)
     SELECT m.session_id, m.role, m.content, m.tokens_used, coalesce(m.created_at, now())
-    FROM unnest($4::uuid[], $5::text[], $6::text[], $7::int4[], $8::timestamptz[])
-        WITH ORDINALITY AS m(session_id, role, content, tokens_used, created_at, ord)
+    FROM ROWS FROM (json_to_recordset($2::json) AS (
+        session_id uuid, role text, content text, tokens_used int, created_at timestamptz)
+    ) WITH ORDINALITY AS m(session_id, role, content, tokens_used, created_at, ord)
     WHERE m.session_id IN (SELECT id FROM s)
     ORDER BY m.ord
 )
-SELECT id, updated_at FROM s
+SELECT id, created_at, updated_at FROM s
 """
 
 _HISTORY = """
@@ -220,11 +236,15 @@ class PostgresConversationStore:
     """:class:`storage.base.ConversationStore` on ``user_sessions`` and ``message_history``.
 
     Reads, creations and saves of concurrent turns are batched, one statement
-    per batch (see :mod:`storage.batching`).
+    per batch (see :mod:`storage.batching`), on ``connections`` connections
+    kept from the pool (see :mod:`storage.pinned_connections`): :meth:`close`
+    gives them back.
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, max_in_flight: int = 4) -> None:
-        self._pool = pool
+    def __init__(
+        self, pool: asyncpg.Pool, *, connections: int = 4, max_in_flight: int = 4
+    ) -> None:
+        self._db = PinnedConnections(pool, size=connections)
         self._creates = Batcher(self._create_batch, max_in_flight=max_in_flight)
         self._gets = Batcher(self._get_batch, max_in_flight=max_in_flight)
         self._finds = Batcher(self._find_batch, max_in_flight=max_in_flight)
@@ -244,17 +264,25 @@ class PostgresConversationStore:
     async def find_active(self, *, bot_id: str, channel: str, user_id: str) -> Session | None:
         return await self._finds.submit((bot_id, channel, user_id))
 
+    def new(self, *, bot_id: str, channel: str, user_id: str) -> Session:
+        return Session(
+            id=str(uuid.uuid4()), bot_id=bot_id, channel=channel, user_id=user_id, stored=False
+        )
+
     async def save(self, session: Session, *, append: Sequence[HistoryEntry] = ()) -> None:
         if _as_uuid(session.id) != session.id:
             raise StorageError(f"no session {session.id!r} to save")
-        session.updated_at = await self._saves.submit((session, tuple(append)))
+        session.created_at, session.updated_at = await self._saves.submit(
+            (session, tuple(append))
+        )
+        session.stored = True
 
     async def _create_batch(
         self, items: Sequence[tuple[str, str, str]]
     ) -> list[Session | BaseException]:
         ids = [uuid.uuid4() for _ in items]
         with translate_errors:
-            rows = await self._pool.fetch(
+            rows = await self._db.fetch(
                 _CREATE, ids, [i[0] for i in items], [i[1] for i in items], [i[2] for i in items]
             )
         by_id = {row[0]: _session(row) for row in rows}
@@ -262,13 +290,13 @@ class PostgresConversationStore:
 
     async def _get_batch(self, keys: Sequence[str]) -> list[Session | None]:
         with translate_errors:
-            rows = await self._pool.fetch(_GET, list(keys))
+            rows = await self._db.fetch(_GET, list(keys))
         by_id = {str(row[0]): _session(row) for row in rows}
         return [by_id.get(key) for key in keys]
 
     async def _find_batch(self, items: Sequence[tuple[str, str, str]]) -> list[Session | None]:
         with translate_errors:
-            rows = await self._pool.fetch(
+            rows = await self._db.fetch(
                 _FIND_ACTIVE, [i[0] for i in items], [i[1] for i in items], [i[2] for i in items]
             )
         found = {row[0]: _session(row[1:]) for row in rows}
@@ -276,33 +304,58 @@ class PostgresConversationStore:
 
     async def _save_batch(
         self, items: Sequence[tuple[Session, tuple[HistoryEntry, ...]]]
-    ) -> list[datetime | BaseException]:
-        entries = [(session.id, e) for session, append in items for e in append]
+    ) -> list[tuple[datetime, datetime] | BaseException]:
+        sessions = [session for session, _ in items]
+        batch = orjson.dumps(
+            [
+                {
+                    "id": s.id,
+                    "is_new": not s.stored,
+                    "status": s.status,
+                    "metadata": s.state,
+                    "bot_id": s.bot_id,
+                    "channel": s.channel,
+                    "user_id": s.user_id,
+                }
+                for s in sessions
+            ]
+        ).decode()
+        history = orjson.dumps(
+            [
+                {
+                    "session_id": session.id,
+                    "role": e.role,
+                    "content": e.content,
+                    "tokens_used": e.tokens_used,
+                    "created_at": e.created_at,
+                }
+                for session, append in items
+                for e in append
+            ]
+        ).decode()
         with translate_errors:
-            rows = await self._pool.fetch(
-                _SAVE,
-                [session.id for session, _ in items],
-                [session.status for session, _ in items],
-                [session.state for session, _ in items],
-                [sid for sid, _ in entries],
-                [e.role for _, e in entries],
-                [e.content for _, e in entries],
-                [e.tokens_used for _, e in entries],
-                [e.created_at for _, e in entries],
+            rows = await self._db.fetch(
+                _SAVE, batch, history, [s.id for s in sessions if s.stored]
             )
-        saved = {str(row[0]): row[1] for row in rows}
-        return [
-            saved.get(session.id) or StorageError(f"no session {session.id!r} to save")
-            for session, _ in items
-        ]
+        saved = {str(row[0]): (row[1], row[2]) for row in rows}
+        return [saved.get(s.id) or _not_saved(s) for s in sessions]
 
     async def history(self, session_id: str, *, limit: int = 50) -> list[HistoryEntry]:
         key = _as_uuid(session_id)
         if key is None or limit <= 0:
             return []
         with translate_errors:
-            rows = await self._pool.fetch(_HISTORY, key, limit)
+            rows = await self._db.fetch(_HISTORY, key, limit)
         return [HistoryEntry(r[0], r[1], r[2], r[3]) for r in reversed(rows)]
+
+    async def close(self) -> None:
+        await self._db.close()
+
+
+def _not_saved(session: Session) -> StorageError:
+    if session.stored:
+        return StorageError(f"no session {session.id!r} to save")
+    return StorageError(f"session id {session.id!r} is already taken")
 
 
 class PostgresBotConfigStore:

@@ -42,6 +42,7 @@ from storage.postgres import (
 )
 from storage.postgres_tables import PostgresTableStore
 from storage.redis import DEFAULT_PREFIX, RedisCache, RedisLocks, RedisPubSub, connect
+from storage.session_cache import CachedConversationStore
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +94,11 @@ class Stores:
             return False
 
     async def close(self) -> None:
-        """Close the Redis client and the pool, then stop the embedded server."""
+        """Close the Redis client, the stores and the pool, then stop the embedded server."""
         try:
             if self.redis is not None:
                 await self.redis.aclose()
+            await self.conversations.close()
             await self.pool.close()
         finally:
             if self.embedded is not None:
@@ -138,8 +140,12 @@ async def open_stores(
         if embedded is not None:
             await embedded.stop()
         raise
+    conversations: ConversationStore = PostgresConversationStore(pool)
+    if client is None and settings.session_cache > 0:
+        # In-process locks: this process is the sessions' only writer (storage/session_cache.py).
+        conversations = CachedConversationStore(conversations, max_sessions=settings.session_cache)
     return Stores(
-        conversations=PostgresConversationStore(pool),
+        conversations=conversations,
         bot_configs=PostgresBotConfigStore(pool),
         memory=PostgresMemoryStore(pool),
         tables=PostgresTableStore(pool),

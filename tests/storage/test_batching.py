@@ -66,6 +66,33 @@ async def test_items_with_one_key_never_share_a_batch() -> None:
     assert [item for batch in run.batches for item in batch if item[0] == "a"] == ["a1", "a2", "a3"]
 
 
+class OrderRecorder(Recorder):
+    """Records when each item's batch started and finished; a's batches are slow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+
+    async def __call__(self, items: Sequence[str]) -> list[str | BaseException]:
+        self.events += [f"start {item}" for item in items]
+        await asyncio.sleep(0.05 if any(item.startswith("a") for item in items) else 0)
+        self.events += [f"end {item}" for item in items]
+        return [item.upper() for item in items]
+
+
+async def test_items_with_one_key_run_one_after_the_other_in_order() -> None:
+    run = OrderRecorder()
+    batcher: Batcher[str, str] = Batcher(run, key=lambda item: item[0], max_in_flight=4)
+    first = asyncio.ensure_future(batcher.submit("a1"))
+    await asyncio.sleep(0.01)  # a1's batch is running; batches to spare
+    rest = await asyncio.gather(batcher.submit("a2"), batcher.submit("b1"), batcher.submit("a3"))
+    assert [await first, *rest] == ["A1", "A2", "B1", "A3"]
+    # b1 need not wait, but a2 starts only once a1 is done, and a3 once a2 is.
+    assert run.events.index("start b1") < run.events.index("end a1")
+    assert run.events.index("end a1") < run.events.index("start a2")
+    assert run.events.index("end a2") < run.events.index("start a3")
+
+
 @pytest.mark.parametrize(("max_in_flight", "max_batch"), [(1, 2), (2, 3)])
 async def test_batches_are_bounded_in_size_and_number(max_in_flight: int, max_batch: int) -> None:
     run = Recorder(delay=0.01)

@@ -1,10 +1,12 @@
-"""ConversationStore contract: one suite, every PostgreSQL backend (embedded, server)."""
+"""ConversationStore contract: one suite, every PostgreSQL backend (embedded, server),
+each store as is and behind the in-process session cache (roomy, and so small that
+every test evicts)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import asyncpg
@@ -12,11 +14,20 @@ import pytest
 
 from storage.base import ConversationStore, HistoryEntry, Session, StorageError
 from storage.postgres import PostgresConversationStore
+from storage.session_cache import CachedConversationStore
 
 
-@pytest.fixture
-def store(pg_pool: asyncpg.Pool) -> ConversationStore:
-    return PostgresConversationStore(pg_pool)
+@pytest.fixture(params=["postgres", "cached", "cached-tiny"])
+async def store(
+    pg_pool: asyncpg.Pool, request: pytest.FixtureRequest
+) -> AsyncIterator[ConversationStore]:
+    opened: ConversationStore = PostgresConversationStore(pg_pool)
+    if request.param == "cached":
+        opened = CachedConversationStore(opened)
+    elif request.param == "cached-tiny":
+        opened = CachedConversationStore(opened, max_sessions=2)
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture
@@ -236,3 +247,61 @@ async def test_two_saves_of_one_session_at_once_both_land_in_order(
     two = store.save(session, append=[HistoryEntry("user", "two")])
     await asyncio.gather(one, two)
     assert [e.content for e in await store.history(session.id)] == ["one", "two"]
+
+
+async def test_a_new_session_is_written_by_its_first_save(
+    store: ConversationStore, unique: Callable[[str], str]
+) -> None:
+    bot, user = unique("bot"), unique("user")
+    fresh = store.new(bot_id=bot, channel="web", user_id=user)
+    assert uuid.UUID(fresh.id) and not fresh.stored
+    assert (fresh.status, fresh.state, fresh.created_at) == ("active", {}, None)
+    assert await store.get(fresh.id) is None
+    assert await store.find_active(bot_id=bot, channel="web", user_id=user) is None
+
+    fresh.state = {"dialog": {"pc": 3}}
+    await store.save(fresh, append=turn(0))
+
+    assert fresh.stored and fresh.created_at is not None and fresh.updated_at is not None
+    assert await store.get(fresh.id) == fresh
+    found = await store.find_active(bot_id=bot, channel="web", user_id=user)
+    assert found is not None and found.id == fresh.id and found.state == {"dialog": {"pc": 3}}
+    assert [e.content for e in await store.history(fresh.id)] == ["question 0", "answer 0"]
+
+    fresh.state = {"dialog": {"pc": 9}}
+    await store.save(fresh, append=turn(1))  # now an update of the stored session
+    loaded = await store.get(fresh.id)
+    assert loaded is not None and loaded.state == {"dialog": {"pc": 9}}
+    assert len(await store.history(fresh.id)) == 4
+
+
+async def test_a_new_session_with_a_taken_id_is_refused(
+    store: ConversationStore, session: Session
+) -> None:
+    impostor = Session(
+        id=session.id, bot_id="other", channel="web", user_id="mallory", stored=False
+    )
+    impostor.state = {"stolen": True}
+    with pytest.raises(StorageError):
+        await store.save(impostor, append=[HistoryEntry("user", "let me in")])
+    loaded = await store.get(session.id)
+    assert loaded is not None and (loaded.user_id, loaded.state) == (session.user_id, {})
+    assert await store.history(session.id) == []
+
+
+async def test_new_and_stored_sessions_saved_at_once_each_land(
+    store: ConversationStore, unique: Callable[[str], str]
+) -> None:
+    bot = unique("bot")
+    stored = [await store.create(bot_id=bot, channel="web", user_id=f"old-{i}") for i in range(5)]
+    fresh = [store.new(bot_id=bot, channel="web", user_id=f"new-{i}") for i in range(5)]
+    everyone = [*stored, *fresh]
+    for s in everyone:
+        s.state = {"user": s.user_id}
+    await asyncio.gather(
+        *(store.save(s, append=[HistoryEntry("user", s.user_id)]) for s in everyone)
+    )
+    for s in everyone:
+        loaded = await store.get(s.id)
+        assert loaded is not None and loaded.state == {"user": s.user_id}
+        assert [e.content for e in await store.history(s.id)] == [s.user_id]
