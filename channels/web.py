@@ -7,7 +7,7 @@ so this module only turns client JSON into
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,7 +73,8 @@ def parse_message(
         bot=bot,
         conversation=user,
         sender=user,
-        external_id=str(data.get("message_id") or uuid.uuid4()),
+        # A client's own message id, else a random one (for logs and reply_to).
+        external_id=str(data.get("message_id") or os.urandom(16).hex()),
         text=text,
         session_id=session or None,
     )

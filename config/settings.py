@@ -22,8 +22,6 @@ class Settings:
     redis_url: str | None = None
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
-    # Sessions kept in memory when this process is their only writer (no REDIS_URL); 0: none.
-    session_cache: int = 10_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -41,7 +39,6 @@ class Settings:
             redis_url=env.get("REDIS_URL") or None,
             max_body_bytes=int(env.get("BOTSERVER_MAX_BODY_BYTES", default.max_body_bytes)),
             log_level=env.get("BOTSERVER_LOG_LEVEL", default.log_level).upper(),
-            session_cache=int(env.get("BOTSERVER_SESSION_CACHE", default.session_cache)),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

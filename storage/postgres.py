@@ -1,10 +1,9 @@
 """Conversation and bot-config stores on PostgreSQL through asyncpg.
 
 The same code serves the embedded server and a production one. The hot path
-of a turn is ``find_active``/``get`` (none when the session is cached, see
-:mod:`storage.session_cache`) then ``save``, which writes the session (new
-ones included: ``new`` makes no round trip) and its new history rows in one
-statement; concurrent turns share that statement (:mod:`storage.batching`).
+of a turn is ``find_active``/``get`` then ``save``, which writes the session
+(new ones included: ``new`` makes no round trip) and its new history rows in
+one statement; concurrent turns share each statement (:mod:`storage.batching`).
 """
 
 from __future__ import annotations

@@ -42,7 +42,6 @@ from storage.postgres import (
 )
 from storage.postgres_tables import PostgresTableStore
 from storage.redis import DEFAULT_PREFIX, RedisCache, RedisLocks, RedisPubSub, connect
-from storage.session_cache import CachedConversationStore
 
 log = logging.getLogger(__name__)
 
@@ -140,12 +139,8 @@ async def open_stores(
         if embedded is not None:
             await embedded.stop()
         raise
-    conversations: ConversationStore = PostgresConversationStore(pool)
-    if client is None and settings.session_cache > 0:
-        # In-process locks: this process is the sessions' only writer (storage/session_cache.py).
-        conversations = CachedConversationStore(conversations, max_sessions=settings.session_cache)
     return Stores(
-        conversations=conversations,
+        conversations=PostgresConversationStore(pool),
         bot_configs=PostgresBotConfigStore(pool),
         memory=PostgresMemoryStore(pool),
         tables=PostgresTableStore(pool),

@@ -14,7 +14,6 @@ def test_nothing_set_means_embedded_defaults() -> None:
     assert (settings.host, settings.port) == ("127.0.0.1", 8080)
     assert settings.bots_dir == BUNDLED_TEMPLATES
     assert (settings.database_url, settings.redis_url) == (None, None)
-    assert settings.session_cache == 10_000
 
 
 def test_every_variable_is_read() -> None:
@@ -28,7 +27,6 @@ def test_every_variable_is_read() -> None:
             "REDIS_URL": "redis://cache:6379",
             "BOTSERVER_MAX_BODY_BYTES": "2048",
             "BOTSERVER_LOG_LEVEL": "debug",
-            "BOTSERVER_SESSION_CACHE": "0",
         }
     )
     assert settings == Settings(
@@ -40,10 +38,9 @@ def test_every_variable_is_read() -> None:
         redis_url="redis://cache:6379",
         max_body_bytes=2048,
         log_level="DEBUG",
-        session_cache=0,
     )
 
 
 def test_a_number_that_is_not_one_is_refused() -> None:
     with pytest.raises(ValueError):
-        Settings.from_env({"BOTSERVER_SESSION_CACHE": "lots"})
+        Settings.from_env({"BOTSERVER_PORT": "eighty"})

@@ -1,6 +1,4 @@
-"""ConversationStore contract: one suite, every PostgreSQL backend (embedded, server),
-each store as is and behind the in-process session cache (roomy, and so small that
-every test evicts)."""
+"""ConversationStore contract: one suite, every PostgreSQL backend (embedded, server)."""
 
 from __future__ import annotations
 
@@ -14,18 +12,11 @@ import pytest
 
 from storage.base import ConversationStore, HistoryEntry, Session, StorageError
 from storage.postgres import PostgresConversationStore
-from storage.session_cache import CachedConversationStore
 
 
-@pytest.fixture(params=["postgres", "cached", "cached-tiny"])
-async def store(
-    pg_pool: asyncpg.Pool, request: pytest.FixtureRequest
-) -> AsyncIterator[ConversationStore]:
-    opened: ConversationStore = PostgresConversationStore(pg_pool)
-    if request.param == "cached":
-        opened = CachedConversationStore(opened)
-    elif request.param == "cached-tiny":
-        opened = CachedConversationStore(opened, max_sessions=2)
+@pytest.fixture
+async def store(pg_pool: asyncpg.Pool) -> AsyncIterator[ConversationStore]:
+    opened = PostgresConversationStore(pg_pool)
     yield opened
     await opened.close()
 

@@ -14,10 +14,8 @@ from storage.base import HistoryEntry
 from storage.embedded_postgres import EmbeddedPostgres
 from storage.memory import MemoryCache, MemoryLocks, MemoryPubSub
 from storage.migrate import bundled_migrations
-from storage.postgres import PostgresConversationStore
 from storage.redis import RedisCache, RedisLocks, RedisPubSub
 from storage.services import Stores, open_stores, run_migrations, stores
-from storage.session_cache import CachedConversationStore
 
 ALL_MIGRATIONS = [m.name for m in bundled_migrations()]
 
@@ -32,8 +30,6 @@ async def test_defaults_are_embedded_postgres_and_in_process_stores(
         assert isinstance(opened.cache, MemoryCache)
         assert isinstance(opened.locks, MemoryLocks)
         assert isinstance(opened.pubsub, MemoryPubSub)
-        # In-process locks: this process is the only writer of its sessions.
-        assert isinstance(opened.conversations, CachedConversationStore)
         assert await opened.ping() == {"postgres": True}
         assert await opened.pool.fetchval("SELECT count(*) FROM schema_migrations") == len(
             ALL_MIGRATIONS
@@ -59,8 +55,6 @@ async def test_configured_servers_are_used(
         assert isinstance(opened.cache, RedisCache)
         assert isinstance(opened.locks, RedisLocks)
         assert isinstance(opened.pubsub, RedisPubSub)
-        # Shared locks mean other instances write sessions too: every turn reads its own.
-        assert isinstance(opened.conversations, PostgresConversationStore)
         assert await opened.ping() == {"postgres": True, "redis": True}
 
         session = await opened.conversations.create(bot_id="b", channel="web", user_id="u")
@@ -71,14 +65,6 @@ async def test_configured_servers_are_used(
         assert await opened.redis.exists(f"{redis_prefix}cache:k") == 1
     finally:
         await opened.close()
-
-
-async def test_session_cache_can_be_turned_off(
-    postgres_url: str, server_schema: Callable[[str], str]
-) -> None:
-    settings = Settings(database_url=postgres_url, session_cache=0)
-    async with stores(settings, schema=server_schema("nocache")) as opened:
-        assert isinstance(opened.conversations, PostgresConversationStore)
 
 
 async def test_ping_reports_unreachable_backends(postgres_url: str) -> None:
