@@ -158,6 +158,14 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 # (a sequential scan, a hash join) must not stay in use as the table grows.
 PLAN_LIFETIME = 5
 
+# Every statement of the stores is fixed text whose best plan does not depend
+# on its parameters' values, so each prepared statement is planned once (per
+# PLAN_LIFETIME) instead of at each execution. PostgreSQL's default ("auto")
+# kept re-planning the save statement, whose array parameter makes a custom
+# plan look cheaper: planning then cost more than running it (a save of one
+# session: ~0.8-1.1 ms of PostgreSQL CPU re-planned, ~0.5 ms with its plan kept).
+SERVER_SETTINGS = {"plan_cache_mode": "force_generic_plan"}
+
 
 async def create_pool(
     dsn: str,
@@ -167,7 +175,7 @@ async def create_pool(
     schema: str | None = None,
 ) -> asyncpg.Pool:
     """An asyncpg pool with the jsonb codec installed; ``schema`` sets the search path."""
-    settings: dict[str, str] = {}
+    settings = dict(SERVER_SETTINGS)
     if schema:
         settings["search_path"] = quote_ident(schema)
     try:
@@ -177,7 +185,7 @@ async def create_pool(
             max_size=max_size,
             init=init_connection,
             reset=_keep_connection_state,
-            server_settings=settings or None,
+            server_settings=settings,
             max_cached_statement_lifetime=PLAN_LIFETIME,
         )
         if schema:
