@@ -57,12 +57,15 @@ def _string(text: str, _: tuple[str, ...]) -> str:
     return text
 
 
+_NOT_IN_NAMES = re.compile(r"[@#$%^&*()_+=\[\]{}<>|\\/~`\"]")
+
+
 @_type("NAME", prompt="Please enter a valid name.")
 def _name(text: str, _: tuple[str, ...]) -> str:
     words = text.split()
-    if not words or any(ch.isdigit() for ch in text) or not any(ch.isalpha() for ch in text):
+    if not words or any(map(str.isdigit, text)) or not any(map(str.isalpha, text)):
         raise Invalid
-    if len(text) > 100 or re.search(r"[@#$%^&*()_+=\[\]{}<>|\\/~`\"]", text):
+    if len(text) > 100 or _NOT_IN_NAMES.search(text):
         raise Invalid
     return " ".join(w[:1].upper() + w[1:].lower() for w in words)
 

@@ -106,7 +106,7 @@ def build_chain(stages: list[Stage]) -> Next:
 
 
 def _bind(stage: Stage, next_: Next) -> Next:
-    async def run(turn: Turn) -> None:
-        await stage(turn, next_)
+    def run(turn: Turn) -> Awaitable[None]:
+        return stage(turn, next_)  # the stage's own awaitable: no wrapper coroutine per turn
 
     return run
