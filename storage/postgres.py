@@ -24,14 +24,8 @@ from storage.pinned_connections import PinnedConnections
 
 _SESSION_COLUMNS = "id, bot_id, channel, user_id, status, metadata, created_at, updated_at"
 
-# Every statement of the turn's hot path takes a batch: parallel arrays, one
-# element per caller (see storage/batching.py).
-_CREATE = f"""
-INSERT INTO user_sessions (id, bot_id, channel, user_id)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
-RETURNING {_SESSION_COLUMNS}
-"""
-
+# Every statement of the turn's hot path takes a batch, one element per caller
+# (see storage/batching.py): parallel arrays for reads, JSON for the save.
 _GET = f"SELECT {_SESSION_COLUMNS} FROM user_sessions WHERE id = ANY($1::uuid[])"
 
 # Served by idx_sessions_bot (bot_id, channel, user_id, status, updated_at DESC).
@@ -252,7 +246,6 @@ class PostgresConversationStore:
         self, pool: asyncpg.Pool, *, connections: int = 4, max_in_flight: int = 4
     ) -> None:
         self._db = PinnedConnections(pool, size=connections)
-        self._creates = Batcher(self._create_batch, max_in_flight=max_in_flight)
         self._gets = Batcher(self._get_batch, max_in_flight=max_in_flight)
         self._finds = Batcher(self._find_batch, max_in_flight=max_in_flight)
         self._saves = Batcher(
@@ -260,7 +253,9 @@ class PostgresConversationStore:
         )
 
     async def create(self, *, bot_id: str, channel: str, user_id: str) -> Session:
-        return await self._creates.submit((bot_id, channel, user_id))
+        session = self.new(bot_id=bot_id, channel=channel, user_id=user_id)
+        await self.save(session)
+        return session
 
     async def get(self, session_id: str) -> Session | None:
         key = _as_uuid(session_id)
@@ -283,17 +278,6 @@ class PostgresConversationStore:
             (session, tuple(append))
         )
         session.stored = True
-
-    async def _create_batch(
-        self, items: Sequence[tuple[str, str, str]]
-    ) -> list[Session | BaseException]:
-        ids = [uuid.uuid4() for _ in items]
-        with translate_errors:
-            rows = await self._db.fetch(
-                _CREATE, ids, [i[0] for i in items], [i[1] for i in items], [i[2] for i in items]
-            )
-        by_id = {row[0]: _session(row) for row in rows}
-        return [by_id[key] for key in ids]
 
     async def _get_batch(self, keys: Sequence[str]) -> list[Session | None]:
         with translate_errors:
