@@ -296,3 +296,23 @@ async def test_new_and_stored_sessions_saved_at_once_each_land(
         loaded = await store.get(s.id)
         assert loaded is not None and loaded.state == {"user": s.user_id}
         assert [e.content for e in await store.history(s.id)] == [s.user_id]
+
+
+async def test_ids_follow_the_order_of_writes(
+    store: ConversationStore, pg_pool: asyncpg.Pool, unique: Callable[[str], str]
+) -> None:
+    # Time-ordered ids keep primary key inserts at the right edge of the index.
+    bot = unique("bot")
+    sessions = [await store.create(bot_id=bot, channel="web", user_id=f"u{n}") for n in range(5)]
+    for n in range(3):
+        for session in sessions:
+            await store.save(session, append=turn(n))
+    assert [s.id for s in sessions] == sorted(s.id for s in sessions)
+    rows = await pg_pool.fetch(
+        "SELECT h.id FROM message_history h JOIN user_sessions s ON s.id = h.session_id"
+        " WHERE s.bot_id = $1 ORDER BY h.seq",
+        bot,
+    )
+    ids = [str(r["id"]) for r in rows]
+    assert len(ids) == 30
+    assert ids == sorted(ids)

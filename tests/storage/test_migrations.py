@@ -61,6 +61,31 @@ async def test_migrate_creates_the_schema_once(fresh_schema: asyncpg.Connection)
     assert all(r["applied_at"] is not None for r in rows)
 
 
+async def test_a_session_save_is_a_heap_only_update(fresh_schema: asyncpg.Connection) -> None:
+    # What every turn does to its session: new state, new updated_at. No index
+    # may cover those columns, and pages keep room for the new row version.
+    await migrate(fresh_schema)
+    await fresh_schema.execute(
+        "INSERT INTO user_sessions (bot_id, channel, user_id) "
+        "SELECT 'bot', 'web', 'user' || n FROM generate_series(1, 500) AS n"
+    )
+    counts = (
+        "SELECT n_tup_hot_upd, n_tup_upd FROM pg_stat_xact_user_tables"
+        " WHERE relid = 'user_sessions'::regclass"
+    )
+    for turn in range(3):  # the old row versions of a turn are pruned by the next
+        async with fresh_schema.transaction():
+            hot_before, updated_before = await fresh_schema.fetchrow(counts)
+            await fresh_schema.execute(
+                "UPDATE user_sessions SET metadata = jsonb_build_object('pc', $1::int),"
+                " updated_at = clock_timestamp()",
+                turn,
+            )
+            hot, updated = await fresh_schema.fetchrow(counts)
+    assert updated - updated_before == 500
+    assert hot - hot_before >= 250  # without room or with updated_at indexed: 0
+
+
 async def test_only_pending_migrations_run_in_version_order(
     fresh_schema: asyncpg.Connection,
 ) -> None:
