@@ -60,20 +60,22 @@ class Batcher(Generic[Item, Result]):
         if self._scheduled or not self._pending or self._in_flight >= self._max_in_flight:
             return
         self._scheduled = True
-        # call_soon: callers that are ready in this loop iteration join the batch.
-        asyncio.get_running_loop().call_soon(self._start_batch)
+        # The batch's task first runs on the next loop iteration: callers that
+        # are ready in this one join it. It then sends its statement in that
+        # same step, rather than one more iteration later.
+        task = asyncio.get_running_loop().create_task(self._run_next_batch())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def _start_batch(self) -> None:
+    async def _run_next_batch(self) -> None:
         self._scheduled = False
         batch, keys = self._take()
         if not batch:
             return
         self._in_flight += 1
         self._running_keys |= keys
-        task = asyncio.get_running_loop().create_task(self._flush(batch, keys))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
         self._schedule()  # more waiting: another batch may go out while this one runs
+        await self._flush(batch, keys)
 
     def _take(self) -> tuple[list[tuple[Item, asyncio.Future[Result]]], set[Hashable]]:
         if self._key is None:
