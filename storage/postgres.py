@@ -29,7 +29,7 @@ _SESSION_COLUMNS = "id, bot_id, channel, user_id, status, metadata, created_at, 
 # (see storage/batching.py): parallel arrays for reads, JSON for the save.
 _GET = f"SELECT {_SESSION_COLUMNS} FROM user_sessions WHERE id = ANY($1::uuid[])"
 
-# Served by idx_sessions_bot (bot_id, channel, user_id, status, updated_at DESC).
+# Served by idx_sessions_bot (bot_id, channel, user_id, status); a user's few matches are sorted.
 _FIND_ACTIVE = f"""
 SELECT k.i, s.* FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
     AS k(bot_id, channel, user_id, i)
