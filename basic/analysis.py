@@ -51,15 +51,23 @@ class _Checker:
             if proc.name in self.procedures:
                 self.error(proc.line, proc.column, f"{proc.kind} {proc.name!r} is already defined")
             elif proc.name in BUILTINS:
-                self.error(proc.line, proc.column,
-                           f"{proc.kind} {proc.name!r} has the name of a built-in function")
+                self.error(
+                    proc.line,
+                    proc.column,
+                    f"{proc.kind} {proc.name!r} has the name of a built-in function",
+                )
             self.procedures[proc.name] = ProcedureInfo(proc.kind, proc.name, proc.params)
         self.block(self.module.body, (), top=True)
         for proc in self.module.procedures:
             self.block(proc.body, (proc.kind,), top=False)
         self.errors.sort(key=lambda e: (e.line, e.column))
-        return Analysis(dict(self.procedures), tuple(self.params), self.description,
-                        frozenset(self.dialogs), self.errors)
+        return Analysis(
+            dict(self.procedures),
+            tuple(self.params),
+            self.description,
+            frozenset(self.dialogs),
+            self.errors,
+        )
 
     # -- statements
     def block(self, stmts: tuple[n.Stmt, ...], enclosing: tuple[str, ...], *, top: bool) -> None:
@@ -149,21 +157,26 @@ class _Checker:
         if low <= got <= high:
             return
         want = str(low) if low == high else f"{low} to {high}"
-        self.error(at.line, at.column, f"{what} takes {want} argument{'s' if high != 1 else ''}, "
-                                       f"got {got}")
+        self.error(
+            at.line, at.column, f"{what} takes {want} argument{'s' if high != 1 else ''}, got {got}"
+        )
 
     def call(self, name: str, count: int, line: int, column: int, *, statement: bool) -> None:
         proc = self.procedures.get(name)
         if proc is not None:
             if len(proc.params) != count:
                 plural = "s" if len(proc.params) != 1 else ""
-                self.error(line, column, f"{proc.kind} {name} takes {len(proc.params)} "
-                                         f"argument{plural}, got {count}")
+                self.error(
+                    line,
+                    column,
+                    f"{proc.kind} {name} takes {len(proc.params)} argument{plural}, got {count}",
+                )
             return
         builtin = BUILTINS.get(name)
         if builtin is not None:
-            self.arity(builtin.name, builtin.min_args, builtin.max_args, count,
-                       n.Stmt(line, column))
+            self.arity(
+                builtin.name, builtin.min_args, builtin.max_args, count, n.Stmt(line, column)
+            )
             return
         if statement:
             self.error(line, column, f"undefined SUB {name!r}")
@@ -179,8 +192,9 @@ class _Checker:
             self.call(e.name, len(e.args), e.line, e.column, statement=False)
         elif isinstance(e, n.HostValue):
             spec = VALUES[e.keyword]
-            self.arity(e.keyword, spec.min_args, spec.max_args, len(e.args),
-                       n.Stmt(e.line, e.column))
+            self.arity(
+                e.keyword, spec.min_args, spec.max_args, len(e.args), n.Stmt(e.line, e.column)
+            )
             for a in e.args:
                 self.expr(a, at)
         elif isinstance(e, n.Binary):

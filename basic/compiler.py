@@ -265,8 +265,10 @@ class _UnitCompiler:
         if item.kind == "range":
             assert item.upper is not None
             upper = self.expr(item.upper)
-            return lambda f: compare(">=", f.load(subject), value(f)) and compare(
-                "<=", f.load(subject), upper(f))
+            return lambda f: (
+                compare(">=", f.load(subject), value(f))
+                and compare("<=", f.load(subject), upper(f))
+            )
         op = item.op if item.kind == "is" else "="
         return lambda f: compare(op, f.load(subject), value(f))
 
@@ -432,4 +434,3 @@ def _any(matchers: list[Eval]) -> Eval:
     if len(matchers) == 1:
         return matchers[0]
     return lambda f: any(match(f) for match in matchers)
-

@@ -191,8 +191,21 @@ def _isnumeric(v: Any) -> bool:
 
 
 _DATE_TOKENS = re.compile(r"YYYY|yyyy|YY|yy|MM|DD|dd|HH|hh|mm|nn|ss|SS")
-_DATE_MAP = {"YYYY": "%Y", "yyyy": "%Y", "YY": "%y", "yy": "%y", "MM": "%m", "DD": "%d",
-             "dd": "%d", "HH": "%H", "hh": "%H", "mm": "%M", "nn": "%M", "ss": "%S", "SS": "%S"}
+_DATE_MAP = {
+    "YYYY": "%Y",
+    "yyyy": "%Y",
+    "YY": "%y",
+    "yy": "%y",
+    "MM": "%m",
+    "DD": "%d",
+    "dd": "%d",
+    "HH": "%H",
+    "hh": "%H",
+    "mm": "%M",
+    "nn": "%M",
+    "ss": "%S",
+    "SS": "%S",
+}
 
 
 def _as_datetime(v: Any) -> dt.datetime | None:
@@ -213,8 +226,11 @@ def _format(v: Any, pattern: Any = None) -> str:
     when = _as_datetime(v)
     if when is not None and _DATE_TOKENS.search(fmt):
         return when.strftime(_DATE_TOKENS.sub(lambda m: _DATE_MAP[m.group(0)], fmt))
-    if isinstance(v, int | float | str) and not isinstance(v, bool) and re.fullmatch(
-            r"[#,0]*(\.[0#]+)?%?", fmt):
+    if (
+        isinstance(v, int | float | str)
+        and not isinstance(v, bool)
+        and re.fullmatch(r"[#,0]*(\.[0#]+)?%?", fmt)
+    ):
         number = to_number(v)
         decimals = len(fmt.split(".", 1)[1].rstrip("%")) if "." in fmt else 0
         if fmt.endswith("%"):

@@ -23,8 +23,16 @@ Validator = Callable[[str, tuple[str, ...]], Any]
 VALIDATORS: dict[str, Validator] = {}
 PROMPTS: dict[str, str] = {}
 # HEAR types whose value comes from an attachment the host stores (needs a host capability)
-MEDIA_KINDS = {"IMAGE": "image", "FILE": "file", "DOCUMENT": "file", "PDF": "file",
-               "AUDIO": "audio", "VOICE": "audio", "VIDEO": "video", "QRCODE": "image"}
+MEDIA_KINDS = {
+    "IMAGE": "image",
+    "FILE": "file",
+    "DOCUMENT": "file",
+    "PDF": "file",
+    "AUDIO": "audio",
+    "VOICE": "audio",
+    "VIDEO": "video",
+    "QRCODE": "image",
+}
 
 
 def _type(*names: str, prompt: str) -> Callable[[Validator], Validator]:
@@ -116,8 +124,11 @@ def _decimal(text: str) -> float:
             value = value.replace(",", "")
     elif "," in value:
         head, _, tail = value.rpartition(",")
-        value = (head.replace(",", "") + "." + tail) if len(tail) != 3 or "," in head or \
-            head in ("", "0", "-0") else head + tail
+        value = (
+            (head.replace(",", "") + "." + tail)
+            if len(tail) != 3 or "," in head or head in ("", "0", "-0")
+            else head + tail
+        )
     number = parse_number(value)
     if number is None:
         raise Invalid
@@ -158,8 +169,18 @@ def _card(text: str, _: tuple[str, ...]) -> str:
 def _date(text: str, _: tuple[str, ...]) -> str:
     value = text.strip().lower()
     today = dt.date.today()
-    relative = {"today": 0, "hoje": 0, "hoy": 0, "tomorrow": 1, "amanhã": 1, "amanha": 1,
-                "mañana": 1, "yesterday": -1, "ontem": -1, "ayer": -1}
+    relative = {
+        "today": 0,
+        "hoje": 0,
+        "hoy": 0,
+        "tomorrow": 1,
+        "amanhã": 1,
+        "amanha": 1,
+        "mañana": 1,
+        "yesterday": -1,
+        "ontem": -1,
+        "ayer": -1,
+    }
     if value in relative:
         return (today + dt.timedelta(days=relative[value])).isoformat()
     m = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})", value)
@@ -260,12 +281,32 @@ def _cnpj(text: str, _: tuple[str, ...]) -> str:
     return f"{digits[:2]}.{digits[2:5]}.{digits[5:8]}/{digits[8:12]}-{digits[12:]}"
 
 
-_LANGUAGES = {"english": "en", "inglês": "en", "ingles": "en", "portuguese": "pt",
-              "português": "pt", "portugues": "pt", "spanish": "es", "español": "es",
-              "espanhol": "es", "french": "fr", "français": "fr", "francês": "fr",
-              "german": "de", "deutsch": "de", "alemão": "de", "italian": "it",
-              "italiano": "it", "chinese": "zh", "japanese": "ja", "russian": "ru",
-              "arabic": "ar", "hindi": "hi", "dutch": "nl", "korean": "ko"}
+_LANGUAGES = {
+    "english": "en",
+    "inglês": "en",
+    "ingles": "en",
+    "portuguese": "pt",
+    "português": "pt",
+    "portugues": "pt",
+    "spanish": "es",
+    "español": "es",
+    "espanhol": "es",
+    "french": "fr",
+    "français": "fr",
+    "francês": "fr",
+    "german": "de",
+    "deutsch": "de",
+    "alemão": "de",
+    "italian": "it",
+    "italiano": "it",
+    "chinese": "zh",
+    "japanese": "ja",
+    "russian": "ru",
+    "arabic": "ar",
+    "hindi": "hi",
+    "dutch": "nl",
+    "korean": "ko",
+}
 
 
 @_type("LANGUAGE", prompt="Please enter a language, for example English or pt.")
@@ -278,11 +319,27 @@ def _language(text: str, _: tuple[str, ...]) -> str:
     raise Invalid
 
 
-_COLORS = {"red": "#FF0000", "green": "#008000", "blue": "#0000FF", "black": "#000000",
-           "white": "#FFFFFF", "yellow": "#FFFF00", "orange": "#FFA500", "purple": "#800080",
-           "pink": "#FFC0CB", "gray": "#808080", "grey": "#808080", "brown": "#A52A2A",
-           "teal": "#008080", "vermelho": "#FF0000", "verde": "#008000", "azul": "#0000FF",
-           "preto": "#000000", "branco": "#FFFFFF", "amarelo": "#FFFF00"}
+_COLORS = {
+    "red": "#FF0000",
+    "green": "#008000",
+    "blue": "#0000FF",
+    "black": "#000000",
+    "white": "#FFFFFF",
+    "yellow": "#FFFF00",
+    "orange": "#FFA500",
+    "purple": "#800080",
+    "pink": "#FFC0CB",
+    "gray": "#808080",
+    "grey": "#808080",
+    "brown": "#A52A2A",
+    "teal": "#008080",
+    "vermelho": "#FF0000",
+    "verde": "#008000",
+    "azul": "#0000FF",
+    "preto": "#000000",
+    "branco": "#FFFFFF",
+    "amarelo": "#FFFF00",
+}
 
 
 @_type("COLOR", "COLOUR", prompt="Please enter a color name or #RRGGBB.")

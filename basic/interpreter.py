@@ -58,15 +58,22 @@ def normalize_globals(values: Mapping[str, Any] | None) -> Globals:
 class Interpreter:
     """Runs compiled programs against a host.  Holds no per-dialog state: safe to share."""
 
-    def __init__(self, programs: Mapping[str, Program], host: Host, *,
-                 limits: Limits = DEFAULT_LIMITS, globals: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        programs: Mapping[str, Program],
+        host: Host,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        globals: Mapping[str, Any] | None = None,
+    ) -> None:
         self.programs = programs
         self.host = host
         self.limits = limits
         self.globals = normalize_globals(globals)
 
-    async def start(self, name: str = "start", *,
-                    arguments: Mapping[str, Any] | None = None) -> Outcome:
+    async def start(
+        self, name: str = "start", *, arguments: Mapping[str, Any] | None = None
+    ) -> Outcome:
         """Run ``name`` from the top.  ``arguments`` become variables (a tool's PARAMs; missing
         OPTIONAL ones are empty)."""
         key = name.lower().removesuffix(".bas")
@@ -96,23 +103,36 @@ class Interpreter:
 
     @staticmethod
     def _save(machine: Machine, shared: dict[str, Any], retries: int) -> dict[str, Any]:
-        frames = [{
-            "program": f.program.name,
-            "digest": f.program.digest,
-            "unit": f.unit.name,
-            "pc": f.pc,
-            "locals": None if f.vars is shared else f.vars,
-            "on_error": f.on_error,
-            "target": f.target,
-        } for f in machine.frames]
-        return {"version": STATE_VERSION, "vars": shared, "frames": frames,
-                "retries": retries, "headers": machine.headers}
+        frames = [
+            {
+                "program": f.program.name,
+                "digest": f.program.digest,
+                "unit": f.unit.name,
+                "pc": f.pc,
+                "locals": None if f.vars is shared else f.vars,
+                "on_error": f.on_error,
+                "target": f.target,
+            }
+            for f in machine.frames
+        ]
+        return {
+            "version": STATE_VERSION,
+            "vars": shared,
+            "frames": frames,
+            "retries": retries,
+            "headers": machine.headers,
+        }
 
-    def _restore(self, state: Mapping[str, Any]
-                 ) -> tuple[dict[str, Any], list[Frame], dict[str, str]]:
+    def _restore(
+        self, state: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], list[Frame], dict[str, str]]:
         if state.get("version") != STATE_VERSION or not state.get("frames"):
-            raise BasicRuntimeError("?", 0, f"unsupported dialog state (version "
-                                            f"{state.get('version')!r}, expected {STATE_VERSION})")
+            raise BasicRuntimeError(
+                "?",
+                0,
+                f"unsupported dialog state (version "
+                f"{state.get('version')!r}, expected {STATE_VERSION})",
+            )
         shared: dict[str, Any] = dict(state["vars"])
         frames: list[Frame] = []
         for saved in state["frames"]:
@@ -121,13 +141,15 @@ class Interpreter:
             if program is None:
                 raise BasicRuntimeError(filename, 0, "the waiting dialog no longer exists")
             if program.digest != saved["digest"]:
-                raise BasicRuntimeError(program.filename, 0,
-                                        "the dialog changed since it started waiting; start over")
+                raise BasicRuntimeError(
+                    program.filename, 0, "the dialog changed since it started waiting; start over"
+                )
             unit = program.units[saved["unit"]]
             local = saved["locals"]
             variables = shared if local is None else dict(local)
-            frame = Frame(program, unit, variables, shared, self.globals, saved["pc"],
-                          saved.get("target"))
+            frame = Frame(
+                program, unit, variables, shared, self.globals, saved["pc"], saved.get("target")
+            )
             frame.on_error = bool(saved.get("on_error"))
             frames.append(frame)
         return shared, frames, dict(state.get("headers") or {})

@@ -37,9 +37,16 @@ class Frame:
 
     __slots__ = ("globals", "on_error", "pc", "program", "shared", "target", "unit", "vars")
 
-    def __init__(self, program: Program, unit: Unit, variables: dict[str, Any],
-                 shared: dict[str, Any], globals_: Mapping[str, Any], pc: int = 0,
-                 target: str | None = None) -> None:
+    def __init__(
+        self,
+        program: Program,
+        unit: Unit,
+        variables: dict[str, Any],
+        shared: dict[str, Any],
+        globals_: Mapping[str, Any],
+        pc: int = 0,
+        target: str | None = None,
+    ) -> None:
         self.program = program
         self.unit = unit
         self.pc = pc
@@ -122,8 +129,9 @@ class AssignPath(Instr):
 
     __slots__ = ("index", "name", "path", "value")
 
-    def __init__(self, line: int, name: str, path: tuple[str, ...], index: Eval | None,
-                 value: Eval) -> None:
+    def __init__(
+        self, line: int, name: str, path: tuple[str, ...], index: Eval | None, value: Eval
+    ) -> None:
         super().__init__(line)
         self.name = name
         self.path = path
@@ -191,8 +199,9 @@ class JumpIf(Instr):
 
     __slots__ = ("cond", "loop", "target", "when")
 
-    def __init__(self, line: int, cond: Eval, when: bool, target: int = -1,
-                 loop: bool = False) -> None:
+    def __init__(
+        self, line: int, cond: Eval, when: bool, target: int = -1, loop: bool = False
+    ) -> None:
         super().__init__(line)
         self.cond = cond
         self.when = when
@@ -213,8 +222,9 @@ class ForInit(Instr):
 
     __slots__ = ("slot", "start", "step", "stop", "var")
 
-    def __init__(self, line: int, var: str, slot: str, start: Eval, stop: Eval,
-                 step: Eval | None) -> None:
+    def __init__(
+        self, line: int, var: str, slot: str, start: Eval, stop: Eval, step: Eval | None
+    ) -> None:
         super().__init__(line)
         self.var, self.slot, self.start, self.stop, self.step = var, slot, start, stop, step
 
@@ -366,8 +376,14 @@ class HostCall(Instr):
     __slots__ = ("args", "keyword", "names", "target")
     is_async = True
 
-    def __init__(self, line: int, keyword: str, args: tuple[Eval, ...], target: str | None,
-                 names: tuple[str | None, ...] = ()) -> None:
+    def __init__(
+        self,
+        line: int,
+        keyword: str,
+        args: tuple[Eval, ...],
+        target: str | None,
+        names: tuple[str | None, ...] = (),
+    ) -> None:
         super().__init__(line)
         self.keyword, self.args, self.target, self.names = keyword, args, target, names
 
@@ -479,8 +495,14 @@ class Throw(Instr):
 class Machine:
     """Runs frames until HEAR, the end, or an error.  One per turn; not shared."""
 
-    def __init__(self, programs: Mapping[str, Program], host: Host, limits: Limits,
-                 frames: list[Frame], headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        programs: Mapping[str, Program],
+        host: Host,
+        limits: Limits,
+        frames: list[Frame],
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.programs = programs
         self.host = host
         self.limits = limits
@@ -534,11 +556,19 @@ class Machine:
                 steps += 1
                 if steps & 1023 == 0:
                     if steps > max_steps:
-                        self.fail(f, ins, f"dialog ran more than {max_steps} steps in one turn",
-                                  catchable=False)
+                        self.fail(
+                            f,
+                            ins,
+                            f"dialog ran more than {max_steps} steps in one turn",
+                            catchable=False,
+                        )
                     if self._out_of_time():
-                        self.fail(f, ins, f"dialog ran longer than {self.limits.wall_time:g} s "
-                                  "in one turn", catchable=False)
+                        self.fail(
+                            f,
+                            ins,
+                            f"dialog ran longer than {self.limits.wall_time:g} s in one turn",
+                            catchable=False,
+                        )
                     await asyncio.sleep(0)  # let other conversations run
                 try:
                     if ins.is_async:
@@ -581,8 +611,9 @@ class Machine:
                 return
         raise error
 
-    async def keyword(self, keyword: str, args: list[Any], names: tuple[str | None, ...],
-                      f: Frame) -> Any:
+    async def keyword(
+        self, keyword: str, args: list[Any], names: tuple[str | None, ...], f: Frame
+    ) -> Any:
         """The keywords that reach out to the host (see keywords.py)."""
         if keyword == "GET":
             target = to_text(args[0])
@@ -590,19 +621,21 @@ class Machine:
             if lowered.startswith(("http://", "https://")):
                 return await self.http("GET", target, None, keyword)
             if lowered.startswith("session."):
-                method = self.capability("session_field", "GET \"session.*\"")
-                return await self.host_wait(method(target[len("session."):].lower()))
-            return await self.host_wait(self.capability("read_file", "GET \"file\"")(target))
+                method = self.capability("session_field", 'GET "session.*"')
+                return await self.host_wait(method(target[len("session.") :].lower()))
+            return await self.host_wait(self.capability("read_file", 'GET "file"')(target))
         if keyword in ("POST", "PUT", "PATCH", "DELETE HTTP"):
             method_name = "DELETE" if keyword == "DELETE HTTP" else keyword
-            return await self.http(method_name, to_text(args[0]),
-                                   args[1] if len(args) > 1 else None, keyword)
+            return await self.http(
+                method_name, to_text(args[0]), args[1] if len(args) > 1 else None, keyword
+            )
         if keyword == "DELETE":
             if to_text(args[0]).lower().startswith(("http://", "https://")):
                 return await self.http("DELETE", to_text(args[0]), None, keyword)
             delete = self.capability("delete", keyword)
-            return await self.host_wait(delete(to_text(args[0]),
-                                               to_text(args[1]) if len(args) > 1 else ""))
+            return await self.host_wait(
+                delete(to_text(args[0]), to_text(args[1]) if len(args) > 1 else "")
+            )
         if keyword == "SET HEADER":
             self.headers[to_text(args[0])] = to_text(args[1])
             return None
@@ -615,15 +648,20 @@ class Machine:
             return None
         if keyword in ("SAVE", "INSERT"):
             row = _row(args[1:], names[1:])
-            return await self.host_wait(self.capability(keyword.lower(), keyword)(
-                to_text(args[0]), row))
+            return await self.host_wait(
+                self.capability(keyword.lower(), keyword)(to_text(args[0]), row)
+            )
         if keyword == "UPDATE":
             row = _row(args[2:], names[2:])
-            return await self.host_wait(self.capability("update", keyword)(
-                to_text(args[0]), to_text(args[1]), row))
+            return await self.host_wait(
+                self.capability("update", keyword)(to_text(args[0]), to_text(args[1]), row)
+            )
         if keyword == "FIND":
-            rows = await self.host_wait(self.capability("find", keyword)(
-                to_text(args[0]), to_text(args[1]) if len(args) > 1 else ""))
+            rows = await self.host_wait(
+                self.capability("find", keyword)(
+                    to_text(args[0]), to_text(args[1]) if len(args) > 1 else ""
+                )
+            )
             return rows if rows else None  # nothing found is falsy
         if keyword in ("SET BOT MEMORY", "SET USER MEMORY", "TALK TO"):
             method = self.capability(_CAPABILITY[keyword], keyword)
@@ -634,8 +672,9 @@ class Machine:
             method = self.capability(_CAPABILITY[keyword], keyword)
             return await self.host_wait(method(to_text(args[0]) if args else None))
         method = self.capability(_CAPABILITY[keyword], keyword)
-        return await self.host_wait(method(*[a if isinstance(a, list | dict) else to_text(a)
-                                             for a in args]))
+        return await self.host_wait(
+            method(*[a if isinstance(a, list | dict) else to_text(a) for a in args])
+        )
 
     async def http(self, method: str, url: str, body: Any, keyword: str) -> Any:
         call = self.capability("http", keyword)
@@ -650,8 +689,9 @@ class Machine:
         f = self.frames[-1]
         ins = f.unit.code[f.pc]
         if not isinstance(ins, Hear):
-            raise BasicRuntimeError(f.program.filename, ins.line,
-                                    "saved dialog state does not point at a HEAR")
+            raise BasicRuntimeError(
+                f.program.filename, ins.line, "saved dialog state does not point at a HEAR"
+            )
         try:
             media = hear_types.MEDIA_KINDS.get(ins.kind)
             if media is not None:

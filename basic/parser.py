@@ -76,9 +76,17 @@ _OPEN_NAMES = {
     "FUNCTION": "FUNCTION",
     "WITH": "WITH",
 }
-_CLOSER_OF = {"IF": "END IF", "SELECT": "END SELECT", "FOR": "NEXT", "FOREACH": "NEXT",
-              "DO": "LOOP", "WHILE": "WEND", "SUB": "END SUB", "FUNCTION": "END FUNCTION",
-              "WITH": "END WITH"}
+_CLOSER_OF = {
+    "IF": "END IF",
+    "SELECT": "END SELECT",
+    "FOR": "NEXT",
+    "FOREACH": "NEXT",
+    "DO": "LOOP",
+    "WHILE": "WEND",
+    "SUB": "END SUB",
+    "FUNCTION": "END FUNCTION",
+    "WITH": "END WITH",
+}
 
 _COMP = {"==": "=", "!=": "<>"}
 
@@ -474,9 +482,7 @@ def _describe(e: UnexpectedInput, text: str) -> str:
     return "syntax error"
 
 
-def _logical_lines(
-    source: str, parser: _LineParser
-) -> Iterator[tuple[int, str | n.Stmt]]:
+def _logical_lines(source: str, parser: _LineParser) -> Iterator[tuple[int, str | n.Stmt]]:
     """Yield (line number, text) per line, with BEGIN TALK blocks already made statements."""
     lines = source.splitlines()
     i = 0
@@ -550,8 +556,9 @@ class _Nester:
             top = stack[-1]
             if isinstance(stmt, _Open):
                 if stmt.kind in ("SUB", "FUNCTION") and len(stack) > 1:
-                    self.parser.error(stmt.line, stmt.column,
-                                      f"{stmt.kind} inside {_OPEN_NAMES[self._kind(top)]}")
+                    self.parser.error(
+                        stmt.line, stmt.column, f"{stmt.kind} inside {_OPEN_NAMES[self._kind(top)]}"
+                    )
                     continue
                 stack.append(_Frame(stmt))
             elif isinstance(stmt, _Middle):
@@ -565,8 +572,9 @@ class _Nester:
                             self._unclosed(stack.pop())
                         top = stack[-1]
                     else:
-                        self.parser.error(stmt.line, stmt.column,
-                                          f"{stmt.kind} without {_OPEN_NAMES[kinds[0]]}")
+                        self.parser.error(
+                            stmt.line, stmt.column, f"{stmt.kind} without {_OPEN_NAMES[kinds[0]]}"
+                        )
                         continue
                 stack.pop()
                 built = self._build(top, stmt)
@@ -574,12 +582,18 @@ class _Nester:
                     procedures.append(built)
                 else:
                     stack[-1].body.append(built)
-            elif isinstance(stmt, n.End) and len(stack) > 1 and any(
-                f.opener is not None and f.opener.kind in ("SUB", "FUNCTION") for f in stack
+            elif (
+                isinstance(stmt, n.End)
+                and len(stack) > 1
+                and any(
+                    f.opener is not None and f.opener.kind in ("SUB", "FUNCTION") for f in stack
+                )
             ):
                 # a bare END closes the SUB/FUNCTION it is in
                 while stack[-1].opener is not None and stack[-1].opener.kind not in (
-                        "SUB", "FUNCTION"):
+                    "SUB",
+                    "FUNCTION",
+                ):
                     self._unclosed(stack.pop())
                 frame = stack.pop()
                 assert frame.opener is not None
@@ -600,8 +614,11 @@ class _Nester:
     def _unclosed(self, frame: _Frame) -> None:
         assert frame.opener is not None
         kind = frame.opener.kind
-        self.parser.error(frame.opener.line, frame.opener.column,
-                          f"{_OPEN_NAMES[kind]} without {_CLOSER_OF[kind]}")
+        self.parser.error(
+            frame.opener.line,
+            frame.opener.column,
+            f"{_OPEN_NAMES[kind]} without {_CLOSER_OF[kind]}",
+        )
 
     def _middle(self, top: _Frame, stmt: _Middle) -> None:
         kind = self._kind(top)
@@ -656,8 +673,11 @@ class _Nester:
             pre, pre_until = o.data
             post, post_until = close.data
             if pre is not None and post is not None:
-                self.parser.error(close.line, close.column,
-                                  "LOOP WHILE/UNTIL after DO WHILE/UNTIL: use one condition")
+                self.parser.error(
+                    close.line,
+                    close.column,
+                    "LOOP WHILE/UNTIL after DO WHILE/UNTIL: use one condition",
+                )
             return n.Loop(o.line, o.column, "do", pre, pre_until, post, post_until, body)
         if o.kind == "WHILE":
             return n.Loop(o.line, o.column, "while", o.data[0], False, None, False, body)
@@ -667,5 +687,6 @@ class _Nester:
 
     def _check_next(self, var: str, close: _Close) -> None:
         if close.data and close.data[0] is not None and close.data[0] != var:
-            self.parser.error(close.line, close.column,
-                              f"NEXT {close.data[0]} does not match FOR {var}")
+            self.parser.error(
+                close.line, close.column, f"NEXT {close.data[0]} does not match FOR {var}"
+            )

@@ -14,15 +14,32 @@ from basic import nodes as n
 from basic.compiler import Program
 
 _TYPES = {
-    "INTEGER": "integer", "INT": "integer", "LONG": "integer",
-    "NUMBER": "number", "FLOAT": "number", "DOUBLE": "number", "DECIMAL": "number",
-    "MONEY": "number", "CURRENCY": "number",
-    "BOOLEAN": "boolean", "BOOL": "boolean",
-    "LIST": "array", "ARRAY": "array",
-    "MAP": "object", "OBJECT": "object", "JSON": "object",
+    "INTEGER": "integer",
+    "INT": "integer",
+    "LONG": "integer",
+    "NUMBER": "number",
+    "FLOAT": "number",
+    "DOUBLE": "number",
+    "DECIMAL": "number",
+    "MONEY": "number",
+    "CURRENCY": "number",
+    "BOOLEAN": "boolean",
+    "BOOL": "boolean",
+    "LIST": "array",
+    "ARRAY": "array",
+    "MAP": "object",
+    "OBJECT": "object",
+    "JSON": "object",
 }
-_FORMATS = {"DATE": "date", "EMAIL": "email", "URL": "uri", "UUID": "uuid",
-            "DATETIME": "date-time", "TIME": "time", "HOUR": "time"}
+_FORMATS = {
+    "DATE": "date",
+    "EMAIL": "email",
+    "URL": "uri",
+    "UUID": "uuid",
+    "DATETIME": "date-time",
+    "TIME": "time",
+    "HOUR": "time",
+}
 
 
 def _constant(expr: n.Expr | None) -> Any:
@@ -77,12 +94,20 @@ def description(program: Program) -> str:
 
 def openai_tool(program: Program) -> dict[str, Any]:
     """For OpenAI chat completions ``tools=[...]``."""
-    return {"type": "function", "function": {
-        "name": program.name, "description": description(program),
-        "parameters": parameters_schema(program)}}
+    return {
+        "type": "function",
+        "function": {
+            "name": program.name,
+            "description": description(program),
+            "parameters": parameters_schema(program),
+        },
+    }
 
 
 def anthropic_tool(program: Program) -> dict[str, Any]:
     """For Anthropic messages ``tools=[...]``."""
-    return {"name": program.name, "description": description(program),
-            "input_schema": parameters_schema(program)}
+    return {
+        "name": program.name,
+        "description": description(program),
+        "input_schema": parameters_schema(program),
+    }

@@ -86,8 +86,11 @@ def arithmetic(op: str, a: Any, b: Any) -> Any:
             return x * y
         if op == "/":
             result = x / y
-            return int(result) if result.is_integer() and isinstance(x, int) and isinstance(
-                y, int) else result
+            return (
+                int(result)
+                if result.is_integer() and isinstance(x, int) and isinstance(y, int)
+                else result
+            )
         if op == "\\":
             return int(x // y)
         if op == "mod":

@@ -75,8 +75,10 @@ async def main() -> None:
     python = statistics.median([await timed(python_loop()) for _ in range(5)])
     statements = 20000 * 3  # IF, assignment, NEXT per iteration
     print(f"statements/s: {statements / basic:,.0f} ({basic * 1000:.1f} ms for {statements})")
-    print(f"the same loop in Python: {python * 1000:.1f} ms; "
-          f"ratio interpreter/Python speed {python / basic:.3f}")
+    print(
+        f"the same loop in Python: {python * 1000:.1f} ms; "
+        f"ratio interpreter/Python speed {python / basic:.3f}"
+    )
 
     dialog = compile_source(DIALOG, "start.bas")
     interpreter = Interpreter({"start": dialog}, SilentHost())
@@ -94,8 +96,10 @@ async def main() -> None:
         return f"{statistics.quantiles(values, n=100)[q - 1] * 1000:.3f} ms"
 
     print(f"start to first HEAR: p50 {ms(suspend, 50)}, p99 {ms(suspend, 99)}")
-    print(f"resume at HEAR to the next HEAR: p50 {ms(resume, 50)}, p99 {ms(resume, 99)}"
-          " (target < 1 ms)")
+    print(
+        f"resume at HEAR to the next HEAR: p50 {ms(resume, 50)}, p99 {ms(resume, 99)}"
+        " (target < 1 ms)"
+    )
     size = len(json.dumps(outcome.state))
     print(f"state size at HEAR: {size} bytes of JSON")
 

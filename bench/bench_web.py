@@ -300,9 +300,7 @@ class _LoadGenerator:
             "sessions": self.users.sessions,
             "dialogs": self.users.dialogs,
             "client_cpu": cpu,
-            "watched_cpu": {
-                k: (watched_after[k] - watched[k]) / TICKS for k in self.spec["watch"]
-            },
+            "watched_cpu": {k: (watched_after[k] - watched[k]) / TICKS for k in self.spec["watch"]},
             "machine": {k: machine_after[k] - machine[k] for k in machine},
         }
 
@@ -871,16 +869,31 @@ def run(args: argparse.Namespace, out: list[str]) -> dict[str, Any]:
         gw_port, base_port = _free_port(), _free_port()
         gateway = Server(
             "gateway",
-            [str(args.botserver), "serve", "--host", HOST, "--port", str(gw_port),
-             "--data-dir", str(tmp / "data")],
+            [
+                str(args.botserver),
+                "serve",
+                "--host",
+                HOST,
+                "--port",
+                str(gw_port),
+                "--data-dir",
+                str(tmp / "data"),
+            ],
             _server_env(),
             tmp / "gateway.log",
         )
         gateway.pgdata = (tmp / "data" / "postgres").resolve()
         baseline = Server(
             "baseline",
-            [sys.executable, "-m", "bench.baseline_server", "--host", HOST,
-             "--port", str(base_port)],
+            [
+                sys.executable,
+                "-m",
+                "bench.baseline_server",
+                "--host",
+                HOST,
+                "--port",
+                str(base_port),
+            ],
             _server_env(),
             tmp / "baseline.log",
         )
@@ -888,8 +901,10 @@ def run(args: argparse.Namespace, out: list[str]) -> dict[str, Any]:
         report["gateway_argv"] = gateway.argv
         ready_s = gateway.start(timeout=args.start_timeout)
         idle = gateway.memory()
-        say(f"gateway ready in {ready_s:.1f} s (pid {gateway.pid},"
-            f" postgres pids {gateway.pg_pids()})")
+        say(
+            f"gateway ready in {ready_s:.1f} s (pid {gateway.pid},"
+            f" postgres pids {gateway.pg_pids()})"
+        )
         baseline.start(timeout=30)
         base_idle = baseline.memory()
         report["gateway_ready_s"] = round(ready_s, 2)
@@ -901,8 +916,9 @@ def run(args: argparse.Namespace, out: list[str]) -> dict[str, Any]:
 
         # Warm-up: connections, prepared statements, caches; not recorded.
         for server in (gateway, baseline):
-            bench.phase(server, "warmup", mode="closed", duration=args.warmup,
-                        connections=args.connections)
+            bench.phase(
+                server, "warmup", mode="closed", duration=args.warmup, connections=args.connections
+            )
 
         phases: list[Phase] = []
         gateway_sessions = 0
@@ -911,11 +927,22 @@ def run(args: argparse.Namespace, out: list[str]) -> dict[str, Any]:
             for kind in ("throughput", "latency"):
                 for server in order:
                     if kind == "throughput":
-                        p = bench.phase(server, kind, mode="closed", duration=args.seconds,
-                                        connections=args.connections)
+                        p = bench.phase(
+                            server,
+                            kind,
+                            mode="closed",
+                            duration=args.seconds,
+                            connections=args.connections,
+                        )
                     else:
-                        p = bench.phase(server, kind, mode="open", duration=args.seconds,
-                                        connections=args.max_connections, rate=args.rate)
+                        p = bench.phase(
+                            server,
+                            kind,
+                            mode="open",
+                            duration=args.seconds,
+                            connections=args.max_connections,
+                            rate=args.rate,
+                        )
                     phases.append(p)
                     if server is gateway:
                         gateway_sessions += p.total("sessions")
@@ -934,9 +961,15 @@ def run(args: argparse.Namespace, out: list[str]) -> dict[str, Any]:
         missing = max(0, args.sessions - gateway_sessions)
         burst = None
         if missing:
-            burst = bench.phase(gateway, "sessions", mode="closed", duration=args.sessions_timeout,
-                                connections=args.connections, messages=("hi",),
-                                max_requests=missing)
+            burst = bench.phase(
+                gateway,
+                "sessions",
+                mode="closed",
+                duration=args.sessions_timeout,
+                connections=args.connections,
+                messages=("hi",),
+                max_requests=missing,
+            )
             gateway_sessions += burst.total("sessions")
             say(
                 f"sessions burst: {burst.total('sessions')} new users said 'hi' in"
@@ -1016,9 +1049,12 @@ def _medians(phases: list[Phase]) -> dict[str, Any]:
                 part: med_cpu(server, "throughput", part)
                 for part in ("server", "postgres", "client")
             },
-            "throughput_client_cpu_s": round(statistics.median(
-                p.client_cpu for p in phases if p.server == server and p.kind == "throughput"
-            ), 2),
+            "throughput_client_cpu_s": round(
+                statistics.median(
+                    p.client_cpu for p in phases if p.server == server and p.kind == "throughput"
+                ),
+                2,
+            ),
         }
     res["ratio"] = round(res["gateway"]["turns_per_s"] / res["baseline"]["turns_per_s"], 3)
     return res
@@ -1033,33 +1069,55 @@ def _print_summary(report: dict[str, Any], say: Any) -> None:
     title = f"median of {report['settings']['rounds']} round(s)"
     say(f"{title:42}{'gateway':>12}{'baseline':>12}")
     say(f"{'throughput, full turns/s':42}{g['turns_per_s']:12.0f}{b['turns_per_s']:12.0f}")
-    say(f"{'  closed-loop latency p50 / p99, ms':42}"
+    say(
+        f"{'  closed-loop latency p50 / p99, ms':42}"
         f"{g['throughput_p50_ms']:6.1f}/{g['throughput_p99_ms']:<5.1f}"
-        f"{b['throughput_p50_ms']:6.1f}/{b['throughput_p99_ms']:<5.1f}")
-    say(f"{'RATIO gateway/baseline':42}{r['ratio']:12.3f}"
-        f"   target >= 0.4: {'PASS' if r['ratio'] >= 0.4 else 'FAIL'}")
-    say(f"{f'latency at {rate:g} req/s offered, p50 ms':42}"
-        f"{g['latency_p50_ms']:12.2f}{b['latency_p50_ms']:12.2f}")
-    say(f"{f'latency at {rate:g} req/s offered, p99 ms':42}"
+        f"{b['throughput_p50_ms']:6.1f}/{b['throughput_p99_ms']:<5.1f}"
+    )
+    say(
+        f"{'RATIO gateway/baseline':42}{r['ratio']:12.3f}"
+        f"   target >= 0.4: {'PASS' if r['ratio'] >= 0.4 else 'FAIL'}"
+    )
+    say(
+        f"{f'latency at {rate:g} req/s offered, p50 ms':42}"
+        f"{g['latency_p50_ms']:12.2f}{b['latency_p50_ms']:12.2f}"
+    )
+    say(
+        f"{f'latency at {rate:g} req/s offered, p99 ms':42}"
         f"{g['latency_p99_ms']:12.2f}{b['latency_p99_ms']:12.2f}"
-        f"   target gateway < 10: {'PASS' if g['latency_p99_ms'] < 10 else 'FAIL'}")
+        f"   target gateway < 10: {'PASS' if g['latency_p99_ms'] < 10 else 'FAIL'}"
+    )
     say(f"{'  achieved rate, req/s':42}{g['latency_rate']:12.0f}{b['latency_rate']:12.0f}")
-    say(f"{'  p99 from the actual send, ms':42}"
-        f"{g['latency_from_send_p99_ms']:12.2f}{b['latency_from_send_p99_ms']:12.2f}")
-    say(f"{'  client send lag p99, ms (client delay)':42}"
-        f"{g['latency_send_lag_p99_ms']:12.2f}{b['latency_send_lag_p99_ms']:12.2f}")
-    say(f"{'CPU per turn at full load, us: server':42}"
-        f"{_us(g['cpu_us_per_turn']['server']):>12}{_us(b['cpu_us_per_turn']['server']):>12}")
-    say(f"{'                                 postgres':42}"
-        f"{_us(g['cpu_us_per_turn']['postgres']):>12}{'-':>12}")
-    say(f"{'                                 load generator':42}"
-        f"{_us(g['cpu_us_per_turn']['client']):>12}{_us(b['cpu_us_per_turn']['client']):>12}")
-    say(f"{'  load generator CPU, % of one core':42}"
+    say(
+        f"{'  p99 from the actual send, ms':42}"
+        f"{g['latency_from_send_p99_ms']:12.2f}{b['latency_from_send_p99_ms']:12.2f}"
+    )
+    say(
+        f"{'  client send lag p99, ms (client delay)':42}"
+        f"{g['latency_send_lag_p99_ms']:12.2f}{b['latency_send_lag_p99_ms']:12.2f}"
+    )
+    say(
+        f"{'CPU per turn at full load, us: server':42}"
+        f"{_us(g['cpu_us_per_turn']['server']):>12}{_us(b['cpu_us_per_turn']['server']):>12}"
+    )
+    say(
+        f"{'                                 postgres':42}"
+        f"{_us(g['cpu_us_per_turn']['postgres']):>12}{'-':>12}"
+    )
+    say(
+        f"{'                                 load generator':42}"
+        f"{_us(g['cpu_us_per_turn']['client']):>12}{_us(b['cpu_us_per_turn']['client']):>12}"
+    )
+    say(
+        f"{'  load generator CPU, % of one core':42}"
         f"{g['throughput_client_cpu_s'] / seconds:12.0%}"
-        f"{b['throughput_client_cpu_s'] / seconds:12.0%}")
-    say(f"{'  machine busy / steal during throughput':42}"
+        f"{b['throughput_client_cpu_s'] / seconds:12.0%}"
+    )
+    say(
+        f"{'  machine busy / steal during throughput':42}"
         f"{g['throughput_machine_busy']:8.0%}/{g['throughput_machine_steal']:<3.0%}"
-        f"{b['throughput_machine_busy']:8.0%}/{b['throughput_machine_steal']:<3.0%}")
+        f"{b['throughput_machine_busy']:8.0%}/{b['throughput_machine_steal']:<3.0%}"
+    )
     say("-" * 78)
     mem = report["memory"]
 
@@ -1082,8 +1140,9 @@ def _print_summary(report: dict[str, Any], say: Any) -> None:
     mline("baseline at the end", mem["baseline_after"])
     say("-" * 78)
     if report["errors"]:
-        say(f"INVALID RUN: {report['errors']} errors"
-            " (non-200 answers, lost or unanswered requests)")
+        say(
+            f"INVALID RUN: {report['errors']} errors (non-200 answers, lost or unanswered requests)"
+        )
     else:
         say("errors: 0 (every request answered 200 with a session id)")
 

@@ -100,9 +100,7 @@ class DialogHost:
         if name in ("user_email", "user_phone"):
             value = message.raw.get(name)
             return value if isinstance(value, str) else ""
-        raise ScriptError(
-            f"unknown session field {name!r} (known: {', '.join(SESSION_FIELDS)})"
-        )
+        raise ScriptError(f"unknown session field {name!r} (known: {', '.join(SESSION_FIELDS)})")
 
     # -- memory ---------------------------------------------------------------------------
 
@@ -138,7 +136,7 @@ class DialogHost:
     def _table_name(table: str, keyword: str) -> str:
         name = table.strip()
         if not name:
-            raise ScriptError(f"{keyword} needs a table name such as \"products.csv\"")
+            raise ScriptError(f'{keyword} needs a table name such as "products.csv"')
         return name
 
     @staticmethod
@@ -148,7 +146,7 @@ class DialogHost:
         except ConditionError as e:
             raise ScriptError(f"{keyword}: {e}") from e
         if required and not where:
-            raise ScriptError(f"{keyword} needs a filter such as \"id = 42\"")
+            raise ScriptError(f'{keyword} needs a filter such as "id = 42"')
         return where
 
     async def find(self, table: str, condition: str) -> list[dict[str, Any]]:
@@ -171,9 +169,7 @@ class DialogHost:
         await store.insert(self._bot.name, name, row)
 
     async def insert(self, table: str, row: dict[str, Any]) -> None:
-        await self._tables("INSERT").insert(
-            self._bot.name, self._table_name(table, "INSERT"), row
-        )
+        await self._tables("INSERT").insert(self._bot.name, self._table_name(table, "INSERT"), row)
 
     async def update(self, table: str, condition: str, row: dict[str, Any]) -> int:
         return await self._tables("UPDATE").update(
@@ -197,9 +193,7 @@ class DialogHost:
         if client is None:
             raise ScriptError(f"HTTP {method} needs an HTTP client, and none is configured")
         try:
-            return await client.request(
-                method, url, body, headers, policy=self._bot.http
-            )
+            return await client.request(method, url, body, headers, policy=self._bot.http)
         except HttpCallError as e:
             raise ScriptError(str(e)) from e
 

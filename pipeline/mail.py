@@ -53,8 +53,10 @@ class MailSettings:
         """These settings with the bot's config.csv rows taking precedence."""
 
         def read(key: str) -> str:
-            names = {"host": ("email-server", "email-host"),
-                     "password": ("email-password", "email-pass")}
+            names = {
+                "host": ("email-server", "email-host"),
+                "password": ("email-password", "email-pass"),
+            }
             for name in names.get(key, (f"email-{key}",)):
                 value = config.get(name, "")
                 if value.strip():

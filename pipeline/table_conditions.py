@@ -18,8 +18,16 @@ class ConditionError(ValueError):
     """A filter that cannot be read; the message quotes it and says what was expected."""
 
 
-_OPERATORS = {"=": "=", "==": "=", "!=": "!=", "<>": "!=", "<": "<", "<=": "<=", ">": ">",
-              ">=": ">="}
+_OPERATORS = {
+    "=": "=",
+    "==": "=",
+    "!=": "!=",
+    "<>": "!=",
+    "<": "<",
+    "<=": "<=",
+    ">": ">",
+    ">=": ">=",
+}
 _COMPARISON = re.compile(
     r"^\s*(?P<column>[A-Za-z_][\w.-]*)\s*(?P<op>==|!=|<>|<=|>=|=|<|>)\s*(?P<value>.*?)\s*$",
     re.DOTALL,

@@ -36,12 +36,14 @@ def tool_programs(bot: Bot) -> dict[str, Program]:
 
 def tool_schemas(program: Program) -> dict[str, Any]:
     """One tool as ``{"name", "openai", "anthropic"}`` (what ``botserver check --tools`` prints)."""
-    return {"name": program.name, "openai": openai_tool(program),
-            "anthropic": anthropic_tool(program)}
+    return {
+        "name": program.name,
+        "openai": openai_tool(program),
+        "anthropic": anthropic_tool(program),
+    }
 
 
-async def run_tool(turn: Turn, name: str, arguments: Mapping[str, Any] | None = None
-                   ) -> ToolResult:
+async def run_tool(turn: Turn, name: str, arguments: Mapping[str, Any] | None = None) -> ToolResult:
     """Run the bot's tool ``name`` with ``arguments`` (its PARAMs) in this turn's session.
 
     Parameter names match without regard to case; arguments the tool does not declare are

@@ -255,9 +255,7 @@ class PostgresConversationStore:
     gives them back.
     """
 
-    def __init__(
-        self, pool: asyncpg.Pool, *, connections: int = 4, max_in_flight: int = 4
-    ) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, connections: int = 4, max_in_flight: int = 4) -> None:
         self._db = PinnedConnections(pool, size=connections)
         self._gets = Batcher(self._get_batch, max_in_flight=max_in_flight)
         self._finds = Batcher(self._find_batch, max_in_flight=max_in_flight)
@@ -280,16 +278,12 @@ class PostgresConversationStore:
         return await self._finds.submit((bot_id, channel, user_id))
 
     def new(self, *, bot_id: str, channel: str, user_id: str) -> Session:
-        return Session(
-            id=new_id(), bot_id=bot_id, channel=channel, user_id=user_id, stored=False
-        )
+        return Session(id=new_id(), bot_id=bot_id, channel=channel, user_id=user_id, stored=False)
 
     async def save(self, session: Session, *, append: Sequence[HistoryEntry] = ()) -> None:
         if _as_uuid(session.id) != session.id:
             raise StorageError(f"no session {session.id!r} to save")
-        session.created_at, session.updated_at = await self._saves.submit(
-            (session, tuple(append))
-        )
+        session.created_at, session.updated_at = await self._saves.submit((session, tuple(append)))
         session.stored = True
 
     async def _get_batch(self, keys: Sequence[str]) -> list[Session | None]:
@@ -339,9 +333,7 @@ class PostgresConversationStore:
             ]
         ).decode()
         with translate_errors:
-            rows = await self._db.fetch(
-                _SAVE, batch, history, [s.id for s in sessions if s.stored]
-            )
+            rows = await self._db.fetch(_SAVE, batch, history, [s.id for s in sessions if s.stored])
         saved = {str(row[0]): (row[1], row[2]) for row in rows}
         return [saved.get(s.id) or _not_saved(s) for s in sessions]
 

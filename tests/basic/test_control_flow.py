@@ -311,33 +311,44 @@ CONVERSATIONS = [
 ]
 
 
-@pytest.mark.parametrize(("program", "transcript"),
-                         [(p, t) for _, p, t in CONVERSATIONS],
-                         ids=[name for name, _, _ in CONVERSATIONS])
+@pytest.mark.parametrize(
+    ("program", "transcript"),
+    [(p, t) for _, p, t in CONVERSATIONS],
+    ids=[name for name, _, _ in CONVERSATIONS],
+)
 async def test_conversation(program: str, transcript: str) -> None:
     await run_transcript(program, transcript)
 
 
 async def test_call_another_dialog_waits_inside_it_and_comes_back() -> None:
     dialogs = programs(
-        ("start.bas", """
+        (
+            "start.bas",
+            """
             TALK "Main menu"
             CALL "ask-name.bas"
             TALK "Back in start, " + name
-            """),
-        ("ask-name.bas", """
+            """,
+        ),
+        (
+            "ask-name.bas",
+            """
             TALK "What is your name?"
             HEAR name AS NAME
             TALK "Got it"
-            """),
+            """,
+        ),
     )
-    conversation = await run_transcript(dialogs, """
+    conversation = await run_transcript(
+        dialogs,
+        """
         Main menu
         What is your name?
         > ana
         Got it
         Back in start, Ana
-        """)
+        """,
+    )
     frames = conversation.states[0]["frames"]
     assert [f["program"] for f in frames] == ["start", "ask-name"]
 
@@ -346,7 +357,7 @@ async def test_resume_of_a_changed_dialog_is_refused() -> None:
     from basic import BasicRuntimeError, Interpreter, compile_source
     from tests.basic.transcript import RecordingHost
 
-    old = compile_source('HEAR x\nTALK x\n', "start.bas")
+    old = compile_source("HEAR x\nTALK x\n", "start.bas")
     new = compile_source('TALK "new"\nHEAR x\nTALK x\n', "start.bas")
     outcome = await Interpreter({"start": old}, RecordingHost()).start()
     assert outcome.state is not None
@@ -355,7 +366,8 @@ async def test_resume_of_a_changed_dialog_is_refused() -> None:
 
 
 async def test_hear_inside_a_function_used_in_an_expression() -> None:
-    await run_transcript("""
+    await run_transcript(
+        """
         TALK "Sum: " + (AskNumber("first") + AskNumber("second"))
 
         FUNCTION AskNumber(label)
@@ -363,10 +375,12 @@ async def test_hear_inside_a_function_used_in_an_expression() -> None:
             HEAR n AS INTEGER
             RETURN n
         END FUNCTION
-        """, """
+        """,
+        """
         The first number?
         > 2
         The second number?
         > 40
         Sum: 42
-        """)
+        """,
+    )

@@ -249,16 +249,18 @@ CONVERSATIONS = [
 ]
 
 
-@pytest.mark.parametrize(("program", "transcript"),
-                         [(p, t) for _, p, t in CONVERSATIONS],
-                         ids=[name for name, _, _ in CONVERSATIONS])
+@pytest.mark.parametrize(
+    ("program", "transcript"),
+    [(p, t) for _, p, t in CONVERSATIONS],
+    ids=[name for name, _, _ in CONVERSATIONS],
+)
 async def test_conversation(program: str, transcript: str) -> None:
     await run_transcript(program, transcript)
 
 
 async def test_begin_talk_is_one_message_with_blank_lines_kept() -> None:
     host = RecordingHost()
-    await converse('BEGIN TALK\n  **Title**\n\n  body\nEND TALK\n', [], host=host)
+    await converse("BEGIN TALK\n  **Title**\n\n  body\nEND TALK\n", [], host=host)
     assert host.said == ["**Title**\n\nbody"]
 
 
@@ -299,6 +301,7 @@ async def test_a_finished_dialog_has_no_state() -> None:
 
 
 async def test_globals_are_case_insensitive_and_param_rows_drop_the_prefix() -> None:
-    conversation = await converse('TALK admin1 + " " + Color', [],
-                                  globals={"param-Admin1": "a@x.com", "COLOR": "teal"})
+    conversation = await converse(
+        'TALK admin1 + " " + Color', [], globals={"param-Admin1": "a@x.com", "COLOR": "teal"}
+    )
     assert conversation.said == ["a@x.com teal"]

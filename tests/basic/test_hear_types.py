@@ -53,12 +53,28 @@ ACCEPTED = [
 ]
 
 REJECTED = [
-    ("NAME", "   "), ("NAME", "agent 007"), ("EMAIL", "ana@"), ("EMAIL", "no at sign"),
-    ("URL", "not a url"), ("PASSWORD", "short"), ("INTEGER", "4.5"), ("INTEGER", "four"),
-    ("NUMBER", "abc"), ("CREDITCARD", "4111 1111 1111 1112"), ("DATE", "31/02/2024"),
-    ("DATE", "soon"), ("HOUR", "25:00"), ("HOUR", "13 PM"), ("BOOLEAN", "maybe"),
-    ("MOBILE", "123"), ("ZIPCODE", "abc"), ("CPF", "111.111.111-11"), ("CPF", "529.982.247-24"),
-    ("CNPJ", "11.222.333/0001-82"), ("LANGUAGE", "klingon"), ("COLOR", "#12"),
+    ("NAME", "   "),
+    ("NAME", "agent 007"),
+    ("EMAIL", "ana@"),
+    ("EMAIL", "no at sign"),
+    ("URL", "not a url"),
+    ("PASSWORD", "short"),
+    ("INTEGER", "4.5"),
+    ("INTEGER", "four"),
+    ("NUMBER", "abc"),
+    ("CREDITCARD", "4111 1111 1111 1112"),
+    ("DATE", "31/02/2024"),
+    ("DATE", "soon"),
+    ("HOUR", "25:00"),
+    ("HOUR", "13 PM"),
+    ("BOOLEAN", "maybe"),
+    ("MOBILE", "123"),
+    ("ZIPCODE", "abc"),
+    ("CPF", "111.111.111-11"),
+    ("CPF", "529.982.247-24"),
+    ("CNPJ", "11.222.333/0001-82"),
+    ("LANGUAGE", "klingon"),
+    ("COLOR", "#12"),
     ("UUID", "123"),
 ]
 
@@ -76,8 +92,13 @@ def test_rejected(kind: str, text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "choice"),
-    [("Support", "Support"), ("support", "Support"), ("2", "Support"), ("bill", "Billing"),
-     (" SALES ", "Sales")],
+    [
+        ("Support", "Support"),
+        ("support", "Support"),
+        ("2", "Support"),
+        ("bill", "Billing"),
+        (" SALES ", "Sales"),
+    ],
 )
 def test_menu_matching(text: str, choice: str) -> None:
     assert validate("MENU", text, ("Sales", "Support", "Billing")) == choice

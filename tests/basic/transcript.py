@@ -45,10 +45,14 @@ class RecordingHost:
 class CapableHost(RecordingHost):
     """A host with every capability, answering from dictionaries and recording calls."""
 
-    def __init__(self, *, llm_answer: str = "LLM answer",
-                 tables: Mapping[str, list[dict[str, Any]]] | None = None,
-                 session: Mapping[str, Any] | None = None,
-                 http_responses: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        llm_answer: str = "LLM answer",
+        tables: Mapping[str, list[dict[str, Any]]] | None = None,
+        session: Mapping[str, Any] | None = None,
+        http_responses: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.calls: list[tuple[Any, ...]] = []
         self.bot_memory: dict[str, Any] = {}
@@ -133,10 +137,16 @@ def programs(*sources: tuple[str, str]) -> dict[str, Program]:
     return {p.name: p for p in compiled}
 
 
-async def converse(source: str | Mapping[str, Program], inputs: list[str], *,
-                   host: RecordingHost | None = None, limits: Limits = DEFAULT_LIMITS,
-                   globals: Mapping[str, Any] | None = None, start: str = "start",
-                   arguments: Mapping[str, Any] | None = None) -> Conversation:
+async def converse(
+    source: str | Mapping[str, Program],
+    inputs: list[str],
+    *,
+    host: RecordingHost | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    globals: Mapping[str, Any] | None = None,
+    start: str = "start",
+    arguments: Mapping[str, Any] | None = None,
+) -> Conversation:
     """Run a dialog, answering each HEAR with the next input; state round-trips through JSON."""
     progs = programs(("start.bas", source)) if isinstance(source, str) else source
     host = host if host is not None else RecordingHost()
@@ -168,17 +178,23 @@ def parse_transcript(transcript: str) -> tuple[list[str], list[str]]:
     return inputs, lines
 
 
-async def run_transcript(source: str | Mapping[str, Program], transcript: str,
-                         **options: Any) -> Conversation:
+async def run_transcript(
+    source: str | Mapping[str, Program], transcript: str, **options: Any
+) -> Conversation:
     """Assert that the dialog produces exactly this conversation (interleaved with inputs)."""
     inputs, expected = parse_transcript(transcript)
     host: RecordingHost = options.pop("host", None) or RecordingHost()
     progs = programs(("start.bas", source)) if isinstance(source, str) else source
-    interpreter = Interpreter(progs, host, limits=options.pop("limits", DEFAULT_LIMITS),
-                              globals=options.pop("globals", None))
+    interpreter = Interpreter(
+        progs,
+        host,
+        limits=options.pop("limits", DEFAULT_LIMITS),
+        globals=options.pop("globals", None),
+    )
     actual: list[str] = []
-    outcome = await interpreter.start(options.pop("start", "start"),
-                                      arguments=options.pop("arguments", None))
+    outcome = await interpreter.start(
+        options.pop("start", "start"), arguments=options.pop("arguments", None)
+    )
     conversation = Conversation()
 
     def flush() -> None:
@@ -188,7 +204,8 @@ async def run_transcript(source: str | Mapping[str, Program], transcript: str,
     flush()
     for text in inputs:
         assert outcome.state is not None, (
-            f"dialog ended before input {text!r}; said so far:\n" + "\n".join(actual))
+            f"dialog ended before input {text!r}; said so far:\n" + "\n".join(actual)
+        )
         state = json.loads(json.dumps(outcome.state))
         conversation.states.append(state)
         actual.append(f"> {text}")

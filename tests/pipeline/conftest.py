@@ -50,12 +50,14 @@ class Replies:
 
 
 @pytest.fixture(scope="session")
-async def stores(server_database_url: str, tmp_path_factory: pytest.TempPathFactory
-                 ) -> AsyncIterator[Stores]:
+async def stores(
+    server_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stores]:
     """Every store, on the test server in a schema of this run (dropped at the end)."""
     schema = f"pipeline_{uuid.uuid4().hex[:10]}"
-    settings = Settings(data_dir=tmp_path_factory.mktemp("pipeline"),
-                        database_url=server_database_url)
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("pipeline"), database_url=server_database_url
+    )
     opened = await open_stores(settings, schema=schema)
     yield opened
     await opened.close()
@@ -119,8 +121,14 @@ def chat(dispatcher: Dispatcher) -> Callable[..., Talk]:
         async def talk(text: str) -> list[str]:
             sink = Replies()
             await dispatcher.handle(
-                InboundMessage(channel=channel, bot=bot, conversation=conversation,
-                               sender=conversation, external_id=uuid.uuid4().hex, text=text),
+                InboundMessage(
+                    channel=channel,
+                    bot=bot,
+                    conversation=conversation,
+                    sender=conversation,
+                    external_id=uuid.uuid4().hex,
+                    text=text,
+                ),
                 sink,
             )
             return sink.texts
@@ -134,17 +142,22 @@ def chat(dispatcher: Dispatcher) -> Callable[..., Talk]:
 def make_turn(registry: BotRegistry, services: Services) -> Callable[..., Turn]:
     """A turn of ``bot`` outside the dispatcher (for running tools and hosts directly)."""
 
-    def make(bot: str, *, user: str | None = None, text: str = "",
-             raw: dict[str, str] | None = None) -> Turn:
+    def make(
+        bot: str, *, user: str | None = None, text: str = "", raw: dict[str, str] | None = None
+    ) -> Turn:
         loaded = registry.get(bot)
         assert loaded is not None, f"no test bot {bot!r}"
         conversation = user or f"u-{uuid.uuid4().hex[:8]}"
-        message = InboundMessage(channel="test", bot=bot, conversation=conversation,
-                                 sender=conversation, external_id=uuid.uuid4().hex, text=text,
-                                 raw=raw or {})
-        session = Session(id=str(uuid.uuid4()), bot_id=bot, channel="test",
-                          user_id=conversation)
-        return Turn(message=message, bot=loaded, services=services, sink=Replies(),
-                    session=session)
+        message = InboundMessage(
+            channel="test",
+            bot=bot,
+            conversation=conversation,
+            sender=conversation,
+            external_id=uuid.uuid4().hex,
+            text=text,
+            raw=raw or {},
+        )
+        session = Session(id=str(uuid.uuid4()), bot_id=bot, channel="test", user_id=conversation)
+        return Turn(message=message, bot=loaded, services=services, sink=Replies(), session=session)
 
     return make

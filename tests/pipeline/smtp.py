@@ -27,8 +27,11 @@ class Inbox:
     received: list[Received] = field(default_factory=list)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
-                                      message_from_bytes(envelope.content)))
+        self.received.append(
+            Received(
+                envelope.mail_from, list(envelope.rcpt_tos), message_from_bytes(envelope.content)
+            )
+        )
         return "250 Message accepted for delivery"
 
 

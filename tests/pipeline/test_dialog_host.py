@@ -36,7 +36,9 @@ async def run(turn: Turn, source: str) -> list[str]:
 
 async def test_prompt_context_and_tools_go_to_the_session_state(make_turn: MakeTurn) -> None:
     turn = make_turn("llm-tools")
-    await run(turn, """
+    await run(
+        turn,
+        """
         BEGIN SYSTEM PROMPT
         You sell products.
         END SYSTEM PROMPT
@@ -45,7 +47,8 @@ async def test_prompt_context_and_tools_go_to_the_session_state(make_turn: MakeT
         USE TOOL "Send-Email.bas"
         USE TOOL "get-price"
         ADD SUGGESTION "price" AS "Check a price"
-        """)
+        """,
+    )
     assert turn.session is not None
     state = turn.session.state
     assert state["system_prompt"].strip() == "You sell products."
@@ -82,11 +85,11 @@ SESSION_FIELDS = [
 
 
 @pytest.mark.parametrize(("raw", "source", "said"), SESSION_FIELDS)
-async def test_session_fields(make_turn: MakeTurn, raw: dict[str, str], source: str,
-                              said: str) -> None:
+async def test_session_fields(
+    make_turn: MakeTurn, raw: dict[str, str], source: str, said: str
+) -> None:
     user = f"u-{uuid.uuid4().hex[:6]}"
-    assert await run(make_turn("llm-tools", user=user, raw=raw), source) == [
-        said.format(user=user)]
+    assert await run(make_turn("llm-tools", user=user, raw=raw), source) == [said.format(user=user)]
 
 
 async def test_an_unknown_session_field(make_turn: MakeTurn) -> None:
@@ -116,7 +119,9 @@ async def test_bot_memory_is_shared_user_memory_is_per_user(make_turn: MakeTurn)
 async def test_memory_keeps_json_values(make_turn: MakeTurn) -> None:
     turn = make_turn("llm-tools")
     key = f"cart-{uuid.uuid4().hex[:6]}"
-    assert await run(turn, f"""
+    assert await run(
+        turn,
+        f"""
         WITH item
             name = "fax"
             qty = 2
@@ -124,12 +129,15 @@ async def test_memory_keeps_json_values(make_turn: MakeTurn) -> None:
         SET USER MEMORY "{key}", item
         again = GET USER MEMORY("{key}")
         TALK again.name + " x" + again.qty
-        """) == ["fax x2"]
+        """,
+    ) == ["fax x2"]
 
 
 async def test_tables_find_save_update_delete(make_turn: MakeTurn, stores: Stores) -> None:
     table = f"orders-{uuid.uuid4().hex[:6]}.csv"
-    said = await run(make_turn("llm-tools"), f"""
+    said = await run(
+        make_turn("llm-tools"),
+        f"""
         id = "1"
         product = "fax"
         total = 500
@@ -156,22 +164,29 @@ async def test_tables_find_save_update_delete(make_turn: MakeTurn, stores: Store
         TALK "deleted " + n
         rows = FIND "{table}", "product = fax"
         IF NOT rows THEN TALK "no fax orders"
-        """)
+        """,
+    )
     assert said == ["2 big orders, first fax", "order 2 now 1100", "deleted 1", "no fax orders"]
     rows = await stores.tables.find("llm-tools", table, [])
     assert [(r["id"], r["product"], r.get("status")) for r in rows] == [
-        ("2", "tv", None), ("3", "mobile", "sent")]
+        ("2", "tv", None),
+        ("3", "mobile", "sent"),
+    ]
     assert await stores.tables.find("reminder", table, [Condition("id", "=", "2")]) == []
 
 
-@pytest.mark.parametrize(("source", "message"), [
-    ('rows = FIND "products.csv", "name fax"',
-     "test.bas:1: FIND: cannot read 'name fax' in filter 'name fax'"),
-    ('n = DELETE "products.csv", ""', 'test.bas:1: DELETE needs a filter such as "id = 42"'),
-    ('UPDATE "products.csv", "", x', 'test.bas:1: UPDATE needs a filter such as "id = 42"'),
-])
-async def test_table_errors_name_the_line(make_turn: MakeTurn, source: str,
-                                          message: str) -> None:
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            'rows = FIND "products.csv", "name fax"',
+            "test.bas:1: FIND: cannot read 'name fax' in filter 'name fax'",
+        ),
+        ('n = DELETE "products.csv", ""', 'test.bas:1: DELETE needs a filter such as "id = 42"'),
+        ('UPDATE "products.csv", "", x', 'test.bas:1: UPDATE needs a filter such as "id = 42"'),
+    ],
+)
+async def test_table_errors_name_the_line(make_turn: MakeTurn, source: str, message: str) -> None:
     with pytest.raises(BasicRuntimeError) as error:
         await run(make_turn("llm-tools"), source)
     assert str(error.value).startswith(message)
@@ -188,8 +203,9 @@ MISSING = [
 ]
 
 
-@pytest.mark.parametrize(("source", "capability", "keyword"), MISSING,
-                         ids=[k for _, _, k in MISSING])
+@pytest.mark.parametrize(
+    ("source", "capability", "keyword"), MISSING, ids=[k for _, _, k in MISSING]
+)
 async def test_capabilities_of_later_work_are_missing_by_name(
     make_turn: MakeTurn, source: str, capability: str, keyword: str
 ) -> None:

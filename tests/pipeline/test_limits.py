@@ -22,8 +22,9 @@ Talk = Callable[[str], Any]
 def test_limits_come_from_config_csv(registry: BotRegistry) -> None:
     endless = registry.get("endless")
     assert endless is not None
-    assert endless.limits == Limits(max_steps=1_000_000_000,
-                                    max_loop_iterations=1_000_000_000, wall_time=0.5)
+    assert endless.limits == Limits(
+        max_steps=1_000_000_000, max_loop_iterations=1_000_000_000, wall_time=0.5
+    )
     default = registry.get("llm-tools")
     assert default is not None and default.limits == Limits()
 
@@ -43,5 +44,8 @@ async def test_an_endless_loop_ends_politely_and_others_are_served(
     assert time.monotonic() - started < 3
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1
-    assert re.search(r"endless\.gbdialog/start\.bas:\d: dialog ran longer than 0\.5 s in one "
-                     r"turn$", errors[0])
+    assert re.search(
+        r"endless\.gbdialog/start\.bas:\d: dialog ran longer than 0\.5 s in one "
+        r"turn$",
+        errors[0],
+    )

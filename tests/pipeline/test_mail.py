@@ -20,35 +20,64 @@ def inbox() -> Iterator[Inbox]:
         yield server
 
 
-ENV = {"SMTP_HOST": "smtp.env.example", "SMTP_PORT": "2525", "SMTP_USER": "env-user",
-       "SMTP_PASSWORD": "env-secret", "SMTP_FROM": "bot@env.example"}
+ENV = {
+    "SMTP_HOST": "smtp.env.example",
+    "SMTP_PORT": "2525",
+    "SMTP_USER": "env-user",
+    "SMTP_PASSWORD": "env-secret",
+    "SMTP_FROM": "bot@env.example",
+}
 
 SETTINGS = [
     ("no configuration at all", {}, "", MailSettings()),
-    ("the environment alone", ENV, "",
-     MailSettings(host="smtp.env.example", port=2525, user="env-user", password="env-secret",
-                  sender="bot@env.example")),
-    ("config.csv wins over the environment, row by row", ENV,
-     "name,value\nEmail Server,mail.bot.example\nEmail Port,465\nEmail From,hi@bot.example\n",
-     MailSettings(host="mail.bot.example", port=465, user="env-user", password="env-secret",
-                  sender="hi@bot.example")),
-    ("General Bots spellings and a security choice", {},
-     "name,value\nemail-server,mx\nemail-pass,p\nemail-user,u\nEmail Security,STARTTLS\n",
-     MailSettings(host="mx", user="u", password="p", security="starttls")),
+    (
+        "the environment alone",
+        ENV,
+        "",
+        MailSettings(
+            host="smtp.env.example",
+            port=2525,
+            user="env-user",
+            password="env-secret",
+            sender="bot@env.example",
+        ),
+    ),
+    (
+        "config.csv wins over the environment, row by row",
+        ENV,
+        "name,value\nEmail Server,mail.bot.example\nEmail Port,465\nEmail From,hi@bot.example\n",
+        MailSettings(
+            host="mail.bot.example",
+            port=465,
+            user="env-user",
+            password="env-secret",
+            sender="hi@bot.example",
+        ),
+    ),
+    (
+        "General Bots spellings and a security choice",
+        {},
+        "name,value\nemail-server,mx\nemail-pass,p\nemail-user,u\nEmail Security,STARTTLS\n",
+        MailSettings(host="mx", user="u", password="p", security="starttls"),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("env", "config", "expected"), [s[1:] for s in SETTINGS],
-                         ids=[s[0] for s in SETTINGS])
+@pytest.mark.parametrize(
+    ("env", "config", "expected"), [s[1:] for s in SETTINGS], ids=[s[0] for s in SETTINGS]
+)
 def test_settings(env: dict[str, str], config: str, expected: MailSettings) -> None:
     mailer = SmtpMailer(MailSettings.from_env(env))
     assert mailer.settings_for(parse_config_csv(config)) == expected
 
 
-@pytest.mark.parametrize(("config", "message"), [
-    ("name,value\nEmail Port,smtp\n", "port 'smtp' is not a number"),
-    ("name,value\nEmail Security,ssl3\n", "security 'ssl3' is not one of starttls, tls, none"),
-])
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("name,value\nEmail Port,smtp\n", "port 'smtp' is not a number"),
+        ("name,value\nEmail Security,ssl3\n", "security 'ssl3' is not one of starttls, tls, none"),
+    ],
+)
 def test_bad_settings_are_named(config: str, message: str) -> None:
     with pytest.raises(MailError, match=message):
         SmtpMailer().settings_for(parse_config_csv(config))
@@ -72,8 +101,9 @@ async def test_no_server_is_a_clear_error() -> None:
 async def test_an_unreachable_server_is_a_clear_error() -> None:
     with smtp_inbox() as stopped:
         pass
-    mailer = SmtpMailer(MailSettings(host=stopped.host, port=stopped.port, sender="bot@test",
-                                     timeout=2))
+    mailer = SmtpMailer(
+        MailSettings(host=stopped.host, port=stopped.port, sender="bot@test", timeout=2)
+    )
     with pytest.raises(MailError, match=f"SEND MAIL via 127.0.0.1:{stopped.port} failed"):
         await mailer.send({}, "ana@example.com", "s", "b")
 

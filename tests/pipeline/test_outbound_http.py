@@ -23,10 +23,31 @@ from pipeline.turn import Turn
 
 Talk = Callable[[str], Any]
 
-REFUSED = ["127.0.0.1", "127.8.9.10", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
-           "100.64.0.1", "0.0.0.0", "224.0.0.1", "240.0.0.1", "255.255.255.255", "192.0.2.1",
-           "::1", "::", "fe80::1", "fe80::1%eth0", "fc00::1", "ff02::1", "2001:db8::1",
-           "::ffff:127.0.0.1", "::ffff:10.0.0.1", "2002:7f00:1::1", "not-an-address"]
+REFUSED = [
+    "127.0.0.1",
+    "127.8.9.10",
+    "10.1.2.3",
+    "172.16.0.1",
+    "192.168.1.1",
+    "169.254.169.254",
+    "100.64.0.1",
+    "0.0.0.0",
+    "224.0.0.1",
+    "240.0.0.1",
+    "255.255.255.255",
+    "192.0.2.1",
+    "::1",
+    "::",
+    "fe80::1",
+    "fe80::1%eth0",
+    "fc00::1",
+    "ff02::1",
+    "2001:db8::1",
+    "::ffff:127.0.0.1",
+    "::ffff:10.0.0.1",
+    "2002:7f00:1::1",
+    "not-an-address",
+]
 ALLOWED = ["8.8.8.8", "93.184.216.34", "1.1.1.1", "2001:4860:4860::8888", "2606:4700::1111"]
 
 
@@ -45,8 +66,13 @@ async def _product(request: web.Request) -> web.Response:
 
 
 async def _echo(request: web.Request) -> web.Response:
-    return web.json_response({"method": request.method, "body": await request.text(),
-                              "token": request.headers.get("X-Token", "")})
+    return web.json_response(
+        {
+            "method": request.method,
+            "body": await request.text(),
+            "token": request.headers.get("X-Token", ""),
+        }
+    )
 
 
 async def _text(request: web.Request) -> web.Response:
@@ -99,8 +125,9 @@ async def server(other_server: TestServer) -> AsyncIterator[TestServer]:
 OPEN = HttpPolicy(allow_private=True, timeout=1.0, max_bytes=1024)
 
 
-async def test_json_is_decoded_and_text_is_text(http_client: OutboundHttp,
-                                                server: TestServer) -> None:
+async def test_json_is_decoded_and_text_is_text(
+    http_client: OutboundHttp, server: TestServer
+) -> None:
     url = str(server.make_url("/product"))
     assert await http_client.request("GET", url, policy=OPEN) == {"name": "fax", "price": 500}
     text = str(server.make_url("/text"))
@@ -115,13 +142,17 @@ async def test_bodies_and_headers_are_sent(http_client: OutboundHttp, server: Te
     assert sent == {"method": "PUT", "body": "raw text", "token": ""}
 
 
-@pytest.mark.parametrize(("path", "policy", "message"), [
-    ("/big", OPEN, "response larger than 1024 bytes"),
-    ("/slow", HttpPolicy(allow_private=True, timeout=0.2), "took longer than 0.2 s"),
-    ("/missing", OPEN, "answered 404 Not Found"),
-])
-async def test_failures_are_clear(http_client: OutboundHttp, server: TestServer, path: str,
-                                  policy: HttpPolicy, message: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "policy", "message"),
+    [
+        ("/big", OPEN, "response larger than 1024 bytes"),
+        ("/slow", HttpPolicy(allow_private=True, timeout=0.2), "took longer than 0.2 s"),
+        ("/missing", OPEN, "answered 404 Not Found"),
+    ],
+)
+async def test_failures_are_clear(
+    http_client: OutboundHttp, server: TestServer, path: str, policy: HttpPolicy, message: str
+) -> None:
     with pytest.raises(HttpCallError, match=message):
         await http_client.request("GET", str(server.make_url(path)), policy=policy)
 
@@ -138,8 +169,11 @@ async def test_the_guard_refuses_loopback_by_address_and_by_name(
     http_client: OutboundHttp, server: TestServer
 ) -> None:
     port = server.port
-    for url in (f"http://127.0.0.1:{port}/product", f"http://localhost:{port}/product",
-                f"http://[::ffff:127.0.0.1]:{port}/product"):
+    for url in (
+        f"http://127.0.0.1:{port}/product",
+        f"http://localhost:{port}/product",
+        f"http://[::ffff:127.0.0.1]:{port}/product",
+    ):
         with pytest.raises(HttpCallError, match="refused to connect") as error:
             await http_client.request("GET", url, policy=GUARDED)
         assert "HTTP Allow Private" in str(error.value)
@@ -173,15 +207,17 @@ async def _follow_redirect_unguarded(server: TestServer) -> Any:
 # -- through the pipeline: a bot that allows private addresses, and one that does not --------
 
 
-async def test_a_bot_that_allows_private_addresses(chat: Callable[..., Talk],
-                                                   server: TestServer) -> None:
+async def test_a_bot_that_allows_private_addresses(
+    chat: Callable[..., Talk], server: TestServer
+) -> None:
     talk = chat("fetch-open")
     assert await talk("hi") == ["Which product URL?"]
     assert await talk(str(server.make_url("/product"))) == ["The fax costs 500."]
 
 
-async def test_a_bot_that_does_not(chat: Callable[..., Talk], server: TestServer,
-                                   caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_bot_that_does_not(
+    chat: Callable[..., Talk], server: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
     talk = chat("fetch-guarded")
     assert await talk("hi") == ["Which product URL?"]
     with caplog.at_level(logging.ERROR, logger="pipeline.dialog"):
@@ -191,8 +227,9 @@ async def test_a_bot_that_does_not(chat: Callable[..., Talk], server: TestServer
     assert "refused to connect to 127.0.0.1" in caplog.text
 
 
-async def test_http_calls_per_turn_follow_the_bot_limit(make_turn: Callable[..., Turn],
-                                                        server: TestServer) -> None:
+async def test_http_calls_per_turn_follow_the_bot_limit(
+    make_turn: Callable[..., Turn], server: TestServer
+) -> None:
     turn = make_turn("fetch-open")  # config.csv: BASIC Max HTTP Calls,1
     assert turn.bot.limits.max_http_calls == 1
     url = str(server.make_url("/product"))
@@ -203,11 +240,14 @@ async def test_http_calls_per_turn_follow_the_bot_limit(make_turn: Callable[...,
     assert str(error.value) == "twice.bas:2: more than 1 HTTP calls in one turn"
 
 
-@pytest.mark.parametrize(("config", "policy"), [
-    ("", HttpPolicy(allow_private=False, timeout=10.0, max_bytes=1024 * 1024)),
-    ("HTTP Allow Private,true\nHTTP Timeout,2\n", HttpPolicy(allow_private=True, timeout=2.0)),
-    ("http-allow-private,no\nHTTP Max Response Bytes,4096\n", HttpPolicy(max_bytes=4096)),
-    ("HTTP Timeout,-1\nHTTP Max Response Bytes,lots\n", HttpPolicy()),  # nonsense: defaults
-])
+@pytest.mark.parametrize(
+    ("config", "policy"),
+    [
+        ("", HttpPolicy(allow_private=False, timeout=10.0, max_bytes=1024 * 1024)),
+        ("HTTP Allow Private,true\nHTTP Timeout,2\n", HttpPolicy(allow_private=True, timeout=2.0)),
+        ("http-allow-private,no\nHTTP Max Response Bytes,4096\n", HttpPolicy(max_bytes=4096)),
+        ("HTTP Timeout,-1\nHTTP Max Response Bytes,lots\n", HttpPolicy()),  # nonsense: defaults
+    ],
+)
 def test_http_settings_from_config_csv(config: str, policy: HttpPolicy) -> None:
     assert http_policy_from_config(parse_config_csv("name,value\n" + config)) == policy

@@ -19,9 +19,13 @@ async def test_the_quiz_conversation(chat: Callable[..., Talk], stores: Stores) 
     assert await talk("not a color") == ["Please enter a color name or #RRGGBB."]
     assert await talk("blue") == ["Color number 2?"]
     session = await stores.conversations.find_active(
-        bot_id="resumable", channel="test", user_id="quiz-taker")
+        bot_id="resumable", channel="test", user_id="quiz-taker"
+    )
     assert session is not None
     frames = session.state["dialog"]["frames"]
     assert [(f["program"], f["unit"]) for f in frames] == [
-        ("start", ""), ("quiz", ""), ("quiz", "askcolor")]
+        ("start", ""),
+        ("quiz", ""),
+        ("quiz", "askcolor"),
+    ]
     assert await talk("green") == ["Thanks, Ana. Your answers: #0000FF, #008000"]

@@ -51,7 +51,9 @@ async def test_llm_tools_start_needs_a_knowledge_base(
         assert await talk("hi") == [DIALOG_ERROR_REPLY]
     assert re.search(
         r"llm-tools\.gbdialog/start\.bas:3: USE KB needs the host capability 'use_kb', "
-        r"which is not available$", logged_error(caplog))
+        r"which is not available$",
+        logged_error(caplog),
+    )
     # the dialog is over; the next message finds no dialog and gets the fallback
     assert await talk("price of fax?") == ["Sorry, I have no answer for that."]
 
@@ -61,24 +63,37 @@ async def test_reminder_start_names_the_tools_this_copy_lacks(
 ) -> None:
     with caplog.at_level(logging.ERROR, logger="pipeline.dialog"):
         assert await chat("reminder")("hello") == [DIALOG_ERROR_REPLY]
-    assert re.search(r"reminder\.gbdialog/start\.bas:2: no tool 'list-reminders' in bot "
-                     r"'reminder' .*available: add-reminder\)$", logged_error(caplog))
+    assert re.search(
+        r"reminder\.gbdialog/start\.bas:2: no tool 'list-reminders' in bot "
+        r"'reminder' .*available: add-reminder\)$",
+        logged_error(caplog),
+    )
 
 
-async def test_reminder_add_reminder_as_a_tool(make_turn: Callable[..., Turn],
-                                               stores: Stores) -> None:
+async def test_reminder_add_reminder_as_a_tool(
+    make_turn: Callable[..., Turn], stores: Stores
+) -> None:
     turn = make_turn("reminder", raw={"user_email": "ana@example.com"})
-    result = await run_tool(turn, "add-reminder", {"when": "tomorrow at 9am",
-                                                   "subject": "Call John"})
+    result = await run_tool(
+        turn, "add-reminder", {"when": "tomorrow at 9am", "subject": "Call John"}
+    )
     assert re.fullmatch(r"REM-\d{8}-\d{4}", result.result)
-    assert result.messages == ("Reminder set: Call John", "When: tomorrow at 9am",
-                               "Notification: chat")
-    saved = await stores.tables.find("reminder", "reminders.csv",
-                                     [Condition("id", "=", result.result)])
+    assert result.messages == (
+        "Reminder set: Call John",
+        "When: tomorrow at 9am",
+        "Notification: chat",
+    )
+    saved = await stores.tables.find(
+        "reminder", "reminders.csv", [Condition("id", "=", result.result)]
+    )
     assert len(saved) == 1
     assert {k: saved[0][k] for k in ("message", "notifyby", "email", "phone", "status")} == {
-        "message": "Call John", "notifyby": "chat", "email": "ana@example.com", "phone": "",
-        "status": "pending"}
+        "message": "Call John",
+        "notifyby": "chat",
+        "email": "ana@example.com",
+        "phone": "",
+        "status": "pending",
+    }
     assert await stores.memory.get("reminder", "last_reminder") == result.result
 
 
@@ -90,8 +105,11 @@ async def test_analytics_menu_reports_to_missing_dialogs(
     assert await talk("one") == ["Please enter a whole number."]  # HEAR choice AS INTEGER
     with caplog.at_level(logging.ERROR, logger="pipeline.dialog"):
         assert await talk("1") == [DIALOG_ERROR_REPLY]
-    assert re.search(r"analytics\.gbdialog/start\.bas:28: dialog 'platform-overview\.bas' "
-                     r"not found$", logged_error(caplog))
+    assert re.search(
+        r"analytics\.gbdialog/start\.bas:28: dialog 'platform-overview\.bas' "
+        r"not found$",
+        logged_error(caplog),
+    )
 
 
 async def test_analytics_free_question_needs_an_llm(
@@ -102,5 +120,8 @@ async def test_analytics_free_question_needs_an_llm(
     assert await talk("9") == []  # CASE ELSE: SET CONTEXT, then HEAR query
     with caplog.at_level(logging.ERROR, logger="pipeline.dialog"):
         assert await talk("why did errors grow?") == [DIALOG_ERROR_REPLY]
-    assert re.search(r"analytics\.gbdialog/start\.bas:\d+: LLM needs the host capability "
-                     r"'llm', which is not available$", logged_error(caplog))
+    assert re.search(
+        r"analytics\.gbdialog/start\.bas:\d+: LLM needs the host capability "
+        r"'llm', which is not available$",
+        logged_error(caplog),
+    )

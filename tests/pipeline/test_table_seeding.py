@@ -19,8 +19,10 @@ from storage.services import Stores
 TEST_BOTS = Path(__file__).resolve().parent.parent / "bots"
 
 CSV = [
-    ("name,price\nfax, 500\ntv, 1200\n", [{"name": "fax", "price": "500"},
-                                          {"name": "tv", "price": "1200"}]),
+    (
+        "name,price\nfax, 500\ntv, 1200\n",
+        [{"name": "fax", "price": "500"}, {"name": "tv", "price": "1200"}],
+    ),
     ("\ufeff Name , Price \n\nfax,500\n\n", [{"Name": "fax", "Price": "500"}]),
     ("name,price,notes\nfax,500\n", [{"name": "fax", "price": "500", "notes": ""}]),
     ("name,price\nfax,500,extra\n", [{"name": "fax", "price": "500"}]),
@@ -69,7 +71,10 @@ async def test_tables_are_seeded_on_load_and_reload(
     await registry.reload(name)
     rows = await stores.tables.find(name, "Products.CSV", [])
     assert sorted((r["name"], str(r["price"])) for r in rows) == [
-        ("fax", "450"), ("radio", "80"), ("tv", "1200")]
+        ("fax", "450"),
+        ("radio", "80"),
+        ("tv", "1200"),
+    ]
 
     bot = registry.get(name)
     assert bot is not None
@@ -77,5 +82,4 @@ async def test_tables_are_seeded_on_load_and_reload(
     turn.bot = bot
     assert (await run_tool(turn, "get-price", {"product": "fax"})).result == "450"
     # another bot's table of the same name is untouched
-    assert (await run_tool(make_turn("llm-tools"), "get-price", {"product": "fax"})
-            ).result == "500"
+    assert (await run_tool(make_turn("llm-tools"), "get-price", {"product": "fax"})).result == "500"
