@@ -15,7 +15,9 @@ finished is replaced by a new one.
 
 Measured, alternating gateway and baseline over several rounds (medians):
 
-* throughput: closed loop, N keep-alive connections, turns per second;
+* throughput: closed loop at 32, 64, 128 and 256 keep-alive connections,
+  turns per second; a server's best is its capacity, and the ratio of the two
+  capacities is the benchmark's ratio (the ratio at each count is printed too);
 * latency at a fixed offered rate: open loop, each request sent on its
   schedule whatever the responses, latency counted from the scheduled send
   time (no coordinated omission): p50 and p99;
@@ -57,6 +59,9 @@ PATH = "/api/v1/bots/default/messages"
 DIALOG = ("hi", "ada lovelace", "help")
 HOST = "127.0.0.1"
 TICKS = os.sysconf("SC_CLK_TCK")
+# Closed-loop throughput is measured at each of these; a server's best is its
+# capacity. 256 is the gateway's own limit of concurrent turns (Dispatcher).
+CONNECTIONS = [32, 64, 128, 256]
 
 
 # --------------------------------------------------------------------------- #
@@ -637,6 +642,7 @@ class Phase:
     server: str
     kind: str
     results: list[dict[str, Any]]
+    connections: int = 0  # closed loop: the number of connections (users in flight)
     latencies: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -648,7 +654,7 @@ class Phase:
     @property
     def window(self) -> float:
         # The slowest generator's elapsed time: the measurement window, drain included.
-        return max(r["elapsed"] for r in self.results)
+        return float(max(r["elapsed"] for r in self.results))
 
     @property
     def rate(self) -> float:
@@ -693,6 +699,7 @@ class Phase:
         return {
             "server": self.server,
             "kind": self.kind,
+            "connections": self.connections,
             "completed": completed,
             "errors": self.total("errors"),
             "error_samples": [s for r in self.results for s in r["error_samples"]][:5],
@@ -790,7 +797,7 @@ class Bench:
                     proc.kill()
                     proc.wait()
             self.loadgens = []
-        return Phase(server.name, kind, results)
+        return Phase(server.name, kind, results, connections if mode == "closed" else 0)
 
 
 # --------------------------------------------------------------------------- #
@@ -852,8 +859,8 @@ def run(args: argparse.Namespace, out: list[str]) -> dict[str, Any]:
     say(f"machine : nproc={m['nproc']}, {m['cpu_model']}, Linux {m['kernel']},")
     say(f"          Python {m['python']}, load average at start {' '.join(m['loadavg_at_start'])}")
     say(
-        f"load    : {args.clients} load generator process(es); throughput = closed loop,"
-        f" {args.connections} keep-alive connections x {args.seconds:g} s;"
+        f"load    : {args.clients} load generator process(es); throughput = closed loop at"
+        f" {', '.join(map(str, args.connections))} keep-alive connections x {args.seconds:g} s;"
     )
     say(
         f"          latency = open loop at {args.rate:g} req/s x {args.seconds:g} s;"
@@ -917,43 +924,47 @@ def run(args: argparse.Namespace, out: list[str]) -> dict[str, Any]:
         # Warm-up: connections, prepared statements, caches; not recorded.
         for server in (gateway, baseline):
             bench.phase(
-                server, "warmup", mode="closed", duration=args.warmup, connections=args.connections
+                server,
+                "warmup",
+                mode="closed",
+                duration=args.warmup,
+                connections=max(args.connections),
             )
 
         phases: list[Phase] = []
         gateway_sessions = 0
         for r in range(args.rounds):
             order = (gateway, baseline) if r % 2 == 0 else (baseline, gateway)
-            for kind in ("throughput", "latency"):
-                for server in order:
-                    if kind == "throughput":
-                        p = bench.phase(
-                            server,
-                            kind,
-                            mode="closed",
-                            duration=args.seconds,
-                            connections=args.connections,
-                        )
-                    else:
-                        p = bench.phase(
-                            server,
-                            kind,
-                            mode="open",
-                            duration=args.seconds,
-                            connections=args.max_connections,
-                            rate=args.rate,
-                        )
-                    phases.append(p)
-                    if server is gateway:
-                        gateway_sessions += p.total("sessions")
-                    s = p.summary()
-                    say(
-                        f"round {r + 1} {kind:10} {server.name:8} {s['rate']:8.0f} turns/s"
-                        f"  p50 {s['p50_ms']:7.2f} ms  p99 {s['p99_ms']:7.2f} ms"
-                        f"  errors {s['errors']}  cpu server/pg/client"
-                        f" {s['cpu_s']['server']:.1f}/{s['cpu_s']['postgres']:.1f}"
-                        f"/{s['cpu_s']['client']:.1f} s  machine busy {s['machine_busy']:.0%}"
+            levels = args.connections if r % 2 == 0 else args.connections[::-1]
+            runs = [("throughput", n, server) for n in levels for server in order]
+            runs += [("latency", args.max_connections, server) for server in order]
+            for kind, connections, server in runs:
+                if kind == "throughput":
+                    p = bench.phase(
+                        server, kind, mode="closed", duration=args.seconds, connections=connections
                     )
+                    label = f"{kind} x{connections}"
+                else:
+                    p = bench.phase(
+                        server,
+                        kind,
+                        mode="open",
+                        duration=args.seconds,
+                        connections=connections,
+                        rate=args.rate,
+                    )
+                    label = f"{kind} {args.rate:g}/s"
+                phases.append(p)
+                if server is gateway:
+                    gateway_sessions += p.total("sessions")
+                s = p.summary()
+                say(
+                    f"round {r + 1} {label:16} {server.name:8} {s['rate']:7.0f} turns/s"
+                    f"  p50 {s['p50_ms']:6.2f} ms  p99 {s['p99_ms']:6.2f} ms"
+                    f"  errors {s['errors']}  cpu server/pg/client"
+                    f" {s['cpu_s']['server']:.1f}/{s['cpu_s']['postgres']:.1f}"
+                    f"/{s['cpu_s']['client']:.1f} s  busy {s['machine_busy']:.0%}"
+                )
         after_rounds = gateway.memory()
 
         # Sessions: top up to the target with users who only say "hi", then read RSS.
@@ -966,7 +977,7 @@ def run(args: argparse.Namespace, out: list[str]) -> dict[str, Any]:
                 "sessions",
                 mode="closed",
                 duration=args.sessions_timeout,
-                connections=args.connections,
+                connections=min(args.connections),
                 messages=("hi",),
                 max_requests=missing,
             )
@@ -1018,65 +1029,102 @@ def _mem(m: Memory) -> dict[str, float]:
     }
 
 
-def _medians(phases: list[Phase]) -> dict[str, Any]:
-    def med(server: str, kind: str, key: str) -> float:
-        values = [p.summary()[key] for p in phases if p.server == server and p.kind == kind]
-        return round(statistics.median(values), 3)
+SERVERS = ("gateway", "baseline")
 
-    def med_cpu(server: str, kind: str, part: str) -> float | None:
-        values = [
-            p.summary()["cpu_us_per_turn"][part]
-            for p in phases
-            if p.server == server and p.kind == kind
-        ]
+
+def _medians(phases: list[Phase]) -> dict[str, Any]:
+    """Medians over rounds: throughput at each connection count, capacities, open-loop latency.
+
+    A server's capacity is its best median throughput over the connection
+    counts measured; the ratio of the two capacities is the benchmark's ratio.
+    """
+
+    def med(selected: list[Phase], key: str) -> float:
+        return round(float(statistics.median(p.summary()[key] for p in selected)), 3)
+
+    def med_cpu(selected: list[Phase], part: str) -> float | None:
+        values = [p.summary()["cpu_us_per_turn"][part] for p in selected]
         values = [v for v in values if v is not None]
         return round(statistics.median(values)) if values else None
 
-    res: dict[str, Any] = {}
-    for server in ("gateway", "baseline"):
-        res[server] = {
-            "turns_per_s": med(server, "throughput", "rate"),
-            "throughput_p50_ms": med(server, "throughput", "p50_ms"),
-            "throughput_p99_ms": med(server, "throughput", "p99_ms"),
-            "latency_rate": med(server, "latency", "rate"),
-            "latency_p50_ms": med(server, "latency", "p50_ms"),
-            "latency_p99_ms": med(server, "latency", "p99_ms"),
-            "latency_send_lag_p99_ms": med(server, "latency", "send_lag_p99_ms"),
-            "latency_from_send_p99_ms": med(server, "latency", "from_send_p99_ms"),
-            "throughput_machine_busy": med(server, "throughput", "machine_busy"),
-            "throughput_machine_steal": med(server, "throughput", "machine_steal"),
-            "cpu_us_per_turn": {
-                part: med_cpu(server, "throughput", part)
-                for part in ("server", "postgres", "client")
-            },
-            "throughput_client_cpu_s": round(
-                statistics.median(
-                    p.client_cpu for p in phases if p.server == server and p.kind == "throughput"
-                ),
-                2,
-            ),
+    levels = sorted({p.connections for p in phases if p.kind == "throughput"})
+    throughput: list[dict[str, Any]] = []
+    for n in levels:
+        entry: dict[str, Any] = {"connections": n}
+        for server in SERVERS:
+            selected = [
+                p
+                for p in phases
+                if p.server == server and p.kind == "throughput" and p.connections == n
+            ]
+            entry[server] = {
+                "turns_per_s": med(selected, "rate"),
+                "p50_ms": med(selected, "p50_ms"),
+                "p99_ms": med(selected, "p99_ms"),
+                "machine_busy": med(selected, "machine_busy"),
+                "machine_steal": med(selected, "machine_steal"),
+                "cpu_us_per_turn": {
+                    part: med_cpu(selected, part) for part in ("server", "postgres", "client")
+                },
+                "client_cpu_s": round(statistics.median(p.client_cpu for p in selected), 2),
+            }
+        entry["ratio"] = round(
+            entry["gateway"]["turns_per_s"] / entry["baseline"]["turns_per_s"], 3
+        )
+        throughput.append(entry)
+
+    capacity: dict[str, Any] = {}
+    for server in SERVERS:
+        best = max(throughput, key=lambda e: e[server]["turns_per_s"])
+        capacity[server] = {
+            "turns_per_s": best[server]["turns_per_s"],
+            "connections": best["connections"],
         }
-    res["ratio"] = round(res["gateway"]["turns_per_s"] / res["baseline"]["turns_per_s"], 3)
+    capacity["ratio"] = round(
+        capacity["gateway"]["turns_per_s"] / capacity["baseline"]["turns_per_s"], 3
+    )
+
+    res: dict[str, Any] = {"throughput": throughput, "capacity": capacity}
+    for server in SERVERS:
+        selected = [p for p in phases if p.server == server and p.kind == "latency"]
+        res[server] = {
+            "latency_rate": med(selected, "rate"),
+            "latency_p50_ms": med(selected, "p50_ms"),
+            "latency_p99_ms": med(selected, "p99_ms"),
+            "latency_send_lag_p99_ms": med(selected, "send_lag_p99_ms"),
+            "latency_from_send_p99_ms": med(selected, "from_send_p99_ms"),
+        }
+    res["ratio"] = capacity["ratio"]
     return res
 
 
 def _print_summary(report: dict[str, Any], say: Any) -> None:
     r = report["results"]
     g, b = r["gateway"], r["baseline"]
+    cap = r["capacity"]
     seconds = report["settings"]["phase_seconds"]
     rate = report["settings"]["rate"]
     say("=" * 78)
     title = f"median of {report['settings']['rounds']} round(s)"
-    say(f"{title:42}{'gateway':>12}{'baseline':>12}")
-    say(f"{'throughput, full turns/s':42}{g['turns_per_s']:12.0f}{b['turns_per_s']:12.0f}")
+    say(f"{title:34}{'gateway':>22}{'baseline':>22}")
+    say(f"{'throughput, full turns/s (p99 ms)':34}{'':44}   ratio")
+    for e in r["throughput"]:
+        cells = "".join(
+            f"{e[s]['turns_per_s']:13.0f} ({e[s]['p99_ms']:5.1f})"
+            + ("*" if cap[s]["connections"] == e["connections"] else " ")
+            for s in SERVERS
+        )
+        level = f"  {e['connections']} connections"
+        say(f"{level:34}{cells}{e['ratio']:8.3f}")
+    say(f"{'  (* each server at its best: its capacity)':34}")
     say(
-        f"{'  closed-loop latency p50 / p99, ms':42}"
-        f"{g['throughput_p50_ms']:6.1f}/{g['throughput_p99_ms']:<5.1f}"
-        f"{b['throughput_p50_ms']:6.1f}/{b['throughput_p99_ms']:<5.1f}"
+        f"{'RATIO of capacities gateway/baseline':42}{cap['ratio']:12.3f}"
+        f"   target >= 0.4: {'PASS' if cap['ratio'] >= 0.4 else 'FAIL'}"
     )
+    ratios = [e["ratio"] for e in r["throughput"]]
     say(
-        f"{'RATIO gateway/baseline':42}{r['ratio']:12.3f}"
-        f"   target >= 0.4: {'PASS' if r['ratio'] >= 0.4 else 'FAIL'}"
+        f"{'  ratio at equal connections':42}{min(ratios):8.3f} to {max(ratios):.3f}"
+        f"  (at {r['throughput'][0]['connections']}: {ratios[0]:.3f})"
     )
     say(
         f"{f'latency at {rate:g} req/s offered, p50 ms':42}"
@@ -1096,27 +1144,31 @@ def _print_summary(report: dict[str, Any], say: Any) -> None:
         f"{'  client send lag p99, ms (client delay)':42}"
         f"{g['latency_send_lag_p99_ms']:12.2f}{b['latency_send_lag_p99_ms']:12.2f}"
     )
+    at = {
+        s: next(e for e in r["throughput"] if e["connections"] == cap[s]["connections"])
+        for s in SERVERS
+    }
+    gc, bc = at["gateway"]["gateway"], at["baseline"]["baseline"]
     say(
-        f"{'CPU per turn at full load, us: server':42}"
-        f"{_us(g['cpu_us_per_turn']['server']):>12}{_us(b['cpu_us_per_turn']['server']):>12}"
+        f"{'CPU per turn at capacity, us: server':42}"
+        f"{_us(gc['cpu_us_per_turn']['server']):>12}{_us(bc['cpu_us_per_turn']['server']):>12}"
     )
     say(
-        f"{'                                 postgres':42}"
-        f"{_us(g['cpu_us_per_turn']['postgres']):>12}{'-':>12}"
+        f"{'                              postgres':42}"
+        f"{_us(gc['cpu_us_per_turn']['postgres']):>12}{'-':>12}"
     )
     say(
-        f"{'                                 load generator':42}"
-        f"{_us(g['cpu_us_per_turn']['client']):>12}{_us(b['cpu_us_per_turn']['client']):>12}"
+        f"{'                              load generator':42}"
+        f"{_us(gc['cpu_us_per_turn']['client']):>12}{_us(bc['cpu_us_per_turn']['client']):>12}"
     )
     say(
         f"{'  load generator CPU, % of one core':42}"
-        f"{g['throughput_client_cpu_s'] / seconds:12.0%}"
-        f"{b['throughput_client_cpu_s'] / seconds:12.0%}"
+        f"{gc['client_cpu_s'] / seconds:12.0%}{bc['client_cpu_s'] / seconds:12.0%}"
     )
     say(
-        f"{'  machine busy / steal during throughput':42}"
-        f"{g['throughput_machine_busy']:8.0%}/{g['throughput_machine_steal']:<3.0%}"
-        f"{b['throughput_machine_busy']:8.0%}/{b['throughput_machine_steal']:<3.0%}"
+        f"{'  machine busy / steal at capacity':42}"
+        f"{gc['machine_busy']:8.0%}/{gc['machine_steal']:<3.0%}"
+        f"{bc['machine_busy']:8.0%}/{bc['machine_steal']:<3.0%}"
     )
     say("-" * 78)
     mem = report["memory"]
@@ -1151,6 +1203,16 @@ def _us(v: float | None) -> str:
     return "-" if v is None else f"{v:,.0f}"
 
 
+def _counts(text: str) -> list[int]:
+    try:
+        counts = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from e
+    if not counts or counts[0] < 1:
+        raise argparse.ArgumentTypeError("connection counts must be positive")
+    return counts
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench.bench_web", description=__doc__.splitlines()[0]
@@ -1159,7 +1221,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON document instead")
     p.add_argument("--rounds", type=int, help="rounds of gateway/baseline phases (default 3)")
     p.add_argument("--seconds", type=float, help="length of each measured phase (default 5)")
-    p.add_argument("--connections", type=int, default=32, help="closed-loop connections")
+    p.add_argument(
+        "--connections",
+        type=_counts,
+        default=CONNECTIONS,
+        help="closed-loop connection counts, comma-separated (default %(default)s)",
+    )
     p.add_argument("--rate", type=float, default=1000.0, help="open-loop offered rate, req/s")
     p.add_argument("--sessions", type=int, help="sessions before the loaded RSS (default 10000)")
     p.add_argument("--clients", type=int, default=1, help="load generator processes")
