@@ -88,6 +88,8 @@ def _check_targets(targets: Sequence[str]) -> list[str]:
             for name, source in package.dialogs.items():
                 filename = str(package.dialog_files.get(name, name + ".bas"))
                 problems.extend(str(e) for e in check_source(source, filename))
+        elif path.is_file() and path.suffix.lower() != ".bas":
+            problems.append(f"{path}: not a .bas dialog or a .gbai package")
         elif path.is_file():
             try:
                 source = path.read_text(encoding="utf-8")
@@ -125,7 +127,7 @@ def _print_tools(targets: Sequence[str]) -> int:
                 (package.dialogs[name], str(package.dialog_files.get(name, name + ".bas")))
                 for name in package.dialogs
             ]
-        elif path.is_file():
+        elif path.is_file() and path.suffix.lower() == ".bas":
             try:
                 sources = [(path.read_text(encoding="utf-8"), str(path))]
             except (OSError, UnicodeDecodeError):

@@ -54,6 +54,14 @@ def test_check_missing_target() -> None:
     assert "no such file or package" in result.stdout
 
 
+def test_check_refuses_a_file_that_is_not_a_dialog(tmp_path: Path) -> None:
+    config = tmp_path / "config.csv"
+    config.write_text("name,value\nAnswer Mode,direct\n", encoding="utf-8")
+    result = run("check", str(config))
+    assert result.returncode == 1
+    assert result.stdout.strip() == f"{config}: not a .bas dialog or a .gbai package"
+
+
 def test_check_tools_prints_each_tools_schema() -> None:
     result = run("check", "--tools", str(TEST_BOTS / "llm-tools.gbai"))
     assert result.returncode == 0, result.stderr
