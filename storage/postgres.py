@@ -23,11 +23,16 @@ from storage.base import HistoryEntry, Session, StorageError
 from storage.batching import Batcher
 from storage.pinned_connections import PinnedConnections
 
-_SESSION_COLUMNS = "id, bot_id, channel, user_id, status, metadata, created_at, updated_at"
+# Ids travel as text both ways (``::text``, ``$1::text[]::uuid[]``): the rest of the
+# gateway uses them as strings, and PostgreSQL's casts cost less than the driver
+# making uuid.UUID objects and turning them back into strings.
+_SESSION_COLUMNS = (
+    "id::text AS id, bot_id, channel, user_id, status, metadata, created_at, updated_at"
+)
 
 # Every statement of the turn's hot path takes a batch, one element per caller
 # (see storage/batching.py): parallel arrays for reads, JSON for the save.
-_GET = f"SELECT {_SESSION_COLUMNS} FROM user_sessions WHERE id = ANY($1::uuid[])"
+_GET = f"SELECT {_SESSION_COLUMNS} FROM user_sessions WHERE id = ANY($1::text[]::uuid[])"
 
 # Served by idx_sessions_bot (bot_id, channel, user_id, status); a user's few matches are sorted.
 _FIND_ACTIVE = f"""
@@ -61,7 +66,7 @@ WITH v AS (
     RETURNING id, created_at, updated_at
 ), updated AS (
     UPDATE user_sessions u SET status = v.status, metadata = v.metadata, updated_at = now()
-    FROM v WHERE u.id = ANY($3::uuid[]) AND u.id = v.id AND NOT v.is_new
+    FROM v WHERE u.id = ANY($3::text[]::uuid[]) AND u.id = v.id AND NOT v.is_new
     RETURNING u.id, u.created_at, u.updated_at
 ), s AS (
     SELECT * FROM created UNION ALL SELECT * FROM updated
@@ -74,7 +79,7 @@ WITH v AS (
     WHERE m.session_id IN (SELECT id FROM s)
     ORDER BY m.ord
 )
-SELECT id, created_at, updated_at FROM s
+SELECT id::text, created_at, updated_at FROM s
 """
 
 _HISTORY = """
@@ -235,7 +240,7 @@ def new_id() -> str:
 
 def _session(row: Any) -> Session:
     return Session(
-        id=str(row[0]),
+        id=row[0],
         bot_id=row[1],
         channel=row[2],
         user_id=row[3],
@@ -289,7 +294,7 @@ class PostgresConversationStore:
     async def _get_batch(self, keys: Sequence[str]) -> list[Session | None]:
         with translate_errors:
             rows = await self._db.fetch(_GET, list(keys))
-        by_id = {str(row[0]): _session(row) for row in rows}
+        by_id = {row[0]: _session(row) for row in rows}
         return [by_id.get(key) for key in keys]
 
     async def _find_batch(self, items: Sequence[tuple[str, str, str]]) -> list[Session | None]:
@@ -334,7 +339,7 @@ class PostgresConversationStore:
         ).decode()
         with translate_errors:
             rows = await self._db.fetch(_SAVE, batch, history, [s.id for s in sessions if s.stored])
-        saved = {str(row[0]): (row[1], row[2]) for row in rows}
+        saved = {row[0]: (row[1], row[2]) for row in rows}
         return [saved.get(s.id) or _not_saved(s) for s in sessions]
 
     async def history(self, session_id: str, *, limit: int = 50) -> list[HistoryEntry]:
