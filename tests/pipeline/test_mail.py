@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -91,6 +92,25 @@ async def test_a_message_reaches_the_server(inbox: Inbox) -> None:
     assert got.recipients == ["ana@example.com", "bia@example.com"]
     assert got.message["Subject"] == "Your order"
     assert got.message.get_payload(decode=True).decode().strip() == "It ships today."
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+async def test_the_login_is_sent_when_the_server_asks_for_one() -> None:
+    with smtp_inbox(credentials=("bot-user", "s3cret")) as server:
+        settings = MailSettings(host=server.host, port=server.port, sender="bot@test")
+        mailer = SmtpMailer(replace(settings, user="bot-user", password="s3cret"))
+        await mailer.send({}, "ana@example.com", "Hello", "Signed in.")
+        assert server.logins == ["bot-user"]
+        assert [r.recipients for r in server.received] == [["ana@example.com"]]
+
+        with pytest.raises(MailError, match=f"SEND MAIL via 127.0.0.1:{server.port} failed"):
+            await SmtpMailer(replace(settings, user="bot-user", password="wrong")).send(
+                {}, "ana@example.com", "Hello", "Refused."
+            )
+        with pytest.raises(MailError, match=f"SEND MAIL via 127.0.0.1:{server.port} failed"):
+            await SmtpMailer(settings).send({}, "ana@example.com", "Hello", "No login.")
+        assert server.logins == ["bot-user"]
+        assert len(server.received) == 1
 
 
 async def test_no_server_is_a_clear_error() -> None:
