@@ -74,8 +74,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_targets(targets: Sequence[str]) -> list[str]:
-    """Every error of the given .bas files and .gbai packages, as ``file:line:col: message``."""
+def _read_targets(targets: Sequence[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """The (source, filename) of every dialog of the given .bas files and .gbai packages,
+    and the targets that could not be read, as ``path: reason``."""
+    sources: list[tuple[str, str]] = []
     problems: list[str] = []
     for target in targets:
         path = Path(target)
@@ -85,60 +87,47 @@ def _check_targets(targets: Sequence[str]) -> list[str]:
             except PackageError as e:
                 problems.append(str(e))
                 continue
-            for name, source in package.dialogs.items():
-                filename = str(package.dialog_files.get(name, name + ".bas"))
-                problems.extend(str(e) for e in check_source(source, filename))
+            sources += [
+                (source, str(package.dialog_files.get(name, name + ".bas")))
+                for name, source in package.dialogs.items()
+            ]
         elif path.is_file() and path.suffix.lower() != ".bas":
             problems.append(f"{path}: not a .bas dialog or a .gbai package")
         elif path.is_file():
             try:
-                source = path.read_text(encoding="utf-8")
+                sources.append((path.read_text(encoding="utf-8"), str(path)))
             except (OSError, UnicodeDecodeError) as e:
                 problems.append(f"{path}: {e}")
-                continue
-            problems.extend(str(e) for e in check_source(source, str(path)))
         else:
             problems.append(f"{path}: no such file or package")
-    return problems
+    return sources, problems
+
+
+def _check_sources(sources: list[tuple[str, str]]) -> list[str]:
+    """Every error of the given dialogs, as ``file:line:col: message``."""
+    return [str(e) for source, filename in sources for e in check_source(source, filename)]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    sources, problems = _read_targets(args.targets)
+    problems += _check_sources(sources)
     if args.tools:
-        return _print_tools(args.targets)
-    problems = _check_targets(args.targets)
+        return _print_tools(sources, problems)
     for problem in problems:
         print(problem)
     return 1 if problems else 0
 
 
-def _print_tools(targets: Sequence[str]) -> int:
+def _print_tools(sources: list[tuple[str, str]], problems: list[str]) -> int:
     """``check --tools``: every tool's schema as one JSON list on stdout, problems on stderr."""
-    problems = _check_targets(targets)
     tools: list[dict[str, Any]] = []
-    for target in targets:
-        path = Path(target)
-        sources: list[tuple[str, str]] = []
-        if path.is_dir():
-            try:
-                package = load_package(path)
-            except PackageError:
-                continue  # already reported
-            sources = [
-                (package.dialogs[name], str(package.dialog_files.get(name, name + ".bas")))
-                for name in package.dialogs
-            ]
-        elif path.is_file() and path.suffix.lower() == ".bas":
-            try:
-                sources = [(path.read_text(encoding="utf-8"), str(path))]
-            except (OSError, UnicodeDecodeError):
-                continue
-        for source, filename in sources:
-            try:
-                program = compile_source(source, filename)
-            except BasicSyntaxError:
-                continue
-            if is_tool(program):
-                tools.append(tool_schemas(program))
+    for source, filename in sources:
+        try:
+            program = compile_source(source, filename)
+        except BasicSyntaxError:
+            continue  # already among the problems
+        if is_tool(program):
+            tools.append(tool_schemas(program))
     print(json.dumps(tools, indent=2, ensure_ascii=False))
     for problem in problems:
         print(problem, file=sys.stderr)
