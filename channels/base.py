@@ -91,17 +91,123 @@ class OutboundMessage:
     reply_to: str | None = None
 
 
+class TextFormat(enum.StrEnum):
+    """The formatting a channel's provider renders; delivery converts the bots' markdown to it."""
+
+    MARKDOWN = "markdown"  # passed through (the web widget renders it)
+    TELEGRAM_HTML = "telegram-html"  # Telegram's HTML subset, parse_mode=HTML
+    WHATSAPP = "whatsapp"  # *bold* _italic_ ~strike~ ```mono```
+    PLAIN = "plain"  # SMS: no formatting at all
+
+
+class StreamMode(enum.StrEnum):
+    """How a reply that arrives as deltas reaches the user."""
+
+    DELTAS = "deltas"  # every delta as it comes (web)
+    EDIT = "edit"  # one message edited in place, throttled (Telegram)
+    PARAGRAPHS = "paragraphs"  # whole messages cut at paragraph edges (WhatsApp, SMS)
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What a channel's provider allows; delivery adapts replies to it."""
+    """What a channel's provider allows; delivery adapts replies to it.
+
+    Rates are in messages per second; ``None`` means no limit to pace under.
+    ``max_buttons`` buttons with labels of ``max_button_label`` fit on one
+    message; more options become a list of at most ``max_list_rows`` rows
+    (``0``: no lists, the options are written out as text).
+    """
 
     max_text_length: int
+    text_format: TextFormat = TextFormat.PLAIN
     can_edit: bool = False
-    can_stream: bool = False
+    stream_mode: StreamMode = StreamMode.PARAGRAPHS
+    min_edit_interval: float = 1.0
     max_buttons: int = 0
     max_button_label: int = 0
+    max_list_rows: int = 0
+    max_list_row_title: int = 0
     media_kinds: frozenset[MediaKind] = frozenset()
-    messages_per_second: float | None = None
+    messages_per_second: float | None = None  # across every chat of one sender (bot, number)
+    chat_messages_per_second: float | None = None  # to one chat
+
+    @property
+    def can_stream(self) -> bool:
+        return self.stream_mode is not StreamMode.PARAGRAPHS
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """A provider's HTTP request as an adapter sees it, free of any web framework.
+
+    ``url`` is the public URL the provider called (Twilio signs it); ``headers``
+    are matched without regard to case by the gateway's mapping.
+    """
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookResponse:
+    """What to answer the provider when it is not a plain empty 200."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "text/plain"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """A provider's report on a message we sent (sent, delivered, read, failed, ...)."""
+
+    provider_id: str
+    status: str
+    error_code: str | None = None
+    error_message: str | None = None
+    at: datetime | None = None
+    conversation: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookResult:
+    """What one webhook request carried.
+
+    ``ignored`` names what was acknowledged without processing (a sticker, a
+    poll), for the log; ``response`` overrides the empty 200.
+    """
+
+    messages: tuple[InboundMessage, ...] = ()
+    statuses: tuple[StatusUpdate, ...] = ()
+    ignored: tuple[str, ...] = ()
+    response: WebhookResponse | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedPart:
+    """One provider send, made by the delivery layer from a reply.
+
+    ``text`` is already in the channel's :class:`TextFormat` and within its
+    length limit. ``buttons`` fit the channel's limits; ``as_list`` asks for a
+    list (WhatsApp's interactive list) instead of reply buttons.
+    """
+
+    text: str
+    text_format: TextFormat
+    buttons: tuple[Suggestion, ...] = ()
+    as_list: bool = False
+    list_title: str = "Options"
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """A send the provider accepted: its id for the message, and its status."""
+
+    provider_id: str
+    status: str = "sent"
 
 
 class ChannelError(Exception):
@@ -116,21 +222,80 @@ class PayloadError(ChannelError):
     """A request body is not a payload this channel understands."""
 
 
+class ChannelNotConfigured(ChannelError):
+    """A bot's configuration lacks what the channel needs (a token, a secret): it stays off."""
+
+
+class SendError(ChannelError):
+    """A send did not succeed. ``retriable`` says whether sending again is safe and useful.
+
+    ``retry_after`` is the provider's requested wait in seconds, when it gave one;
+    ``code`` is the provider's error code, for the operator.
+    """
+
+    retriable: bool = False
+
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry_after = retry_after
+
+
+class RateLimited(SendError):
+    """The provider refused for flood control (HTTP 429, WhatsApp 130429/131056)."""
+
+    retriable = True
+
+
+class ProviderUnavailable(SendError):
+    """The provider failed (5xx) or could not be reached before the request left."""
+
+    retriable = True
+
+
+class OutcomeUnknown(SendError):
+    """The request left but no answer came (a timeout): the message may have been sent.
+
+    Never sent again automatically: the operator sees it as unknown.
+    """
+
+
+class SendRefused(SendError):
+    """The provider refused this message for good (bad request, blocked by the user)."""
+
+
+class WindowClosed(SendRefused):
+    """WhatsApp: outside the 24-hour customer-service window only templates may be sent."""
+
+
 @runtime_checkable
 class Channel(Protocol):
-    """The contract of a channel adapter."""
+    """The contract of a provider channel adapter, one instance per bot.
+
+    An adapter speaks its provider's wire format and nothing else: splitting,
+    formatting, pacing, retries and the outbox live in the delivery layer.
+    """
 
     name: str
     capabilities: Capabilities
 
-    def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
+    def verify(self, request: WebhookRequest) -> None:
         """Raise :class:`VerificationError` unless the request is authentic."""
 
-    def parse(self, bot: str, body: bytes, headers: Mapping[str, str]) -> Sequence[InboundMessage]:
-        """Turn a provider request into messages; raise :class:`PayloadError` if malformed."""
+    async def parse(self, bot: str, request: WebhookRequest) -> WebhookResult:
+        """The messages and status updates of a verified request; :class:`PayloadError`
+        if malformed."""
 
-    async def send(self, message: OutboundMessage) -> None:
-        """Deliver one reply through the provider."""
+    async def send(self, conversation: str, part: RenderedPart) -> SendResult:
+        """Send one part; raise a :class:`SendError` subclass when it did not succeed."""
+
+    async def edit(self, conversation: str, provider_id: str, part: RenderedPart) -> None:
+        """Replace the text of a message sent before (channels with ``can_edit``)."""
+
+    async def close(self) -> None:
+        """Release the adapter's HTTP clients."""
 
 
 def split_text(text: str, limit: int) -> list[str]:
