@@ -23,6 +23,11 @@ class LockTimeout(StorageError):
     """A lock could not be acquired in time."""
 
 
+class ClaimLost(StorageError):
+    """A turn's inbox claim was no longer held when the turn committed (its lease expired
+    and another worker took the message): nothing of the turn was written."""
+
+
 @dataclass(slots=True)
 class Session:
     """One conversation of a user with a bot on a channel.
@@ -54,6 +59,67 @@ class HistoryEntry:
     created_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """An inbound message to claim: unique per (bot, channel, external id).
+
+    ``message`` is the normalized message as JSON data; ``delay`` holds it back
+    from workers for that many seconds (a request waiting to run it itself);
+    ``window`` records the user's message time for :class:`ConversationWindows`.
+    """
+
+    bot_id: str
+    channel: str
+    external_id: str
+    conversation: str
+    received_at: datetime
+    message: dict[str, Any]
+    delay: float = 0.0
+    window: bool = False  # the channel keeps a customer-service window (WhatsApp)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An inbox row leased by a worker: only the holder of ``token`` may finish it."""
+
+    seq: int
+    token: str
+    bot_id: str
+    channel: str
+    conversation: str
+    external_id: str
+    message: dict[str, Any]
+    attempts: int
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A reply committed with its turn. ``delivered``: it already reached the user
+    (a web reply sent on the request), so it is kept only as a record."""
+
+    channel: str
+    conversation: str
+    message: dict[str, Any]
+    delivered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A leased outbox row: a reply to send, with the parts already confirmed."""
+
+    seq: int
+    token: str
+    bot_id: str
+    channel: str
+    conversation: str
+    message: dict[str, Any]
+    parts_sent: int
+    provider_ids: tuple[str, ...]
+    attempts: int
+    created_at: datetime
+
+
 class ConversationStore(Protocol):
     """Sessions and their message history."""
 
@@ -70,9 +136,19 @@ class ConversationStore(Protocol):
     async def find_active(self, *, bot_id: str, channel: str, user_id: str) -> Session | None:
         """The user's most recently updated active session with this bot on this channel."""
 
-    async def save(self, session: Session, *, append: Sequence[HistoryEntry] = ()) -> None:
+    async def save(
+        self,
+        session: Session,
+        *,
+        append: Sequence[HistoryEntry] = (),
+        claim: Claim | None = None,
+        outbox: Sequence[OutboxItem] = (),
+    ) -> None:
         """Persist the session's status and state and append history, atomically.
 
+        With ``claim``, the same statement marks that inbox row done and writes
+        ``outbox``: a turn commits whole or not at all. It fails with
+        :class:`ClaimLost` (writing nothing) when the claim's lease was lost.
         Writes a session from :meth:`new` the first time; fails with
         :class:`StorageError` for a stored session that no longer exists (and
         for a new one whose id is taken).
@@ -181,3 +257,106 @@ class TableStore(Protocol):
 
     async def delete(self, bot_id: str, table: str, where: Sequence[Condition]) -> int:
         """Delete every matching row; the number of rows deleted."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboxCounts:
+    """A channel's inbox at a glance, for the operator."""
+
+    pending: int
+    running: int
+    dead: int
+    last_received_at: datetime | None
+
+
+class Inbox(Protocol):
+    """Durable claims of inbound messages, ordered per conversation, leased to workers.
+
+    A conversation is (bot, channel, conversation); only its oldest active
+    (pending or running) message can be claimed, so its messages run one at a
+    time and in order on every instance sharing the store.
+    """
+
+    async def put(self, item: InboxItem) -> int | None:
+        """Record an inbound message; its sequence number, or ``None`` for a duplicate."""
+
+    async def claim(
+        self, *, limit: int, lease: float, seq: int | None = None, bot_id: str | None = None
+    ) -> list[Claim]:
+        """Lease up to ``limit`` claimable messages (pending and due, or with an expired
+        lease), each the oldest active one of its conversation; ``seq`` limits it to that
+        message."""
+
+    async def extend(self, claim: Claim, *, lease: float) -> bool:
+        """Push the lease back; ``False`` when the claim is no longer held."""
+
+    async def retry(self, claim: Claim, *, delay: float, error: str) -> None:
+        """Give the message back, claimable again after ``delay`` seconds."""
+
+    async def finish(self, claim: Claim, *, status: str, error: str | None = None) -> None:
+        """End the message without a turn: ``done``, ``dead`` (with its reason) or
+        ``dropped``."""
+
+    async def status(self, bot_id: str, channel: str, external_id: str) -> str | None:
+        """The state of a message, ``None`` when it was never received."""
+
+    async def counts(self, bot_id: str, channel: str) -> InboxCounts: ...
+
+    async def replies(self, bot_id: str, channel: str, external_id: str) -> list[dict[str, Any]]:
+        """The outbox messages its turn committed, in order (empty before it commits)."""
+
+
+class Outbox(Protocol):
+    """Replies committed by turns, leased to the delivery worker in order per conversation."""
+
+    async def claim(self, *, limit: int, lease: float) -> list[OutboxRow]:
+        """Lease up to ``limit`` due rows, each the oldest unsent of its conversation.
+
+        A row whose lease expired while a part's request may have left is marked
+        ``unknown`` instead of being handed out again."""
+
+    async def start_part(self, row: OutboxRow, *, lease: float) -> bool:
+        """Mark the next part as on its way; ``False`` when the lease was lost."""
+
+    async def part_sent(self, row: OutboxRow, provider_id: str) -> OutboxRow:
+        """Record a part the provider confirmed; the row with it counted."""
+
+    async def sent(self, row: OutboxRow) -> None:
+        """Every part confirmed."""
+
+    async def retry(self, row: OutboxRow, *, delay: float, error: str) -> None:
+        """Send the rest again after ``delay`` seconds."""
+
+    async def park(self, row: OutboxRow, *, status: str, error: str) -> None:
+        """Stop sending: ``dead`` (refused, or retries exhausted) or ``unknown``."""
+
+    async def parked(self, bot_id: str, channel: str) -> int:
+        """How many rows of the channel are dead or unknown."""
+
+    async def report(
+        self,
+        bot_id: str,
+        channel: str,
+        provider_id: str,
+        status: str,
+        *,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Keep a provider's delivery report of a message we sent."""
+
+    async def delivery_status(self, bot_id: str, channel: str, provider_id: str) -> str | None:
+        """The furthest status reported for a sent message (read > delivered > sent;
+        failed wins), whatever order the reports came in."""
+
+
+class ConversationWindows(Protocol):
+    """When each user last wrote, per bot and channel (WhatsApp's 24-hour window)."""
+
+    async def last_inbound(self, bot_id: str, channel: str, conversation: str) -> datetime | None:
+        """The time of the user's last message, ``None`` if never or the window was closed
+        by the provider since."""
+
+    async def close_window(self, bot_id: str, channel: str, conversation: str) -> None:
+        """The provider said the window is closed (WhatsApp 131047)."""

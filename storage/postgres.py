@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -19,7 +20,7 @@ import asyncpg
 import orjson
 import uuid_utils
 
-from storage.base import HistoryEntry, Session, StorageError
+from storage.base import Claim, ClaimLost, HistoryEntry, OutboxItem, Session, StorageError
 from storage.batching import Batcher
 from storage.pinned_connections import PinnedConnections
 
@@ -50,15 +51,28 @@ CROSS JOIN LATERAL (
 # One statement, hence atomic and one round trip for the whole batch: new
 # sessions are inserted and stored ones updated in the same snapshot; history
 # rows are inserted only for sessions written here, with increasing ``seq`` in
-# the order given. The batch travels as two JSON arrays: orjson writes them far
+# the order given. A session saved with an inbox claim is written only if the
+# claim is still held, which the same statement marks done; its outbox rows
+# go with it (the transactional outbox: a reply exists iff its turn committed).
+# The batch travels as JSON arrays: orjson writes them far
 # faster than the driver encodes a dozen arrays element by element. The ids of
 # the sessions to update also come as an array: the planner sizes a JSON record
 # set at 100 rows whatever it holds, and would then rather scan the whole table
 # than look each session up by its key; an array parameter it sizes right.
 _SAVE = """
-WITH v AS (
+WITH v0 AS (
     SELECT * FROM json_to_recordset($1::json) AS v(
-        id uuid, is_new bool, status text, metadata jsonb, bot_id text, channel text, user_id text)
+        id uuid, is_new bool, status text, metadata jsonb, bot_id text, channel text, user_id text,
+        claim_seq bigint, claim_token uuid)
+), done AS (
+    UPDATE inbox i SET status = 'done', lease_token = NULL, lease_until = NULL,
+        finished_at = now()
+    FROM v0
+    WHERE i.seq = ANY($4::bigint[]) AND i.seq = v0.claim_seq
+      AND i.lease_token = v0.claim_token AND i.status = 'running'
+    RETURNING i.seq
+), v AS (
+    SELECT * FROM v0 WHERE claim_seq IS NULL OR claim_seq IN (SELECT seq FROM done)
 ), created AS (
     INSERT INTO user_sessions (id, bot_id, channel, user_id, status, metadata)
     SELECT id, bot_id, channel, user_id, status, metadata FROM v WHERE is_new
@@ -78,6 +92,18 @@ WITH v AS (
     ) WITH ORDINALITY AS m(id, session_id, role, content, tokens_used, created_at, ord)
     WHERE m.session_id IN (SELECT id FROM s)
     ORDER BY m.ord
+), o AS (
+    INSERT INTO outbox (inbox_seq, bot_id, channel, conversation, message, status, sent_at)
+    SELECT r.inbox_seq, r.bot_id, r.channel, r.conversation, r.message,
+           CASE WHEN r.delivered THEN 'sent' ELSE 'pending' END,
+           CASE WHEN r.delivered THEN now() END
+    FROM ROWS FROM (json_to_recordset($5::json) AS (
+        session_id uuid, inbox_seq bigint, bot_id text, channel text, conversation text,
+        message jsonb, delivered bool)
+    ) WITH ORDINALITY AS r(session_id, inbox_seq, bot_id, channel, conversation, message,
+                           delivered, ord)
+    WHERE r.session_id IN (SELECT id FROM s)
+    ORDER BY r.ord
 )
 SELECT id::text, created_at, updated_at FROM s
 """
@@ -265,7 +291,7 @@ class PostgresConversationStore:
         self._gets = Batcher(self._get_batch, max_in_flight=max_in_flight)
         self._finds = Batcher(self._find_batch, max_in_flight=max_in_flight)
         self._saves = Batcher(
-            self._save_batch, key=lambda item: item[0].id, max_in_flight=max_in_flight
+            self._save_batch, key=lambda item: item.session.id, max_in_flight=max_in_flight
         )
 
     async def create(self, *, bot_id: str, channel: str, user_id: str) -> Session:
@@ -285,10 +311,19 @@ class PostgresConversationStore:
     def new(self, *, bot_id: str, channel: str, user_id: str) -> Session:
         return Session(id=new_id(), bot_id=bot_id, channel=channel, user_id=user_id, stored=False)
 
-    async def save(self, session: Session, *, append: Sequence[HistoryEntry] = ()) -> None:
+    async def save(
+        self,
+        session: Session,
+        *,
+        append: Sequence[HistoryEntry] = (),
+        claim: Claim | None = None,
+        outbox: Sequence[OutboxItem] = (),
+    ) -> None:
         if _as_uuid(session.id) != session.id:
             raise StorageError(f"no session {session.id!r} to save")
-        session.created_at, session.updated_at = await self._saves.submit((session, tuple(append)))
+        session.created_at, session.updated_at = await self._saves.submit(
+            _Save(session, tuple(append), claim, tuple(outbox))
+        )
         session.stored = True
 
     async def _get_batch(self, keys: Sequence[str]) -> list[Session | None]:
@@ -306,9 +341,8 @@ class PostgresConversationStore:
         return [found.get(index) for index in range(1, len(items) + 1)]
 
     async def _save_batch(
-        self, items: Sequence[tuple[Session, tuple[HistoryEntry, ...]]]
+        self, items: Sequence[_Save]
     ) -> list[tuple[datetime, datetime] | BaseException]:
-        sessions = [session for session, _ in items]
         batch = orjson.dumps(
             [
                 {
@@ -319,28 +353,48 @@ class PostgresConversationStore:
                     "bot_id": s.bot_id,
                     "channel": s.channel,
                     "user_id": s.user_id,
+                    "claim_seq": item.claim.seq if item.claim else None,
+                    "claim_token": item.claim.token if item.claim else None,
                 }
-                for s in sessions
+                for item in items
+                for s in (item.session,)
             ]
         ).decode()
         history = orjson.dumps(
             [
                 {
                     "id": new_id(),
-                    "session_id": session.id,
+                    "session_id": item.session.id,
                     "role": e.role,
                     "content": e.content,
                     "tokens_used": e.tokens_used,
                     "created_at": e.created_at,
                 }
-                for session, append in items
-                for e in append
+                for item in items
+                for e in item.append
             ]
         ).decode()
+        outbox = orjson.dumps(
+            [
+                {
+                    "session_id": item.session.id,
+                    "inbox_seq": item.claim.seq if item.claim else None,
+                    "bot_id": item.session.bot_id,
+                    "channel": o.channel,
+                    "conversation": o.conversation,
+                    "message": o.message,
+                    "delivered": o.delivered,
+                }
+                for item in items
+                for o in item.outbox
+            ]
+        ).decode()
+        stored = [item.session.id for item in items if item.session.stored]
+        claims = [item.claim.seq for item in items if item.claim is not None]
         with translate_errors:
-            rows = await self._db.fetch(_SAVE, batch, history, [s.id for s in sessions if s.stored])
+            rows = await self._db.fetch(_SAVE, batch, history, stored, claims, outbox)
         saved = {row[0]: (row[1], row[2]) for row in rows}
-        return [saved.get(s.id) or _not_saved(s) for s in sessions]
+        return [saved.get(item.session.id) or _not_saved(item) for item in items]
 
     async def history(self, session_id: str, *, limit: int = 50) -> list[HistoryEntry]:
         key = _as_uuid(session_id)
@@ -354,7 +408,20 @@ class PostgresConversationStore:
         await self._db.close()
 
 
-def _not_saved(session: Session) -> StorageError:
+@dataclass(frozen=True, slots=True)
+class _Save:
+    session: Session
+    append: tuple[HistoryEntry, ...]
+    claim: Claim | None
+    outbox: tuple[OutboxItem, ...]
+
+
+def _not_saved(item: _Save) -> StorageError:
+    session = item.session
+    if item.claim is not None:
+        return ClaimLost(
+            f"inbox claim {item.claim.seq} is no longer held: session {session.id!r} not saved"
+        )
     if session.stored:
         return StorageError(f"no session {session.id!r} to save")
     return StorageError(f"session id {session.id!r} is already taken")

@@ -1,0 +1,221 @@
+"""The outbox on PostgreSQL: committed replies, sent in order, each part recorded.
+
+Rows are written by the statement that commits their turn (see
+:mod:`storage.postgres`). The delivery worker leases the oldest unsent row of
+each conversation, marks a part as on its way before sending it and records
+the provider's id once it is confirmed. After a crash, a row leased with no
+part on its way is handed out again and goes on from the next unconfirmed
+part; a row with a part on its way may or may not have reached the user, and
+becomes ``unknown`` for the operator instead of being sent twice.
+
+Also here: the conversation windows (when each user last wrote) and the
+providers' delivery reports.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+from storage.base import OutboxRow
+from storage.postgres import translate_errors
+
+_CLAIM = """
+WITH stale AS (
+    UPDATE outbox SET status = 'unknown', lease_token = NULL, lease_until = NULL,
+        last_error = 'stopped while a part was on its way: it may or may not have arrived'
+    WHERE status = 'sending' AND in_flight AND lease_until < now()
+    RETURNING seq
+), c AS (
+    SELECT o.seq FROM outbox o
+    WHERE ((o.status = 'pending' AND o.available_at <= now())
+           OR (o.status = 'sending' AND NOT o.in_flight AND o.lease_until < now()))
+      AND NOT EXISTS (
+          SELECT 1 FROM outbox p
+          WHERE p.bot_id = o.bot_id AND p.channel = o.channel
+            AND p.conversation = o.conversation
+            AND p.status IN ('pending', 'sending') AND p.seq < o.seq)
+    ORDER BY o.seq
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE outbox o
+SET status = 'sending', lease_token = $3::uuid, attempts = o.attempts + 1,
+    lease_until = now() + $2 * interval '1 second'
+FROM c WHERE o.seq = c.seq
+RETURNING o.seq, o.bot_id, o.channel, o.conversation, o.message, o.parts_sent,
+          o.provider_ids, o.attempts, o.created_at
+"""
+
+_START_PART = """
+UPDATE outbox SET in_flight = true, lease_until = now() + $3 * interval '1 second'
+WHERE seq = $1 AND lease_token = $2::uuid AND status = 'sending'
+"""
+
+_PART_SENT = """
+UPDATE outbox SET in_flight = false, parts_sent = parts_sent + 1,
+    provider_ids = provider_ids || $3
+WHERE seq = $1 AND lease_token = $2::uuid AND status = 'sending'
+"""
+
+_SENT = """
+UPDATE outbox SET status = 'sent', in_flight = false, lease_token = NULL, lease_until = NULL,
+    sent_at = now()
+WHERE seq = $1 AND lease_token = $2::uuid
+"""
+
+_RETRY = """
+UPDATE outbox SET status = 'pending', in_flight = false, lease_token = NULL, lease_until = NULL,
+    last_error = $3, available_at = now() + $4 * interval '1 second'
+WHERE seq = $1 AND lease_token = $2::uuid AND status = 'sending'
+"""
+
+_PARK = """
+UPDATE outbox SET status = $3, in_flight = false, lease_token = NULL, lease_until = NULL,
+    last_error = $4
+WHERE seq = $1 AND lease_token = $2::uuid
+"""
+
+_PARKED = """
+SELECT count(*) FROM outbox WHERE bot_id = $1 AND channel = $2 AND status IN ('dead', 'unknown')
+"""
+
+_REPORT = """
+INSERT INTO delivery_reports (bot_id, channel, provider_id, status, error_code, error_message,
+                              reported_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+
+# Reports arrive out of order (read before delivered): the furthest one wins.
+_DELIVERY_STATUS = """
+SELECT status FROM delivery_reports
+WHERE bot_id = $1 AND channel = $2 AND provider_id = $3
+ORDER BY CASE status WHEN 'failed' THEN 6 WHEN 'undelivered' THEN 6 WHEN 'read' THEN 5
+                     WHEN 'delivered' THEN 4 WHEN 'sent' THEN 3 WHEN 'queued' THEN 2
+                     ELSE 1 END DESC, id DESC
+LIMIT 1
+"""
+
+_LAST_INBOUND = """
+SELECT last_inbound_at FROM conversation_windows
+WHERE bot_id = $1 AND channel = $2 AND conversation = $3
+  AND (closed_at IS NULL OR closed_at < last_inbound_at)
+"""
+
+_CLOSE_WINDOW = """
+UPDATE conversation_windows SET closed_at = now()
+WHERE bot_id = $1 AND channel = $2 AND conversation = $3
+"""
+
+
+class PostgresOutbox:
+    """:class:`storage.base.Outbox` on the ``outbox`` and ``delivery_reports`` tables."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def claim(self, *, limit: int, lease: float) -> list[OutboxRow]:
+        token = str(uuid.uuid4())
+        with translate_errors:
+            rows = await self._pool.fetch(_CLAIM, limit, lease, token)
+        claimed = [
+            OutboxRow(
+                seq=r[0],
+                token=token,
+                bot_id=r[1],
+                channel=r[2],
+                conversation=r[3],
+                message=r[4],
+                parts_sent=r[5],
+                provider_ids=tuple(r[6]),
+                attempts=r[7],
+                created_at=r[8],
+            )
+            for r in rows
+        ]
+        claimed.sort(key=lambda row: row.seq)
+        return claimed
+
+    async def start_part(self, row: OutboxRow, *, lease: float) -> bool:
+        with translate_errors:
+            result: str = await self._pool.execute(_START_PART, row.seq, row.token, lease)
+        return result.endswith(" 1")
+
+    async def part_sent(self, row: OutboxRow, provider_id: str) -> OutboxRow:
+        with translate_errors:
+            await self._pool.execute(_PART_SENT, row.seq, row.token, [provider_id])
+        return OutboxRow(
+            seq=row.seq,
+            token=row.token,
+            bot_id=row.bot_id,
+            channel=row.channel,
+            conversation=row.conversation,
+            message=row.message,
+            parts_sent=row.parts_sent + 1,
+            provider_ids=(*row.provider_ids, provider_id),
+            attempts=row.attempts,
+            created_at=row.created_at,
+        )
+
+    async def sent(self, row: OutboxRow) -> None:
+        with translate_errors:
+            await self._pool.execute(_SENT, row.seq, row.token)
+
+    async def retry(self, row: OutboxRow, *, delay: float, error: str) -> None:
+        with translate_errors:
+            await self._pool.execute(_RETRY, row.seq, row.token, error, delay)
+
+    async def park(self, row: OutboxRow, *, status: str, error: str) -> None:
+        if status not in ("dead", "unknown"):
+            raise ValueError(f"a parked reply is dead or unknown, not {status!r}")
+        with translate_errors:
+            await self._pool.execute(_PARK, row.seq, row.token, status, error)
+
+    async def parked(self, bot_id: str, channel: str) -> int:
+        with translate_errors:
+            count: int = await self._pool.fetchval(_PARKED, bot_id, channel)
+        return count
+
+    async def report(
+        self,
+        bot_id: str,
+        channel: str,
+        provider_id: str,
+        status: str,
+        *,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        with translate_errors:
+            await self._pool.execute(
+                _REPORT, bot_id, channel, provider_id, status, error_code, error_message, at
+            )
+
+    async def delivery_status(self, bot_id: str, channel: str, provider_id: str) -> str | None:
+        with translate_errors:
+            status: str | None = await self._pool.fetchval(
+                _DELIVERY_STATUS, bot_id, channel, provider_id
+            )
+        return status
+
+
+class PostgresConversationWindows:
+    """:class:`storage.base.ConversationWindows` on ``conversation_windows`` (moved by the
+    inbox's puts)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def last_inbound(self, bot_id: str, channel: str, conversation: str) -> datetime | None:
+        with translate_errors:
+            at: datetime | None = await self._pool.fetchval(
+                _LAST_INBOUND, bot_id, channel, conversation
+            )
+        return at
+
+    async def close_window(self, bot_id: str, channel: str, conversation: str) -> None:
+        with translate_errors:
+            await self._pool.execute(_CLOSE_WINDOW, bot_id, channel, conversation)

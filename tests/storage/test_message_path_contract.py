@@ -1,0 +1,268 @@
+"""Inbox and outbox contract: one suite, every PostgreSQL backend (embedded, server).
+
+The inbox claims each message once, in order per conversation; a turn's commit
+(session, history, outbox, claim done) is all or nothing; the outbox never
+hands out a part again once the provider confirmed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from storage.base import ClaimLost, HistoryEntry, InboxItem, OutboxItem
+from storage.inbox import PostgresInbox
+from storage.outbox import PostgresConversationWindows, PostgresOutbox
+from storage.postgres import PostgresConversationStore
+
+
+@pytest.fixture
+async def inbox(pg_pool: asyncpg.Pool) -> AsyncIterator[PostgresInbox]:
+    opened = PostgresInbox(pg_pool)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def conversations(pg_pool: asyncpg.Pool) -> AsyncIterator[PostgresConversationStore]:
+    opened = PostgresConversationStore(pg_pool)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def outbox(pg_pool: asyncpg.Pool) -> PostgresOutbox:
+    return PostgresOutbox(pg_pool)
+
+
+def item(bot: str, conversation: str, external_id: str, **kw: object) -> InboxItem:
+    return InboxItem(
+        bot_id=bot,
+        channel="telegram",
+        external_id=external_id,
+        conversation=conversation,
+        received_at=datetime.now(UTC),
+        message={"text": f"message {external_id}"},
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_message_is_claimed_once_however_often_it_is_put(
+    inbox: PostgresInbox, unique: Callable[[str], str]
+) -> None:
+    bot = unique("bot")
+    seqs = await asyncio.gather(*(inbox.put(item(bot, "c1", "m1")) for _ in range(5)))
+    assert sum(seq is not None for seq in seqs) == 1
+    assert await inbox.put(item(bot, "c1", "m1")) is None
+
+    first = await inbox.claim(limit=10, lease=30, bot_id=bot)
+    assert [c.external_id for c in first] == ["m1"]
+    assert first[0].message == {"text": "message m1"} and first[0].attempts == 1
+    assert await inbox.claim(limit=10, lease=30, bot_id=bot) == []
+    assert await inbox.status(bot, "telegram", "m1") == "running"
+
+
+async def test_only_the_oldest_active_message_of_a_conversation_is_claimable(
+    inbox: PostgresInbox, unique: Callable[[str], str]
+) -> None:
+    bot = unique("bot")
+    for conversation, external_id in [("a", "a1"), ("b", "b1"), ("a", "a2"), ("b", "b2")]:
+        await inbox.put(item(bot, conversation, external_id))
+
+    claimed = await inbox.claim(limit=10, lease=30, bot_id=bot)
+    assert [c.external_id for c in claimed] == ["a1", "b1"]
+    await inbox.finish(claimed[0], status="done")
+    # a2 is now the oldest of conversation a; b2 waits for b1, still running.
+    assert [c.external_id for c in await inbox.claim(limit=10, lease=30, bot_id=bot)] == ["a2"]
+
+
+async def test_concurrent_claims_never_share_a_message_nor_a_conversation(
+    inbox: PostgresInbox, unique: Callable[[str], str]
+) -> None:
+    bot = unique("bot")
+    for n in range(40):
+        await inbox.put(item(bot, f"c{n % 10}", f"m{n}"))
+    batches = await asyncio.gather(*(inbox.claim(limit=4, lease=30, bot_id=bot) for _ in range(8)))
+    claimed = [c for batch in batches for c in batch]
+    assert len({c.seq for c in claimed}) == len(claimed)
+    assert len({c.conversation for c in claimed}) == len(claimed) == 10
+    assert {c.external_id for c in claimed} == {f"m{n}" for n in range(10)}
+
+
+async def test_a_retried_message_waits_and_keeps_its_conversation_waiting(
+    inbox: PostgresInbox, unique: Callable[[str], str]
+) -> None:
+    bot = unique("bot")
+    await inbox.put(item(bot, "c", "m1"))
+    await inbox.put(item(bot, "c", "m2"))
+    [claim] = await inbox.claim(limit=10, lease=30, bot_id=bot)
+    await inbox.retry(claim, delay=0.3, error="DatabaseError: connection lost")
+    assert await inbox.claim(limit=10, lease=30, bot_id=bot) == []  # m2 must not overtake
+    await asyncio.sleep(0.4)
+    [again] = await inbox.claim(limit=10, lease=30, bot_id=bot)
+    assert (again.external_id, again.attempts) == ("m1", 2)
+
+
+async def test_an_expired_lease_is_claimable_again_and_the_old_holder_cannot_commit(
+    inbox: PostgresInbox,
+    conversations: PostgresConversationStore,
+    unique: Callable[[str], str],
+) -> None:
+    bot = unique("bot")
+    await inbox.put(item(bot, "c", "m1"))
+    [stale] = await inbox.claim(limit=1, lease=0.1, bot_id=bot)
+    await asyncio.sleep(0.2)
+    [fresh] = await inbox.claim(limit=1, lease=30, bot_id=bot)
+    assert fresh.seq == stale.seq and fresh.token != stale.token
+    assert not await inbox.extend(stale, lease=30)
+
+    session = conversations.new(bot_id=bot, channel="telegram", user_id="c")
+    reply = OutboxItem(channel="telegram", conversation="c", message={"text": "late"})
+    with pytest.raises(ClaimLost):
+        await conversations.save(
+            session, append=[HistoryEntry("user", "m1")], claim=stale, outbox=[reply]
+        )
+    assert await conversations.get(session.id) is None
+    assert await inbox.replies(bot, "telegram", "m1") == []
+
+    await conversations.save(
+        session, append=[HistoryEntry("user", "m1")], claim=fresh, outbox=[reply]
+    )
+    assert await inbox.status(bot, "telegram", "m1") == "done"
+    assert await inbox.replies(bot, "telegram", "m1") == [{"text": "late"}]
+    assert [e.content for e in await conversations.history(session.id)] == ["m1"]
+
+
+async def test_dead_and_dropped_messages_are_counted_and_not_claimed(
+    inbox: PostgresInbox, unique: Callable[[str], str]
+) -> None:
+    bot = unique("bot")
+    await inbox.put(item(bot, "c", "m1"))
+    await inbox.put(item(bot, "d", "m2"))
+    await inbox.put(item(bot, "e", "m3"))
+    first, second, _third = await inbox.claim(limit=10, lease=30, bot_id=bot)
+    await inbox.finish(first, status="dead", error="retries exhausted: DatabaseError")
+    await inbox.finish(second, status="dropped", error="older than 24 h")
+    counts = await inbox.counts(bot, "telegram")
+    assert (counts.pending, counts.running, counts.dead) == (0, 1, 1)
+    assert counts.last_received_at is not None
+    assert await inbox.claim(limit=10, lease=30, bot_id=bot) == []
+
+
+async def commit_reply(
+    inbox: PostgresInbox,
+    conversations: PostgresConversationStore,
+    bot: str,
+    conversation: str,
+    external_id: str,
+    texts: list[str],
+) -> None:
+    await inbox.put(item(bot, conversation, external_id))
+    [claim] = await inbox.claim(limit=1, lease=30, bot_id=bot)
+    session = conversations.new(bot_id=bot, channel="telegram", user_id=conversation)
+    await conversations.save(
+        session,
+        claim=claim,
+        outbox=[
+            OutboxItem(channel="telegram", conversation=conversation, message={"text": t})
+            for t in texts
+        ],
+    )
+
+
+async def test_the_outbox_hands_out_each_conversations_replies_in_order(
+    inbox: PostgresInbox,
+    conversations: PostgresConversationStore,
+    outbox: PostgresOutbox,
+    unique: Callable[[str], str],
+) -> None:
+    bot = unique("bot")
+    await commit_reply(inbox, conversations, bot, "c", "m1", ["one", "two"])
+    rows = [r for r in await outbox.claim(limit=10, lease=30) if r.bot_id == bot]
+    assert [r.message["text"] for r in rows] == ["one"]  # "two" waits for "one"
+    row = rows[0]
+    assert await outbox.start_part(row, lease=30)
+    row = await outbox.part_sent(row, "111")
+    await outbox.sent(row)
+    rows = [r for r in await outbox.claim(limit=10, lease=30) if r.bot_id == bot]
+    assert [r.message["text"] for r in rows] == ["two"]
+
+
+async def test_a_reply_interrupted_between_parts_goes_on_from_the_next_part(
+    inbox: PostgresInbox,
+    conversations: PostgresConversationStore,
+    outbox: PostgresOutbox,
+    unique: Callable[[str], str],
+) -> None:
+    bot = unique("bot")
+    await commit_reply(inbox, conversations, bot, "c", "m1", ["long"])
+    [row] = [r for r in await outbox.claim(limit=10, lease=0.2) if r.bot_id == bot]
+    assert await outbox.start_part(row, lease=0.2)
+    await outbox.part_sent(row, "p1")  # then the process dies
+    await asyncio.sleep(0.3)
+    [again] = [r for r in await outbox.claim(limit=10, lease=30) if r.bot_id == bot]
+    assert (again.parts_sent, again.provider_ids, again.attempts) == (1, ("p1",), 2)
+
+
+async def test_a_reply_whose_part_may_have_left_becomes_unknown_not_sent_again(
+    inbox: PostgresInbox,
+    conversations: PostgresConversationStore,
+    outbox: PostgresOutbox,
+    unique: Callable[[str], str],
+) -> None:
+    bot = unique("bot")
+    await commit_reply(inbox, conversations, bot, "c", "m1", ["maybe"])
+    [row] = [r for r in await outbox.claim(limit=10, lease=0.2) if r.bot_id == bot]
+    assert await outbox.start_part(row, lease=0.2)  # the request leaves; the process dies
+    await asyncio.sleep(0.3)
+    assert [r for r in await outbox.claim(limit=10, lease=30) if r.bot_id == bot] == []
+    assert await outbox.parked(bot, "telegram") == 1
+
+
+async def test_retried_and_parked_replies(
+    inbox: PostgresInbox,
+    conversations: PostgresConversationStore,
+    outbox: PostgresOutbox,
+    unique: Callable[[str], str],
+) -> None:
+    bot = unique("bot")
+    await commit_reply(inbox, conversations, bot, "c", "m1", ["a"])
+    [row] = [r for r in await outbox.claim(limit=10, lease=30) if r.bot_id == bot]
+    await outbox.retry(row, delay=0.2, error="RateLimited: retry after 0.2 s")
+    assert [r for r in await outbox.claim(limit=10, lease=30) if r.bot_id == bot] == []
+    await asyncio.sleep(0.3)
+    [row] = [r for r in await outbox.claim(limit=10, lease=30) if r.bot_id == bot]
+    await outbox.park(row, status="dead", error="SendRefused: chat not found")
+    assert await outbox.parked(bot, "telegram") == 1
+
+
+async def test_delivery_reports_out_of_order_keep_the_furthest_status(
+    outbox: PostgresOutbox, unique: Callable[[str], str]
+) -> None:
+    bot = unique("bot")
+    for status in ["read", "sent", "delivered"]:
+        await outbox.report(bot, "whatsapp", "wamid.1", status)
+    assert await outbox.delivery_status(bot, "whatsapp", "wamid.1") == "read"
+    await outbox.report(bot, "whatsapp", "wamid.1", "failed", error_code="131047")
+    assert await outbox.delivery_status(bot, "whatsapp", "wamid.1") == "failed"
+    assert await outbox.delivery_status(bot, "whatsapp", "wamid.2") is None
+
+
+async def test_conversation_windows_follow_the_users_messages(
+    inbox: PostgresInbox, pg_pool: asyncpg.Pool, unique: Callable[[str], str]
+) -> None:
+    windows = PostgresConversationWindows(pg_pool)
+    bot = unique("bot")
+    assert await windows.last_inbound(bot, "telegram", "u") is None
+    old = datetime.now(UTC) - timedelta(hours=30)
+    await inbox.put(InboxItem(bot, "telegram", "m1", "u", old, {"text": "hi"}, window=True))
+    assert await windows.last_inbound(bot, "telegram", "u") == old
+    await windows.close_window(bot, "telegram", "u")
+    assert await windows.last_inbound(bot, "telegram", "u") is None
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    await inbox.put(InboxItem(bot, "telegram", "m2", "u", now, {"text": "again"}, window=True))
+    assert await windows.last_inbound(bot, "telegram", "u") == now
