@@ -22,6 +22,11 @@ class Settings:
     redis_url: str | None = None
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
+    # The message path: concurrent turns of the inbox worker, tries of a turn that failed
+    # on our side before it is parked, and the age past which a message is dropped unread.
+    workers: int = 64
+    max_attempts: int = 5
+    max_message_age: float = 24 * 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -39,6 +44,9 @@ class Settings:
             redis_url=env.get("REDIS_URL") or None,
             max_body_bytes=int(env.get("BOTSERVER_MAX_BODY_BYTES", default.max_body_bytes)),
             log_level=env.get("BOTSERVER_LOG_LEVEL", default.log_level).upper(),
+            workers=int(env.get("BOTSERVER_WORKERS", default.workers)),
+            max_attempts=int(env.get("BOTSERVER_MAX_ATTEMPTS", default.max_attempts)),
+            max_message_age=float(env.get("BOTSERVER_MAX_MESSAGE_AGE", default.max_message_age)),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -11,10 +11,11 @@ from aiohttp import web
 
 from channels import web as web_channel
 from config.packages import valid_bot_name
-from gateway.keys import BOTS, DISPATCHER, STORES
+from gateway.keys import BOTS, MESSAGE_PATH, STORES
 from gateway.responses import json_error, json_response
-from gateway.sinks import CollectingSink, EventStreamSink
+from gateway.sinks import CollectingSink, EventStreamSink, reply_json
 from pipeline.errors import TurnFailed, TurnRejected, UnknownBot, UnknownSession
+from pipeline.message_path import MessageFailed, MessageQueued
 
 log = logging.getLogger(__name__)
 
@@ -27,31 +28,37 @@ def _wants_event_stream(request: web.Request) -> bool:
 
 @routes.post("/api/v1/bots/{bot}/messages")
 async def post_message(request: web.Request) -> web.StreamResponse:
-    """Run one turn; answer ``{"session_id", "replies"}`` or stream it as server-sent events."""
+    """Run one turn; answer ``{"session_id", "replies"}`` or stream it as server-sent events.
+
+    A ``message_id`` sent again answers with the replies of its first delivery.
+    """
     bot = request.match_info["bot"]
     if request.app[BOTS].get(bot) is None:
         raise UnknownBot(bot)
     if request.content_type not in ("application/json", "application/octet-stream", ""):
         raise web.HTTPUnsupportedMediaType(text="send the message as application/json")
     message = web_channel.parse_message(bot, web_channel.decode_json_object(await request.read()))
-    dispatcher = request.app[DISPATCHER]
+    path = request.app[MESSAGE_PATH]
     if not _wants_event_stream(request):
-        sink = CollectingSink()
-        turn = await dispatcher.handle(message, sink)
-        assert turn.session is not None
-        return json_response({"session_id": turn.session.id, "replies": sink.replies})
+        result = await path.run_inline(message, CollectingSink())
+        return json_response(
+            {"session_id": result.session_id, "replies": [reply_json(r) for r in result.replies]}
+        )
 
     stream = EventStreamSink(request)
     try:
-        turn = await dispatcher.handle(message, stream)
-    except (TurnRejected, TurnFailed) as e:
+        result = await path.run_inline(message, stream)
+    except (TurnRejected, TurnFailed, MessageQueued, MessageFailed) as e:
         if stream.response is None:
             raise  # nothing sent yet: a plain JSON error answer
-        code = e.code if isinstance(e, TurnRejected) else "internal"
+        code = e.code if isinstance(e, TurnRejected) else "turn_failed"
         await stream.send("error", {"error": code, "message": str(e)})
         return stream.response
-    assert turn.session is not None
-    await stream.send("done", {"session_id": turn.session.id, "replies": stream.replies})
+    if result.duplicate:  # the first delivery's replies, as it streamed them
+        for reply in result.replies:
+            await stream.message(reply)
+    replies = [reply_json(r) for r in result.replies]
+    await stream.send("done", {"session_id": result.session_id, "replies": replies})
     assert stream.response is not None
     await stream.response.write_eof()
     return stream.response

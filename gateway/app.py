@@ -10,11 +10,12 @@ from aiohttp import web
 from config.settings import Settings
 from gateway import api, ws
 from gateway.errors import error_middleware
-from gateway.keys import BOTS, DISPATCHER, SETTINGS, STORES
+from gateway.keys import BOTS, DISPATCHER, MESSAGE_PATH, SETTINGS, STORES
 from gateway.widget import setup_widget
 from pipeline.bots import BotRegistry
 from pipeline.dispatcher import Dispatcher
 from pipeline.mail import MailSettings, SmtpMailer
+from pipeline.message_path import MessagePath, PathPolicy
 from pipeline.outbound_http import OutboundHttp
 from pipeline.services import Services
 from storage.services import Stores, open_stores
@@ -46,6 +47,28 @@ def build_services(
     )
 
 
+def build_message_path(
+    settings: Settings,
+    dispatcher: Dispatcher,
+    stores: Stores,
+    *,
+    delivered_by_channel: frozenset[str] = frozenset(),
+    policy: PathPolicy | None = None,
+) -> MessagePath:
+    """The inbox, its worker and the synchronous web path, with the settings' limits."""
+    return MessagePath(
+        dispatcher,
+        stores.inbox,
+        policy=policy
+        or PathPolicy(
+            workers=settings.workers,
+            max_attempts=settings.max_attempts,
+            max_age=settings.max_message_age,
+        ),
+        delivered_by_channel=delivered_by_channel,
+    )
+
+
 async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
     registry = app[BOTS]
     stores = app[STORES]
@@ -58,8 +81,15 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
     http = OutboundHttp()
     try:
         await http.open()
-        app[DISPATCHER] = Dispatcher(registry, build_services(stores, http))
-        yield
+        dispatcher = Dispatcher(registry, build_services(stores, http))
+        app[DISPATCHER] = dispatcher
+        path = build_message_path(app[SETTINGS], dispatcher, stores)
+        app[MESSAGE_PATH] = path
+        path.start()
+        try:
+            yield
+        finally:
+            await path.stop()
     finally:
         await http.close()
 

@@ -10,6 +10,8 @@ from aiohttp import web
 from channels.base import PayloadError
 from gateway.responses import json_error
 from pipeline.errors import TurnFailed, TurnRejected
+from pipeline.message_path import MessageFailed, MessageQueued
+from storage.base import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.info("refused %s %s: %s", request.method, request.path, e.message)
         return json_error(e.status, e.code, e.message)
     except TurnFailed as e:
-        return json_error(500, "internal", f"{e}; the error is logged")
+        # The message is in the inbox and will be tried again: the client may wait for it
+        # (history) or send it again with the same message_id.
+        response = json_error(503, "turn_failed", f"{e}; it is logged and will be retried")
+        response.headers["Retry-After"] = "1"
+        return response
+    except MessageQueued as e:
+        return json_error(202, "queued", f"{e}; its replies will be in the session's history")
+    except MessageFailed as e:
+        return json_error(409, "message_failed", str(e))
+    except StorageError as e:
+        log.error("store unavailable on %s %s: %s", request.method, request.path, e)
+        response = json_error(503, "unavailable", "the message could not be stored; send it again")
+        response.headers["Retry-After"] = "1"
+        return response
     except web.HTTPException as e:
         if e.status < 400 or e.content_type == "application/json":
             raise

@@ -7,10 +7,12 @@ from aiohttp import web
 from config.settings import Settings
 from pipeline.bots import BotRegistry
 from pipeline.dispatcher import Dispatcher
+from pipeline.message_path import MessagePath
 from storage.services import Stores
 
 SETTINGS = web.AppKey("settings", Settings)
 STORES = web.AppKey("stores", Stores)
 BOTS = web.AppKey("bots", BotRegistry)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+MESSAGE_PATH = web.AppKey("message_path", MessagePath)
 WEBSOCKETS = web.AppKey("websockets", set[web.WebSocketResponse])

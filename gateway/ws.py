@@ -14,10 +14,12 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from channels import web as web_channel
 from channels.base import OutboundMessage, PayloadError, Suggestion
-from gateway.keys import BOTS, DISPATCHER, SETTINGS, STORES, WEBSOCKETS
+from gateway.keys import BOTS, MESSAGE_PATH, SETTINGS, STORES, WEBSOCKETS
 from gateway.sinks import WebSocketSink, reply_frame
 from gateway.widget import render_frame
 from pipeline.errors import TurnFailed, TurnRejected, UnknownBot
+from pipeline.message_path import MessageFailed, MessageQueued
+from storage.base import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +80,20 @@ async def _converse(
         if html:
             await sink.send({"type": "user", "text": message.text})
         try:
-            turn = await request.app[DISPATCHER].handle(message, sink)
+            result = await request.app[MESSAGE_PATH].run_inline(message, sink)
         except TurnRejected as e:
             log.info("refused websocket message bot=%s: %s", bot, e.message)
             await _error(sink, e.code, e.message)
             if e.code == "unknown_session":
                 session_id = None  # the next message starts or finds the user's session
             continue
-        except TurnFailed as e:
-            await _error(sink, "internal", f"{e}; the error is logged")
+        except (TurnFailed, MessageQueued, MessageFailed, StorageError) as e:
+            await _error(sink, "turn_failed", f"{e}; it is logged and will be retried")
             continue
-        assert turn.session is not None
-        user_id, session_id = message.conversation, turn.session.id
+        if result.duplicate:
+            for reply in result.replies:
+                await sink.message(reply)
+        user_id, session_id = message.conversation, result.session_id
         await sink.send({"type": "done", "session_id": session_id})
 
 

@@ -14,6 +14,7 @@ from pipeline.reply import reply_stage
 from pipeline.services import Services
 from pipeline.sessions import session_stage
 from pipeline.turn import ReplySink, Stage, Turn, build_chain
+from storage.base import Claim
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,20 @@ class Dispatcher:
         self._lock_ttl = turn_lock_ttl
         self._lock_timeout = turn_lock_timeout
 
-    async def handle(self, message: InboundMessage, sink: ReplySink) -> Turn:
+    async def handle(
+        self,
+        message: InboundMessage,
+        sink: ReplySink,
+        *,
+        claim: Claim | None = None,
+        deliver_later: bool = False,
+    ) -> Turn:
         """Run one turn; replies go to ``sink`` as they are produced.
+
+        With an inbox ``claim`` the turn commits with it (its replies to the
+        outbox, for the delivery worker when ``deliver_later``), and the claim
+        already orders the conversation: no lock is taken. Without one, a lock
+        per conversation orders the turns (the terminal chat, tests).
 
         Raises :class:`TurnRejected` for input the client must change and
         :class:`TurnFailed` (with the cause chained) for failures on our side.
@@ -65,15 +78,28 @@ class Dispatcher:
         bot = self._bots.get(message.bot)
         if bot is None:
             raise UnknownBot(message.bot)
-        turn = Turn(message=message, bot=bot, services=self._services, sink=sink)
-        key = f"turn:{message.conversation_key}"
+        turn = Turn(
+            message=message,
+            bot=bot,
+            services=self._services,
+            sink=sink,
+            claim=claim,
+            deliver_later=deliver_later,
+        )
         try:
-            async with self._services.locks.lock(
-                key, ttl=self._lock_ttl, timeout=self._lock_timeout
-            ):
+            if claim is not None:
                 async with self._slots:
                     turn.started = time.perf_counter()
                     await self._chain(turn)
+            else:
+                async with self._services.locks.lock(
+                    f"turn:{message.conversation_key}",
+                    ttl=self._lock_ttl,
+                    timeout=self._lock_timeout,
+                ):
+                    async with self._slots:
+                        turn.started = time.perf_counter()
+                        await self._chain(turn)
         except TurnRejected:
             raise  # the caller answers the client and logs it
         except Exception as e:

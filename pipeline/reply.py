@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from pipeline.message_codec import outbound_to_json
 from pipeline.turn import Next, Turn
+from storage.base import OutboxItem
 
 DEFAULT_FALLBACK = "Sorry, I have no answer for that."
 
@@ -22,5 +24,19 @@ async def reply_stage(turn: Turn, next_: Next) -> None:
         fallback = turn.bot.package.config.get("not-understood-message") or DEFAULT_FALLBACK
         await turn.say(fallback)
     await turn.flush()
-    assert turn.session is not None, "reply stage runs after the session stage"
-    await turn.services.conversations.save(turn.session, append=turn.history)
+    session = turn.session
+    assert session is not None, "reply stage runs after the session stage"
+    outbox: tuple[OutboxItem, ...] = ()
+    if turn.claim is not None:  # a turn of the message path commits its replies with it
+        outbox = tuple(
+            OutboxItem(
+                channel=reply.channel,
+                conversation=reply.conversation,
+                message=outbound_to_json(reply, session_id=session.id),
+                delivered=not turn.deliver_later,
+            )
+            for reply in turn.outbound
+        )
+    await turn.services.conversations.save(
+        session, append=turn.history, claim=turn.claim, outbox=outbox
+    )

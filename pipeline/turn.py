@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from channels.base import InboundMessage, OutboundMessage, Suggestion
-from storage.base import HistoryEntry, Session
+from storage.base import Claim, HistoryEntry, Session
 
 if TYPE_CHECKING:
     from pipeline.bots import Bot
@@ -40,6 +40,12 @@ class Turn:
     sink: ReplySink
     session: Session | None = None
     history: list[HistoryEntry] = field(default_factory=list)
+    # The inbox claim the turn commits with, and the replies it commits to the outbox:
+    # to be sent by the delivery worker (``deliver_later``), or kept as a record of what
+    # the sink already delivered (a web reply written on its request).
+    claim: Claim | None = None
+    deliver_later: bool = False
+    outbound: list[OutboundMessage] = field(default_factory=list)
     replies: int = 0
     started: float = field(default_factory=time.perf_counter)
     _pending: str | None = None
@@ -77,16 +83,16 @@ class Turn:
         msg = self.message
         self.replies += 1
         self.history.append(HistoryEntry(role="assistant", content=text))
-        await self.sink.message(
-            OutboundMessage(
-                channel=msg.channel,
-                bot=msg.bot,
-                conversation=msg.conversation,
-                text=text,
-                suggestions=suggestions,
-                reply_to=msg.external_id,
-            )
+        reply = OutboundMessage(
+            channel=msg.channel,
+            bot=msg.bot,
+            conversation=msg.conversation,
+            text=text,
+            suggestions=suggestions,
+            reply_to=msg.external_id,
         )
+        self.outbound.append(reply)
+        await self.sink.message(reply)
 
 
 Next = Callable[[Turn], Awaitable[None]]

@@ -269,6 +269,16 @@ class InboxCounts:
     last_received_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class InboxOutcome:
+    """A message's state; ``session_id`` and ``replies`` once its turn committed."""
+
+    status: str
+    session_id: str | None
+    error: str | None
+    replies: list[dict[str, Any]]
+
+
 class Inbox(Protocol):
     """Durable claims of inbound messages, ordered per conversation, leased to workers.
 
@@ -285,7 +295,7 @@ class Inbox(Protocol):
     ) -> list[Claim]:
         """Lease up to ``limit`` claimable messages (pending and due, or with an expired
         lease), each the oldest active one of its conversation; ``seq`` limits it to that
-        message."""
+        message, which it claims even before it is due."""
 
     async def extend(self, claim: Claim, *, lease: float) -> bool:
         """Push the lease back; ``False`` when the claim is no longer held."""
@@ -302,8 +312,12 @@ class Inbox(Protocol):
 
     async def counts(self, bot_id: str, channel: str) -> InboxCounts: ...
 
-    async def replies(self, bot_id: str, channel: str, external_id: str) -> list[dict[str, Any]]:
-        """The outbox messages its turn committed, in order (empty before it commits)."""
+    async def close(self) -> None:
+        """Release what the store holds (before its database pool closes)."""
+
+    async def outcome(self, bot_id: str, channel: str, external_id: str) -> InboxOutcome | None:
+        """Where a message stands: its status, and once its turn committed, the session and
+        the replies (outbox messages, in order); ``None`` when it was never received."""
 
 
 class Outbox(Protocol):

@@ -17,12 +17,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 import orjson
 
-from storage.base import Claim, InboxCounts, InboxItem
+from storage.base import Claim, InboxCounts, InboxItem, InboxOutcome
 from storage.batching import Batcher
 from storage.pinned_connections import PinnedConnections
 from storage.postgres import translate_errors
@@ -65,7 +64,7 @@ _CLAIM = """
 WITH c AS (
     SELECT i.seq FROM inbox i
     WHERE i.status IN ('pending', 'running')
-      AND ((i.status = 'pending' AND i.available_at <= now())
+      AND ((i.status = 'pending' AND (i.available_at <= now() OR i.seq = $2))
            OR (i.status = 'running' AND i.lease_until < now()))
       AND ($2::bigint IS NULL OR i.seq = $2)
       AND ($5::text IS NULL OR i.bot_id = $5)
@@ -113,10 +112,12 @@ SELECT count(*) FILTER (WHERE status = 'pending'),
 FROM inbox WHERE bot_id = $1 AND channel = $2 AND status IN ('pending', 'running')
 """
 
-_REPLIES = """
-SELECT o.message FROM outbox o JOIN inbox i ON o.inbox_seq = i.seq
+_OUTCOME = """
+SELECT i.status, i.session_id::text, i.last_error,
+       coalesce((SELECT json_agg(o.message ORDER BY o.seq) FROM outbox o
+                 WHERE o.inbox_seq = i.seq), '[]')::jsonb
+FROM inbox i
 WHERE i.bot_id = $1 AND i.channel = $2 AND i.external_id = $3
-ORDER BY o.seq
 """
 
 
@@ -212,10 +213,12 @@ class PostgresInbox:
         last: datetime | None = row[3]
         return InboxCounts(pending=row[0], running=row[1], dead=row[2], last_received_at=last)
 
-    async def replies(self, bot_id: str, channel: str, external_id: str) -> list[dict[str, Any]]:
+    async def outcome(self, bot_id: str, channel: str, external_id: str) -> InboxOutcome | None:
         with translate_errors:
-            rows = await self._pool.fetch(_REPLIES, bot_id, channel, external_id)
-        return [row[0] for row in rows]
+            row = await self._pool.fetchrow(_OUTCOME, bot_id, channel, external_id)
+        if row is None:
+            return None
+        return InboxOutcome(status=row[0], session_id=row[1], error=row[2], replies=row[3])
 
     async def close(self) -> None:
         await self._db.close()

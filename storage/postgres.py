@@ -66,7 +66,7 @@ WITH v0 AS (
         claim_seq bigint, claim_token uuid)
 ), done AS (
     UPDATE inbox i SET status = 'done', lease_token = NULL, lease_until = NULL,
-        finished_at = now()
+        finished_at = now(), session_id = v0.id
     FROM v0
     WHERE i.seq = ANY($4::bigint[]) AND i.seq = v0.claim_seq
       AND i.lease_token = v0.claim_token AND i.status = 'running'

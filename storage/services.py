@@ -24,14 +24,19 @@ from storage.base import (
     BotConfigStore,
     Cache,
     ConversationStore,
+    ConversationWindows,
+    Inbox,
     Locks,
     MemoryStore,
+    Outbox,
     PubSub,
     TableStore,
 )
 from storage.embedded_postgres import EmbeddedPostgres
+from storage.inbox import PostgresInbox
 from storage.memory import MemoryCache, MemoryLocks, MemoryPubSub
 from storage.migrate import migrate
+from storage.outbox import PostgresConversationWindows, PostgresOutbox
 from storage.postgres import (
     PostgresBotConfigStore,
     PostgresConversationStore,
@@ -56,6 +61,9 @@ class Stores:
     bot_configs: BotConfigStore
     memory: MemoryStore
     tables: TableStore
+    inbox: Inbox
+    outbox: Outbox
+    windows: ConversationWindows
     cache: Cache
     locks: Locks
     pubsub: PubSub
@@ -98,6 +106,7 @@ class Stores:
             if self.redis is not None:
                 await self.redis.aclose()
             await self.conversations.close()
+            await self.inbox.close()
             await self.pool.close()
         finally:
             if self.embedded is not None:
@@ -144,6 +153,9 @@ async def open_stores(
         bot_configs=PostgresBotConfigStore(pool),
         memory=PostgresMemoryStore(pool),
         tables=PostgresTableStore(pool),
+        inbox=PostgresInbox(pool),
+        outbox=PostgresOutbox(pool),
+        windows=PostgresConversationWindows(pool),
         cache=cache,
         locks=locks,
         pubsub=pubsub,

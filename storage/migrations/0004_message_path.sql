@@ -31,6 +31,7 @@ CREATE TABLE inbox (
     lease_token UUID,
     lease_until TIMESTAMPTZ,
     last_error TEXT,
+    session_id UUID,
     received_at TIMESTAMPTZ NOT NULL,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     finished_at TIMESTAMPTZ,

@@ -127,13 +127,17 @@ async def test_an_expired_lease_is_claimable_again_and_the_old_holder_cannot_com
             session, append=[HistoryEntry("user", "m1")], claim=stale, outbox=[reply]
         )
     assert await conversations.get(session.id) is None
-    assert await inbox.replies(bot, "telegram", "m1") == []
+    outcome = await inbox.outcome(bot, "telegram", "m1")
+    assert outcome is not None and (outcome.status, outcome.replies) == ("running", [])
 
     await conversations.save(
         session, append=[HistoryEntry("user", "m1")], claim=fresh, outbox=[reply]
     )
-    assert await inbox.status(bot, "telegram", "m1") == "done"
-    assert await inbox.replies(bot, "telegram", "m1") == [{"text": "late"}]
+    outcome = await inbox.outcome(bot, "telegram", "m1")
+    assert outcome is not None
+    assert (outcome.status, outcome.session_id) == ("done", session.id)
+    assert outcome.replies == [{"text": "late"}]
+    assert await inbox.outcome(bot, "telegram", "never") is None
     assert [e.content for e in await conversations.history(session.id)] == ["m1"]
 
 

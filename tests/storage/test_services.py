@@ -76,6 +76,9 @@ async def test_ping_reports_unreachable_backends(postgres_url: str) -> None:
         bot_configs=None,  # type: ignore[arg-type]
         memory=None,  # type: ignore[arg-type]
         tables=None,  # type: ignore[arg-type]
+        inbox=None,  # type: ignore[arg-type]
+        outbox=None,  # type: ignore[arg-type]
+        windows=None,  # type: ignore[arg-type]
         cache=MemoryCache(),
         locks=MemoryLocks(),
         pubsub=MemoryPubSub(),

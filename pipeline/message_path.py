@@ -1,0 +1,378 @@
+"""The message path every channel shares: claim in the inbox, run in order, commit once.
+
+A webhook's messages are :meth:`MessagePath.accept`-ed: written to the inbox
+(a redelivery is recognised there and dropped) before the provider gets its
+2xx; the inbox worker then leases them, the oldest of each conversation at a
+time, and runs their turns concurrently across conversations, at most
+``workers`` at once. A turn commits its session, history, outbox rows and
+the claim in one statement. A turn that failed on our side (a store outage,
+a lost lock, a provider error inside a dialog's call) is given back with
+exponential backoff and parked as dead after ``max_attempts``; a message
+whose claim a crash left behind is leased again when its lease expires, by
+any instance. A message older than ``max_age`` is dropped with a log line.
+
+The synchronous web API rides the same path: :meth:`MessagePath.run_inline`
+writes the message, leases it itself and runs the turn with the request's
+sink, so the replies stream on the request; the message is held back from
+other workers for ``inline_grace`` seconds meanwhile, after which a worker
+runs it even if the request was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from channels.base import InboundMessage, OutboundMessage
+from pipeline.dispatcher import Dispatcher
+from pipeline.errors import PipelineError, TurnFailed, TurnRejected
+from pipeline.message_codec import inbound_from_json, inbound_to_json, outbound_from_json
+from pipeline.turn import ReplySink, Turn
+from storage.base import Claim, ClaimLost, Inbox, InboxItem, StorageError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PathPolicy:
+    """How the message path runs turns and treats failures (seconds where a time)."""
+
+    workers: int = 64
+    lease: float = 60.0
+    max_attempts: int = 5
+    max_age: float = 24 * 3600.0
+    poll_interval: float = 1.0
+    backoff_base: float = 1.0
+    backoff_cap: float = 300.0
+    inline_grace: float = 30.0
+    inline_timeout: float = 30.0
+
+    def backoff(self, attempts: int) -> float:
+        """The wait before try ``attempts + 1``: doubling, capped, with jitter so retries of
+        many messages after one outage do not all arrive at once."""
+        delay: float = min(self.backoff_cap, self.backoff_base * 2.0 ** max(attempts - 1, 0))
+        return delay * random.uniform(0.5, 1.0)
+
+
+class MessageQueued(PipelineError):
+    """The message is in the inbox but did not run within the request's time: a worker runs
+    it; its replies are recorded (and readable with the history)."""
+
+
+class MessageFailed(PipelineError):
+    """A redelivered message whose first delivery ended without a turn (refused or parked)."""
+
+    def __init__(self, status: str, error: str | None) -> None:
+        super().__init__(f"the message was {status}: {error or 'no reason recorded'}")
+        self.status = status
+        self.error = error
+
+
+@dataclass(frozen=True, slots=True)
+class InlineResult:
+    """A message run for a waiting request: its session and the replies of its turn."""
+
+    session_id: str | None
+    replies: tuple[OutboundMessage, ...]
+    duplicate: bool = False
+
+
+class _Discard:
+    """Where a worker's turn sends its replies: nowhere, for they are in the outbox."""
+
+    async def delta(self, text: str) -> None:
+        return None
+
+    async def message(self, message: OutboundMessage) -> None:
+        return None
+
+
+@dataclass(slots=True)
+class _Counters:
+    turns: int = 0
+    retried: int = 0
+    parked: int = 0
+    dropped: int = 0
+    duplicates: int = 0
+
+
+class MessagePath:
+    """Accepts inbound messages into the inbox and runs their turns.
+
+    ``delivered_by_channel`` names the channels whose replies the delivery
+    worker sends (their outbox rows are pending); other channels' replies are
+    delivered by their own sink (the web request) and only recorded.
+    ``on_commit`` is called after each committed turn that left replies to send.
+    """
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        inbox: Inbox,
+        *,
+        policy: PathPolicy | None = None,
+        delivered_by_channel: Collection[str] = (),
+        window_channels: Collection[str] = (),
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._inbox = inbox
+        self.policy = policy or PathPolicy()
+        self._delivered = frozenset(delivered_by_channel)
+        self._windows = frozenset(window_channels)
+        self._on_commit = on_commit
+        self._wake = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self.counters = _Counters()
+
+    # -- accepting --------------------------------------------------------------------------
+
+    def _item(self, message: InboundMessage, *, delay: float = 0.0) -> InboxItem:
+        return InboxItem(
+            bot_id=message.bot,
+            channel=message.channel,
+            external_id=message.external_id,
+            conversation=message.conversation,
+            received_at=message.received_at,
+            message=inbound_to_json(message),
+            delay=delay,
+            window=message.channel in self._windows,
+        )
+
+    async def accept(self, message: InboundMessage) -> bool:
+        """Claim ``message`` durably for the workers; ``False`` for a redelivery.
+
+        Raises :class:`StorageError` when the inbox cannot be written: the
+        provider must then get an error status, so that it delivers again.
+        """
+        seq = await self._inbox.put(self._item(message))
+        if seq is None:
+            self.counters.duplicates += 1
+            log.info(
+                "duplicate dropped channel=%s bot=%s message=%s",
+                message.channel,
+                message.bot,
+                message.external_id,
+            )
+            return False
+        self._wake.set()
+        return True
+
+    async def run_inline(self, message: InboundMessage, sink: ReplySink) -> InlineResult:
+        """Run ``message`` for a waiting request, replies to ``sink``; see the module doc.
+
+        A message id seen before answers with the first delivery's outcome
+        once it is known. Raises :class:`TurnRejected`, :class:`TurnFailed`
+        (the message is retried by the workers), :class:`MessageQueued` or
+        :class:`MessageFailed`.
+        """
+        policy = self.policy
+        seq = await self._inbox.put(self._item(message, delay=policy.inline_grace))
+        deadline = time.monotonic() + policy.inline_timeout
+        pause = 0.005
+        while True:
+            if seq is not None:
+                claims = await self._inbox.claim(limit=1, lease=policy.lease, seq=seq)
+                if claims:
+                    turn = await self._run(claims[0], message, sink, raise_errors=True)
+                    assert turn is not None and turn.session is not None
+                    return InlineResult(turn.session.id, tuple(turn.outbound))
+            outcome = await self._inbox.outcome(message.bot, message.channel, message.external_id)
+            if outcome is not None and outcome.status == "done":
+                replies = tuple(outbound_from_json(r) for r in outcome.replies)
+                return InlineResult(outcome.session_id, replies, duplicate=seq is None)
+            if outcome is not None and outcome.status in ("dead", "dropped"):
+                raise MessageFailed(outcome.status, outcome.error)
+            if time.monotonic() >= deadline:
+                raise MessageQueued(f"message {message.external_id!r} is queued")
+            # An earlier message of the conversation is running, here or elsewhere.
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def _run(
+        self,
+        claim: Claim,
+        message: InboundMessage | None,
+        sink: ReplySink,
+        *,
+        raise_errors: bool,
+    ) -> Turn | None:
+        """One claimed message's turn, with the claim's outcome recorded whatever happens."""
+        policy = self.policy
+        if message is None:
+            try:
+                message = inbound_from_json(claim.message)
+            except (KeyError, TypeError, ValueError) as e:
+                log.error("unreadable inbox row seq=%d: %s", claim.seq, e)
+                await self._finish(claim, "dead", f"unreadable message: {e}")
+                return None
+        age = (datetime.now(UTC) - message.received_at).total_seconds()
+        if age > policy.max_age:
+            self.counters.dropped += 1
+            log.warning(
+                "message dropped as too old channel=%s bot=%s message=%s age=%.0f s",
+                message.channel,
+                message.bot,
+                message.external_id,
+                age,
+            )
+            await self._finish(claim, "dropped", f"older than {policy.max_age:.0f} s")
+            return None
+        heartbeat = asyncio.get_running_loop().create_task(self._keep_lease(claim))
+        try:
+            turn = await self._dispatcher.handle(
+                message,
+                sink,
+                claim=claim,
+                deliver_later=message.channel in self._delivered,
+            )
+        except TurnRejected as e:
+            log.info(
+                "message refused channel=%s bot=%s message=%s: %s",
+                message.channel,
+                message.bot,
+                message.external_id,
+                e.message,
+            )
+            await self._finish(claim, "dead", f"refused: {e.code}: {e.message}")
+            if raise_errors:
+                raise
+            return None
+        except TurnFailed as e:
+            await self._failed(claim, message, e)
+            if raise_errors:
+                raise
+            return None
+        finally:
+            heartbeat.cancel()
+        self.counters.turns += 1
+        if turn.deliver_later and turn.outbound and self._on_commit is not None:
+            self._on_commit()
+        return turn
+
+    async def _failed(self, claim: Claim, message: InboundMessage, error: TurnFailed) -> None:
+        cause = error.__cause__
+        if isinstance(cause, ClaimLost):
+            log.warning("claim lost seq=%d message=%s: %s", claim.seq, message.external_id, cause)
+            return  # its new holder runs it
+        reason = f"{type(cause).__name__}: {cause}" if cause is not None else str(error)
+        if claim.attempts >= self.policy.max_attempts:
+            self.counters.parked += 1
+            log.error(
+                "message parked after %d tries channel=%s bot=%s message=%s: %s",
+                claim.attempts,
+                message.channel,
+                message.bot,
+                message.external_id,
+                reason,
+            )
+            await self._finish(claim, "dead", f"retries exhausted: {reason}")
+            return
+        delay = self.policy.backoff(claim.attempts)
+        self.counters.retried += 1
+        log.warning(
+            "turn retried in %.1f s (try %d) channel=%s bot=%s message=%s: %s",
+            delay,
+            claim.attempts,
+            message.channel,
+            message.bot,
+            message.external_id,
+            reason,
+        )
+        try:
+            await self._inbox.retry(claim, delay=delay, error=reason)
+        except StorageError as e:  # the lease expires and the message is leased again
+            log.error("cannot give back seq=%d: %s", claim.seq, e)
+
+    async def _finish(self, claim: Claim, status: str, error: str | None) -> None:
+        try:
+            await self._inbox.finish(claim, status=status, error=error)
+        except StorageError as e:  # the lease expires and the message is looked at again
+            log.error("cannot finish seq=%d as %s: %s", claim.seq, status, e)
+
+    async def _keep_lease(self, claim: Claim) -> None:
+        """Extend a long turn's lease, so that no other worker takes its message."""
+        while True:
+            await asyncio.sleep(self.policy.lease / 3)
+            try:
+                if not await self._inbox.extend(claim, lease=self.policy.lease):
+                    log.warning("lease of seq=%d lost while its turn runs", claim.seq)
+                    return
+            except StorageError as e:
+                log.warning("cannot extend the lease of seq=%d: %s", claim.seq, e)
+
+    # -- the worker -------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Look for claimable messages now (a message was accepted, a slot freed)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the inbox worker in the running loop."""
+        if self._loop_task is None:
+            self._loop_task = asyncio.get_running_loop().create_task(self._work())
+
+    async def stop(self, *, drain: float = 10.0) -> None:
+        """Stop leasing; give running turns ``drain`` seconds, then cancel them (their
+        messages are leased again by whichever instance runs next)."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        if self._running:
+            _, pending = await asyncio.wait(set(self._running), timeout=drain)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    @property
+    def busy(self) -> int:
+        """Turns the worker is running now."""
+        return len(self._running)
+
+    async def _work(self) -> None:
+        policy = self.policy
+        while True:
+            self._wake.clear()
+            free = policy.workers - len(self._running)
+            claims: list[Claim] = []
+            if free > 0:
+                try:
+                    claims = await self._inbox.claim(limit=free, lease=policy.lease)
+                except StorageError as e:
+                    log.warning("inbox unreachable, trying again: %s", e)
+            for claim in claims:
+                task = asyncio.get_running_loop().create_task(self._run_claimed(claim))
+                self._running.add(task)
+                task.add_done_callback(self._slot_freed)
+            if claims and len(claims) == free:
+                await self._wait(policy.poll_interval)  # full: until a slot frees
+            elif not claims:
+                await self._wait(policy.poll_interval)
+            # else: took fewer than asked for: look again at once for what arrived meanwhile
+
+    async def _wait(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+
+    def _slot_freed(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wake.set()
+
+    async def _run_claimed(self, claim: Claim) -> None:
+        try:
+            await self._run(claim, None, _Discard(), raise_errors=False)
+        except Exception:  # a bug; the lease expires and the message is tried again
+            log.exception("inbox worker failed on seq=%d", claim.seq)
