@@ -1,0 +1,189 @@
+"""The message path on a real PostgreSQL: one turn per message however often it arrives,
+each conversation in order, failures on our side retried without harming the dialog."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from channels.base import InboundMessage
+from config.settings import BUNDLED_TEMPLATES
+from pipeline.bots import BotRegistry
+from pipeline.dispatcher import Dispatcher, default_stages
+from pipeline.message_path import MessagePath, PathPolicy
+from pipeline.services import Services
+from pipeline.turn import Next, Stage, Turn
+from storage.postgres import DatabaseError
+from storage.services import Stores
+
+CHANNEL = "test-queue"
+FAST = PathPolicy(workers=8, lease=5.0, poll_interval=0.05, backoff_base=0.05, backoff_cap=0.2)
+
+
+@pytest.fixture(scope="module")
+async def default_bot() -> BotRegistry:
+    bots = BotRegistry(BUNDLED_TEMPLATES)
+    await bots.load_all()
+    return bots
+
+
+def message(
+    conversation: str,
+    text: str,
+    *,
+    external_id: str | None = None,
+    received_at: datetime | None = None,
+) -> InboundMessage:
+    return InboundMessage(
+        channel=CHANNEL,
+        bot="default",
+        conversation=conversation,
+        sender=conversation,
+        external_id=external_id or uuid.uuid4().hex,
+        text=text,
+        **({"received_at": received_at} if received_at else {}),
+    )
+
+
+@pytest.fixture
+def make_path(
+    default_bot: BotRegistry, stores: Stores
+) -> Callable[..., AsyncIterator[MessagePath]]:
+    async def make(
+        *, extra: list[Stage] | None = None, policy: PathPolicy = FAST
+    ) -> AsyncIterator[MessagePath]:
+        services = Services(conversations=stores.conversations, locks=stores.locks)
+        dispatcher = Dispatcher(default_bot, services, stages=[*(extra or []), *default_stages()])
+        path = MessagePath(dispatcher, stores.inbox, policy=policy, delivered_by_channel={CHANNEL})
+        path.start()
+        try:
+            yield path
+        finally:
+            await path.stop()
+
+    return make
+
+
+async def settle(stores: Stores, bot: str, conversations: list[str]) -> None:
+    """Wait until no message of these conversations is pending or running."""
+    for _ in range(400):
+        counts = await stores.inbox.counts(bot, CHANNEL)
+        if counts.pending == 0 and counts.running == 0:
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"messages still queued: {counts}")
+
+
+async def bot_texts(stores: Stores, conversation: str) -> list[str]:
+    session = await stores.conversations.find_active(
+        bot_id="default", channel=CHANNEL, user_id=conversation
+    )
+    assert session is not None
+    return [e.content for e in await stores.conversations.history(session.id, limit=500)]
+
+
+async def test_a_message_delivered_three_times_concurrently_runs_one_turn(
+    make_path: Callable[..., AsyncIterator[MessagePath]], stores: Stores
+) -> None:
+    async for path in make_path():
+        user = f"u-{uuid.uuid4().hex[:8]}"
+        same = message(user, "hi", external_id="update-1")
+        accepted = await asyncio.gather(*(path.accept(same) for _ in range(3)))
+        assert sorted(accepted) == [False, False, True]
+        assert not await path.accept(same)  # and once more, later
+        await settle(stores, "default", [user])
+        history = await bot_texts(stores, user)
+        assert history == ["hi", "Hello! I am the botserver assistant. What is your name?"]
+        outcome = await stores.inbox.outcome("default", CHANNEL, "update-1")
+        assert outcome is not None and outcome.status == "done"
+        assert len(outcome.replies) == 1
+
+
+async def test_fifty_interleaved_conversations_keep_their_order(
+    make_path: Callable[..., AsyncIterator[MessagePath]], stores: Stores
+) -> None:
+    async def slow(turn: Turn, next_: Next) -> None:
+        await asyncio.sleep(0.002 * (hash(turn.text) % 5))  # turns finish out of order
+        await next_(turn)
+
+    async for path in make_path(extra=[slow]):
+        users = [f"o{n}-{uuid.uuid4().hex[:6]}" for n in range(50)]
+        for step in ["hi", "Ada", "name", "help"]:
+            for user in users:
+                await path.accept(message(user, step))
+        await settle(stores, "default", users)
+        for user in users:
+            history = await bot_texts(stores, user)
+            assert [history[i] for i in (0, 2, 5, 8)] == ["hi", "Ada", "name", "help"], history
+            assert history[3] == "Nice to meet you, Ada!"
+            assert history[6] == "Of course: your name is Ada."
+
+
+async def test_a_store_outage_is_retried_and_the_waiting_dialog_survives(
+    make_path: Callable[..., AsyncIterator[MessagePath]], stores: Stores
+) -> None:
+    failures = {"left": 2}
+
+    async def outage(turn: Turn, next_: Next) -> None:
+        if turn.text == "Ada" and failures["left"]:  # the store goes away before the save
+            failures["left"] -= 1
+            raise DatabaseError("ConnectionDoesNotExistError: connection was closed")
+        await next_(turn)
+
+    async for path in make_path(extra=[outage]):
+        user = f"u-{uuid.uuid4().hex[:8]}"
+        await path.accept(message(user, "hi"))
+        await path.accept(message(user, "Ada", external_id=f"{user}-2"))
+        await settle(stores, "default", [user])
+        assert failures["left"] == 0
+        history = await bot_texts(stores, user)
+        assert history[:4] == [
+            "hi",
+            "Hello! I am the botserver assistant. What is your name?",
+            "Ada",
+            "Nice to meet you, Ada!",
+        ]
+        assert path.counters.retried == 2
+
+
+async def test_a_turn_failing_every_time_is_parked_with_its_reason(
+    make_path: Callable[..., AsyncIterator[MessagePath]], stores: Stores
+) -> None:
+    async def broken(turn: Turn, next_: Next) -> None:
+        raise DatabaseError("the database is down")
+
+    policy = PathPolicy(
+        workers=2,
+        lease=5.0,
+        poll_interval=0.05,
+        backoff_base=0.02,
+        backoff_cap=0.05,
+        max_attempts=3,
+    )
+    async for path in make_path(extra=[broken], policy=policy):
+        user = f"u-{uuid.uuid4().hex[:8]}"
+        await path.accept(message(user, "hi", external_id=f"{user}-1"))
+        await settle(stores, "default", [user])
+        outcome = await stores.inbox.outcome("default", CHANNEL, f"{user}-1")
+        assert outcome is not None and outcome.status == "dead"
+        assert outcome.error is not None and "retries exhausted" in outcome.error
+        assert "the database is down" in outcome.error
+        assert path.counters.parked == 1
+
+
+async def test_a_message_older_than_the_limit_is_dropped(
+    make_path: Callable[..., AsyncIterator[MessagePath]], stores: Stores
+) -> None:
+    policy = PathPolicy(workers=2, poll_interval=0.05, max_age=3600)
+    async for path in make_path(policy=policy):
+        user = f"u-{uuid.uuid4().hex[:8]}"
+        old = datetime.now(UTC) - timedelta(hours=2)
+        await path.accept(message(user, "hi", external_id=f"{user}-old", received_at=old))
+        await settle(stores, "default", [user])
+        outcome = await stores.inbox.outcome("default", CHANNEL, f"{user}-old")
+        assert outcome is not None and outcome.status == "dropped"
+        assert path.counters.dropped == 1
