@@ -187,3 +187,53 @@ async def test_a_message_older_than_the_limit_is_dropped(
         outcome = await stores.inbox.outcome("default", CHANNEL, f"{user}-old")
         assert outcome is not None and outcome.status == "dropped"
         assert path.counters.dropped == 1
+
+
+async def test_two_workers_on_one_database_answer_each_message_once_in_order(
+    make_path: Callable[..., AsyncIterator[MessagePath]], stores: Stores
+) -> None:
+    first, second = make_path(), make_path()
+    a = await anext(first)
+    b = await anext(second)
+    try:
+        users = [f"t{n}-{uuid.uuid4().hex[:6]}" for n in range(20)]
+        for step in ["hi", "Ada", "name"]:
+            for n, user in enumerate(users):
+                await (a if n % 2 else b).accept(message(user, step))
+        await settle(stores, "default", users)
+        for user in users:
+            history = await bot_texts(stores, user)
+            assert [history[i] for i in (0, 2, 5)] == ["hi", "Ada", "name"], history
+            assert history[3] == "Nice to meet you, Ada!" and len(history) == 8, history
+        assert a.counters.turns + b.counters.turns == 60
+        assert a.counters.turns > 0 and b.counters.turns > 0
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_a_worker_stopped_mid_turn_leaves_its_message_to_another(
+    make_path: Callable[..., AsyncIterator[MessagePath]], stores: Stores
+) -> None:
+    started = asyncio.Event()
+
+    async def hang(turn: Turn, next_: Next) -> None:
+        started.set()
+        await asyncio.sleep(3600)  # the process dies here
+
+    short = PathPolicy(workers=2, lease=0.5, poll_interval=0.05)
+    dying = make_path(extra=[hang], policy=short)
+    path = await anext(dying)
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    await path.accept(message(user, "hi", external_id=f"{user}-1"))
+    await asyncio.wait_for(started.wait(), 5)
+    await path.stop(drain=0)  # its turn is cancelled: nothing committed, the lease remains
+    await dying.aclose()
+
+    async for survivor in make_path(policy=short):
+        await settle(stores, "default", [user])
+        assert await bot_texts(stores, user) == [
+            "hi",
+            "Hello! I am the botserver assistant. What is your name?",
+        ]
+        assert survivor.counters.turns == 1
