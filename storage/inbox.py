@@ -60,29 +60,50 @@ SELECT v.i, ins.seq FROM v JOIN ins USING (bot_id, channel, external_id)
 # available, or running with an expired lease). Rows locked by a concurrent
 # claim are skipped; a later row of a conversation whose oldest row is being
 # claimed right now still sees that row active, so it is never taken early.
-_CLAIM = """
-WITH c AS (
-    SELECT i.seq FROM inbox i
-    WHERE i.status IN ('pending', 'running')
-      AND ((i.status = 'pending' AND (i.available_at <= now() OR i.seq = $2))
-           OR (i.status = 'running' AND i.lease_until < now()))
-      AND ($2::bigint IS NULL OR i.seq = $2)
-      AND ($5::text IS NULL OR i.bot_id = $5)
+_CLAIMABLE = """
       AND NOT EXISTS (
           SELECT 1 FROM inbox o
           WHERE o.bot_id = i.bot_id AND o.channel = i.channel
             AND o.conversation = i.conversation
             AND o.status IN ('pending', 'running') AND o.seq < i.seq)
-    ORDER BY i.seq
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
-)
+"""
+
+_LEASE = """
 UPDATE inbox i
 SET status = 'running', lease_token = $4::uuid, attempts = i.attempts + 1,
     lease_until = now() + $3 * interval '1 second'
 FROM c WHERE i.seq = c.seq
 RETURNING i.seq, i.bot_id, i.channel, i.conversation, i.external_id, i.message, i.attempts,
           i.received_at
+"""
+
+_CLAIM = f"""
+WITH c AS (
+    SELECT i.seq FROM inbox i
+    WHERE i.status IN ('pending', 'running')
+      AND ((i.status = 'pending' AND i.available_at <= now())
+           OR (i.status = 'running' AND i.lease_until < now()))
+      AND ($2::text IS NULL OR i.bot_id = $2)
+      {_CLAIMABLE}
+    ORDER BY i.seq
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+{_LEASE}
+"""
+
+# One named row, found by its key (a request leasing the message it just wrote): a
+# separate statement, for a filter on the active rows would visit every index entry
+# that finished rows left behind until vacuum removes them.
+_CLAIM_ONE = f"""
+WITH c AS (
+    SELECT i.seq FROM inbox i
+    WHERE i.seq = $1
+      AND (i.status = 'pending' OR (i.status = 'running' AND i.lease_until < now()))
+      {_CLAIMABLE}
+    FOR UPDATE SKIP LOCKED
+)
+{_LEASE.replace("$3", "$2").replace("$4", "$3")}
 """
 
 _EXTEND = """
@@ -168,7 +189,10 @@ class PostgresInbox:
     ) -> list[Claim]:
         token = str(uuid.uuid4())
         with translate_errors:
-            rows = await self._pool.fetch(_CLAIM, limit, seq, lease, token, bot_id)
+            if seq is not None:
+                rows = await self._db.fetch(_CLAIM_ONE, seq, lease, token)
+            else:
+                rows = await self._pool.fetch(_CLAIM, limit, bot_id, lease, token)
         claims = [
             Claim(
                 seq=r[0],
