@@ -1,0 +1,566 @@
+"""The WhatsApp Cloud API (Meta) adapter: webhook verification, parsing and sends.
+
+Plain HTTP on aiohttp against the Graph API (see ``DELIVERY_NOTES_WHATSAPP.md``
+for why not pywa). One adapter per bot, i.e. per business phone number.
+
+Inbound: ``GET`` is Meta's subscription handshake, ``POST`` a batch of
+``entry[].changes[].value`` objects carrying ``messages[]`` and ``statuses[]``.
+A message's ``conversation`` and ``sender`` are the user's ``wa_id`` (digits,
+no ``+``), its ``external_id`` the ``wamid``.
+
+Outbound: text, reply buttons, lists and templates through
+``POST {api_url}/{phone-number-id}/messages``; every provider error is mapped
+to a :class:`~channels.base.SendError` in :func:`send_error`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import orjson
+
+from channels.base import (
+    Attachment,
+    Capabilities,
+    ChannelNotConfigured,
+    InboundMessage,
+    MediaKind,
+    OutcomeUnknown,
+    PayloadError,
+    ProviderUnavailable,
+    RateLimited,
+    RenderedPart,
+    SendError,
+    SendRefused,
+    SendResult,
+    StatusUpdate,
+    StreamMode,
+    Suggestion,
+    TextFormat,
+    VerificationError,
+    WebhookRequest,
+    WebhookResponse,
+    WebhookResult,
+    WindowClosed,
+)
+from channels.http_transport import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
+    client_timeout,
+    transport_error,
+)
+
+log = logging.getLogger(__name__)
+
+NAME = "whatsapp"
+DEFAULT_API_URL = "https://graph.facebook.com/v23.0"
+
+MAX_TEXT = 4096
+MAX_BUTTONS = 3
+MAX_BUTTON_TITLE = 20
+MAX_ID = 256
+MAX_LIST_ROWS = 10
+MAX_ROW_TITLE = 24
+MAX_ROW_DESCRIPTION = 72
+MAX_LIST_BUTTON = 20
+MAX_INTERACTIVE_BODY = 1024
+
+CAPABILITIES = Capabilities(
+    max_text_length=MAX_TEXT,
+    text_format=TextFormat.WHATSAPP,
+    can_edit=False,
+    stream_mode=StreamMode.PARAGRAPHS,
+    max_buttons=MAX_BUTTONS,
+    max_button_label=MAX_BUTTON_TITLE,
+    max_list_rows=MAX_LIST_ROWS,
+    max_list_row_title=MAX_ROW_TITLE,
+    media_kinds=frozenset(MediaKind),
+    messages_per_second=80.0,
+    chat_messages_per_second=1 / 6,
+)
+
+# Graph API error codes (https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes)
+# with the wait, in seconds, used when the answer carries no Retry-After.
+_RATE_LIMIT_CODES: dict[int, float] = {
+    4: 60.0,  # application request limit
+    80007: 60.0,  # WhatsApp Business Account rate limit
+    130429: 1.0,  # throughput of the number (80 messages/s by default)
+    131048: 60.0,  # spam rate limit
+    131056: 6.0,  # pair rate: one message per ~6 s to the same user
+    133016: 60.0,  # registration/deregistration rate limit
+}
+_UNAVAILABLE_CODES = frozenset({1, 2, 131000, 131016, 131057})
+_WINDOW_CLOSED = 131047
+_DEFAULT_RETRY_AFTER = 1.0
+
+_MEDIA_KINDS = {
+    "image": MediaKind.IMAGE,
+    "audio": MediaKind.AUDIO,
+    "voice": MediaKind.AUDIO,
+    "video": MediaKind.VIDEO,
+    "document": MediaKind.DOCUMENT,
+}
+
+
+class WhatsAppChannel:
+    """One bot's WhatsApp business number on the Cloud API.
+
+    ``edit`` is not supported by WhatsApp: it raises :class:`SendRefused`, so a
+    caller that ignored ``can_edit`` meets the same error path as any refused send.
+    """
+
+    name = NAME
+    capabilities = CAPABILITIES
+
+    def __init__(
+        self,
+        *,
+        access_token: str,
+        phone_number_id: str,
+        app_secret: str,
+        verify_token: str | None = None,
+        api_url: str = DEFAULT_API_URL,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+    ) -> None:
+        self._token = access_token
+        self._phone_number_id = phone_number_id
+        self._app_secret = app_secret.encode()
+        self._verify_token = verify_token or None
+        self._messages_url = f"{api_url.rstrip('/')}/{phone_number_id}/messages"
+        self._timeout = client_timeout(connect=connect_timeout, read=read_timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_config(
+        cls,
+        bot: str,
+        config: Mapping[str, str],
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+    ) -> WhatsAppChannel:
+        """Build the adapter from a bot's ``config.csv`` rows.
+
+        Raises :class:`ChannelNotConfigured` naming every missing key: without
+        the app secret no webhook could be authenticated, so the channel stays off.
+        """
+        values = {key: config.get(key, "").strip() for key in _CONFIG_KEYS}
+        missing = [key for key in _REQUIRED_KEYS if not values[key]]
+        if missing:
+            raise ChannelNotConfigured(f"bot {bot!r}: WhatsApp needs {', '.join(missing)}")
+        return cls(
+            access_token=values["whatsapp-api-key"],
+            phone_number_id=values["whatsapp-phone-number-id"],
+            app_secret=values["whatsapp-app-secret"],
+            verify_token=values["whatsapp-verify-token"] or None,
+            api_url=values["whatsapp-api-url"] or DEFAULT_API_URL,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+
+    # -- inbound ---------------------------------------------------------------
+
+    def verify(self, request: WebhookRequest) -> None:
+        """Check the subscription handshake (``GET``) or the body's signature (``POST``).
+
+        ``X-Hub-Signature-256`` is ``sha256=`` and the hex HMAC-SHA256 of the raw
+        body under the app secret, compared in constant time.
+        """
+        if request.method.upper() == "GET":
+            self.handshake(request)
+            return
+        header = request.headers.get("X-Hub-Signature-256", "")
+        scheme, _, signature = header.partition("=")
+        if scheme.strip().lower() != "sha256" or not signature:
+            raise VerificationError("missing X-Hub-Signature-256")
+        expected = hmac.new(self._app_secret, request.body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signature.strip().lower()):
+            raise VerificationError("X-Hub-Signature-256 does not match the body")
+
+    def handshake(self, request: WebhookRequest) -> WebhookResponse:
+        """Answer Meta's ``GET ?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…``.
+
+        The challenge is echoed when the token matches ours (constant time);
+        otherwise :class:`VerificationError`, which the gateway answers with 403.
+        """
+        if self._verify_token is None:
+            raise VerificationError("no whatsapp-verify-token is configured")
+        if request.query.get("hub.mode") != "subscribe":
+            raise VerificationError("hub.mode is not 'subscribe'")
+        token = request.query.get("hub.verify_token", "")
+        if not hmac.compare_digest(token.encode(), self._verify_token.encode()):
+            raise VerificationError("hub.verify_token does not match")
+        challenge = request.query.get("hub.challenge", "")
+        if not challenge:
+            raise VerificationError("hub.challenge is missing")
+        return WebhookResponse(body=challenge.encode())
+
+    async def parse(self, bot: str, request: WebhookRequest) -> WebhookResult:
+        """The messages and statuses of a verified webhook; the challenge of a handshake."""
+        if request.method.upper() == "GET":
+            return WebhookResult(response=self.handshake(request))
+        return parse_notification(bot, _decode_object(request.body), self._phone_number_id)
+
+    # -- outbound --------------------------------------------------------------
+
+    async def send(self, conversation: str, part: RenderedPart) -> SendResult:
+        """Send text, reply buttons (up to 3) or a list (more, or ``as_list``)."""
+        return await self._post(message_payload(conversation, part))
+
+    async def send_template(
+        self, conversation: str, name: str, language: str, params: Sequence[str] = ()
+    ) -> SendResult:
+        """Send an approved template, the only message allowed outside the 24-hour window.
+
+        ``params`` fill the body's ``{{1}}``, ``{{2}}``… in order.
+        """
+        return await self._post(template_payload(conversation, name, language, params))
+
+    async def edit(self, conversation: str, provider_id: str, part: RenderedPart) -> None:
+        """WhatsApp cannot edit a sent message: always :class:`SendRefused`."""
+        raise SendRefused("WhatsApp messages cannot be edited", code="edit-unsupported")
+
+    async def close(self) -> None:
+        """Close the HTTP session, if one was opened."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _post(self, payload: dict[str, Any]) -> SendResult:
+        if self._session is None:
+            # Made here, inside the running loop, not in the synchronous constructor.
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        headers = {
+            "Authorization": f"Bearer {self._token}",
+            "Content-Type": "application/json",
+        }
+        try:
+            async with self._session.post(
+                self._messages_url, data=orjson.dumps(payload), headers=headers
+            ) as response:
+                body = await response.read()
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise transport_error("WhatsApp", e) from e
+        if status >= 300:
+            raise send_error(status, body, retry_after)
+        try:
+            data = orjson.loads(body)
+            message = data["messages"][0]
+            wamid = message["id"]
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as e:
+            # Accepted with an answer we cannot read: the message may well be on its way.
+            raise OutcomeUnknown(f"WhatsApp answered {status} without a message id") from e
+        return SendResult(
+            provider_id=str(wamid), status=str(message.get("message_status") or "accepted")
+        )
+
+
+_CONFIG_KEYS = (
+    "whatsapp-api-key",
+    "whatsapp-phone-number-id",
+    "whatsapp-app-secret",
+    "whatsapp-verify-token",
+    "whatsapp-api-url",
+)
+_REQUIRED_KEYS = ("whatsapp-api-key", "whatsapp-phone-number-id", "whatsapp-app-secret")
+
+
+def send_error(status: int, body: bytes, retry_after: str | None = None) -> SendError:
+    """The one place a Graph API error answer becomes a :class:`SendError`.
+
+    The error code decides first (Meta answers most errors with HTTP 400, rate
+    limits included); the HTTP status decides when the code is unknown or absent.
+    """
+    code, message = _graph_error(body)
+    text = f"WhatsApp {status}: {message or f'HTTP {status}'}"
+    code_text = str(code) if code is not None else str(status)
+    if status == 429 or code in _RATE_LIMIT_CODES:
+        wait = _retry_after_seconds(retry_after)
+        if wait is None:
+            wait = _RATE_LIMIT_CODES.get(code or 0, _DEFAULT_RETRY_AFTER)
+        return RateLimited(text, code=code_text, retry_after=wait)
+    if code == _WINDOW_CLOSED:
+        return WindowClosed(text, code=code_text)
+    if code in _UNAVAILABLE_CODES or status >= 500:
+        return ProviderUnavailable(text, code=code_text)
+    return SendRefused(text, code=code_text)
+
+
+def _graph_error(body: bytes) -> tuple[int | None, str | None]:
+    """Meta's ``error.code`` and message, or ``(None, None)`` for a body that is not one
+    (a proxy's HTML page, an empty answer): then the HTTP status alone decides."""
+    try:
+        error = orjson.loads(body)["error"]
+        code = int(error["code"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None, None
+    message = str(error.get("message") or "")
+    data = error.get("error_data")
+    details = data.get("details") if isinstance(data, dict) else None
+    return code, f"{message}: {details}" if details and details != message else message
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # an HTTP date: rare from Meta; the code's default is close enough
+    return max(seconds, 0.0)
+
+
+# -- payloads we send -------------------------------------------------------------
+
+
+def message_payload(conversation: str, part: RenderedPart) -> dict[str, Any]:
+    """The Graph API body for one rendered part.
+
+    Titles longer than the provider allows are cut here (a row keeps its full
+    label as its description) rather than refused; a count over the limits is a
+    delivery bug and refused before any request leaves.
+    """
+    envelope: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": conversation,
+    }
+    if not part.buttons:
+        return envelope | {"type": "text", "text": {"preview_url": False, "body": part.text}}
+    if not part.text.strip():
+        raise SendRefused("an interactive message needs body text", code="empty-body")
+    if len(part.text) > MAX_INTERACTIVE_BODY:
+        raise SendRefused(
+            f"interactive body over {MAX_INTERACTIVE_BODY} characters", code="body-too-long"
+        )
+    if part.as_list or len(part.buttons) > MAX_BUTTONS:
+        return envelope | {"type": "interactive", "interactive": _list(part)}
+    return envelope | {
+        "type": "interactive",
+        "interactive": {
+            "type": "button",
+            "body": {"text": part.text},
+            "action": {
+                "buttons": [
+                    {
+                        "type": "reply",
+                        "reply": {"id": _key(b), "title": _cut(b.label, MAX_BUTTON_TITLE)},
+                    }
+                    for b in part.buttons
+                ]
+            },
+        },
+    }
+
+
+def _list(part: RenderedPart) -> dict[str, Any]:
+    if len(part.buttons) > MAX_LIST_ROWS:
+        raise SendRefused(
+            f"{len(part.buttons)} options: a list holds at most {MAX_LIST_ROWS}",
+            code="too-many-rows",
+        )
+    rows: list[dict[str, str]] = []
+    for b in part.buttons:
+        row = {"id": _key(b), "title": _cut(b.label, MAX_ROW_TITLE)}
+        if len(b.label) > MAX_ROW_TITLE:
+            row["description"] = _cut(b.label, MAX_ROW_DESCRIPTION)
+        rows.append(row)
+    return {
+        "type": "list",
+        "body": {"text": part.text},
+        "action": {
+            "button": _cut(part.list_title or "Options", MAX_LIST_BUTTON),
+            "sections": [{"rows": rows}],
+        },
+    }
+
+
+def template_payload(
+    conversation: str, name: str, language: str, params: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The Graph API body of a template message with text body parameters."""
+    template: dict[str, Any] = {"name": name, "language": {"code": language}}
+    if params:
+        template["components"] = [
+            {"type": "body", "parameters": [{"type": "text", "text": p} for p in params]}
+        ]
+    return {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": conversation,
+        "type": "template",
+        "template": template,
+    }
+
+
+def _key(suggestion: Suggestion) -> str:
+    if not suggestion.key or len(suggestion.key) > MAX_ID:
+        # The key comes back as the user's answer: cutting it would change the answer.
+        raise SendRefused(f"button key must be 1-{MAX_ID} characters", code="bad-key")
+    return suggestion.key
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+# -- payloads we receive ----------------------------------------------------------
+
+
+def _decode_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise PayloadError(f"body is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise PayloadError("body must be a JSON object")
+    return data
+
+
+def parse_notification(
+    bot: str, data: Mapping[str, Any], phone_number_id: str | None = None
+) -> WebhookResult:
+    """Read a webhook notification: every message and status of every entry and change.
+
+    Changes for another phone number of the same Meta app (``metadata.phone_number_id``
+    not ``phone_number_id``) are ignored: they belong to another bot.
+    """
+    if data.get("object") not in (None, "whatsapp_business_account"):
+        raise PayloadError(f"not a WhatsApp notification: object={data.get('object')!r}")
+    messages: list[InboundMessage] = []
+    statuses: list[StatusUpdate] = []
+    ignored: list[str] = []
+    for entry in _list_field(data, "entry"):
+        for change in _list_field(_object(entry, "entry"), "changes"):
+            change = _object(change, "change")
+            field = change.get("field")
+            value = _object(change.get("value"), "change value")
+            if field != "messages":
+                ignored.append(f"field {field}")
+                continue
+            number = (value.get("metadata") or {}).get("phone_number_id")
+            if phone_number_id is not None and number is not None and number != phone_number_id:
+                ignored.append(f"phone number {number}")
+                continue
+            contacts = {
+                str(c.get("wa_id")): c
+                for c in _list_field(value, "contacts")
+                if isinstance(c, dict)
+            }
+            for raw in _list_field(value, "messages"):
+                message = _object(raw, "message")
+                parsed = _message(bot, message, contacts.get(str(message.get("from"))))
+                if isinstance(parsed, InboundMessage):
+                    messages.append(parsed)
+                else:
+                    ignored.append(parsed)
+            statuses.extend(_status(_object(s, "status")) for s in _list_field(value, "statuses"))
+            for error in _list_field(value, "errors"):
+                # Webhook-level errors (e.g. an unsupported message): for the log only.
+                if isinstance(error, dict):
+                    ignored.append(f"error {error.get('code')}: {error.get('title')}")
+    return WebhookResult(messages=tuple(messages), statuses=tuple(statuses), ignored=tuple(ignored))
+
+
+def _message(
+    bot: str, message: Mapping[str, Any], contact: Mapping[str, Any] | None
+) -> InboundMessage | str:
+    wamid = _string(message, "id")
+    sender = _string(message, "from")
+    kind = _string(message, "type")
+    text = ""
+    attachments: tuple[Attachment, ...] = ()
+    if kind == "text":
+        text = _string(_object(message.get("text"), "text"), "body")
+    elif kind == "interactive":
+        interactive = _object(message.get("interactive"), "interactive")
+        reply_type = interactive.get("type")
+        if reply_type not in ("button_reply", "list_reply"):
+            return f"interactive {reply_type}"
+        # The reply id is the key of the suggestion we sent: the answer the dialog expects.
+        text = _string(_object(interactive.get(reply_type), reply_type), "id")
+    elif kind == "button":
+        button = _object(message.get("button"), "button")
+        text = str(button.get("payload") or button.get("text") or "")
+    elif kind in _MEDIA_KINDS:
+        media = _object(message.get(kind), kind)
+        caption = media.get("caption")
+        text = str(caption or "")
+        attachments = (
+            Attachment(
+                kind=_MEDIA_KINDS[kind],
+                content_type=media.get("mime_type"),
+                provider_id=_string(media, "id"),
+                filename=media.get("filename"),
+                caption=caption,
+            ),
+        )
+    else:
+        # sticker, reaction, location, contacts, order, system, unsupported…
+        return kind
+    raw: dict[str, Any] = {"message": dict(message)}
+    if contact is not None:
+        raw["contact"] = dict(contact)
+    return InboundMessage(
+        channel=NAME,
+        bot=bot,
+        conversation=sender,
+        sender=sender,
+        external_id=wamid,
+        text=text,
+        attachments=attachments,
+        received_at=_timestamp(message.get("timestamp")) or datetime.now(UTC),
+        raw=raw,
+    )
+
+
+def _status(status: Mapping[str, Any]) -> StatusUpdate:
+    errors = status.get("errors") or []
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+    code = first.get("code")
+    return StatusUpdate(
+        provider_id=_string(status, "id"),
+        status=_string(status, "status"),
+        error_code=str(code) if code is not None else None,
+        error_message=first.get("title") or first.get("message"),
+        at=_timestamp(status.get("timestamp")),
+        conversation=status.get("recipient_id"),
+    )
+
+
+def _timestamp(value: Any) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(value), UTC)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _object(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise PayloadError(f"{what} must be an object")
+    return value
+
+
+def _list_field(data: Mapping[str, Any], name: str) -> list[Any]:
+    value = data.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise PayloadError(f"{name!r} must be a list")
+    return value
+
+
+def _string(data: Mapping[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value:
+        raise PayloadError(f"field {name!r} must be a non-empty string")
+    return value

@@ -1,0 +1,131 @@
+"""A fake Twilio REST API on 127.0.0.1 that speaks Twilio's wire format.
+
+``POST /2010-04-01/Accounts/{sid}/Messages.json`` with a form body and HTTP
+basic auth (account sid and auth token) answers 201 with the JSON message
+resource; scripted failures answer Twilio's error object (``code``,
+``message``, ``more_info``, ``status``). Every call is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+AUTH_TOKEN = "twilio-test-auth-token"
+
+MESSAGES = {
+    20429: "Too Many Requests",
+    20500: "Internal Server Error",
+    21211: "The 'To' number +1555 is not a valid phone number.",
+    21610: "Attempt to send to unsubscribed recipient",
+    63016: "Failed to send freeform message because you are outside the allowed window.",
+}
+
+
+@dataclass
+class TwilioCall:
+    """One request the fake received: its path, headers and form fields."""
+
+    path: str
+    headers: dict[str, str]
+    form: dict[str, str]
+
+
+@dataclass
+class FakeTwilioApi:
+    """The fake server; :meth:`start` returns the ``twilio-api-url`` to configure."""
+
+    account_sid: str = ACCOUNT_SID
+    auth_token: str = AUTH_TOKEN
+    calls: list[TwilioCall] = field(default_factory=list)
+    delay: float = 0.0
+    _failures: list[tuple[int, int]] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+    _ids: itertools.count[int] = field(default_factory=itertools.count)
+    api_url: str = ""
+
+    def fail_next(self, status: int, code: int) -> None:
+        """Answer the next create with HTTP ``status`` and Twilio error ``code``."""
+        self._failures.append((status, code))
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._create)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.api_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self.api_url
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @staticmethod
+    def _error(status: int, code: int, message: str) -> web.Response:
+        return web.json_response(
+            {
+                "code": code,
+                "message": message,
+                "more_info": f"https://www.twilio.com/docs/errors/{code}",
+                "status": status,
+            },
+            status=status,
+        )
+
+    def _authorized(self, request: web.Request) -> bool:
+        scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+        if scheme != "Basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(encoded).decode().partition(":")
+        except ValueError:
+            return False
+        return user == self.account_sid and password == self.auth_token
+
+    async def _create(self, request: web.Request) -> web.Response:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        self.calls.append(TwilioCall(request.path, dict(request.headers), form))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if not self._authorized(request) or request.match_info["sid"] != self.account_sid:
+            return self._error(401, 20003, "Authenticate")
+        if self._failures:
+            status, code = self._failures.pop(0)
+            return self._error(status, code, MESSAGES.get(code, "Error"))
+        if "To" not in form or not ("Body" in form or "MediaUrl" in form):
+            return self._error(400, 21602, "Message body is required.")
+        sid = f"SM{next(self._ids):032x}"
+        now = "Tue, 01 Dec 2026 12:00:00 +0000"
+        resource: dict[str, Any] = {
+            "account_sid": self.account_sid,
+            "api_version": "2010-04-01",
+            "body": form.get("Body"),
+            "date_created": now,
+            "date_sent": None,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": form.get("From"),
+            "messaging_service_sid": form.get("MessagingServiceSid"),
+            "num_media": "0",
+            "num_segments": "1",
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "status": "queued",
+            "subresource_uris": {
+                "media": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}/Media.json"
+            },
+            "to": form["To"],
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
+        }
+        return web.json_response(resource, status=201)
