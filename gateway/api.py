@@ -54,7 +54,7 @@ async def post_message(request: web.Request) -> web.StreamResponse:
         code = e.code if isinstance(e, TurnRejected) else "turn_failed"
         await stream.send("error", {"error": code, "message": str(e)})
         return stream.response
-    if result.duplicate:  # the first delivery's replies, as it streamed them
+    if result.recorded:  # the turn ran elsewhere: its recorded replies
         for reply in result.replies:
             await stream.message(reply)
     replies = [reply_json(r) for r in result.replies]

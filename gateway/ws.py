@@ -90,7 +90,7 @@ async def _converse(
         except (TurnFailed, MessageQueued, MessageFailed, StorageError) as e:
             await _error(sink, "turn_failed", f"{e}; it is logged and will be retried")
             continue
-        if result.duplicate:
+        if result.recorded:
             for reply in result.replies:
                 await sink.message(reply)
         user_id, session_id = message.conversation, result.session_id

@@ -76,11 +76,16 @@ class MessageFailed(PipelineError):
 
 @dataclass(frozen=True, slots=True)
 class InlineResult:
-    """A message run for a waiting request: its session and the replies of its turn."""
+    """A message run for a waiting request: its session and the replies of its turn.
+
+    ``recorded``: the turn ran elsewhere (a redelivered message id, or a worker
+    that ran it while the request waited), so the replies were not sent to the
+    request's sink and come from the outbox record.
+    """
 
     session_id: str | None
     replies: tuple[OutboundMessage, ...]
-    duplicate: bool = False
+    recorded: bool = False
 
 
 class _Discard:
@@ -187,7 +192,7 @@ class MessagePath:
             outcome = await self._inbox.outcome(message.bot, message.channel, message.external_id)
             if outcome is not None and outcome.status == "done":
                 replies = tuple(outbound_from_json(r) for r in outcome.replies)
-                return InlineResult(outcome.session_id, replies, duplicate=seq is None)
+                return InlineResult(outcome.session_id, replies, recorded=True)
             if outcome is not None and outcome.status in ("dead", "dropped"):
                 raise MessageFailed(outcome.status, outcome.error)
             if time.monotonic() >= deadline:

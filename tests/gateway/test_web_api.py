@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import orjson
@@ -175,3 +176,36 @@ async def test_reload_reports_dialog_errors(client: TestClient) -> None:
     assert missing.status == 404
     traversal = await client.post("/api/v1/bots/..%2F..%2Fetc/reload")
     assert traversal.status == 404
+
+
+async def test_a_message_id_sent_again_runs_no_second_turn(client: TestClient) -> None:
+    user = new_user()
+    body = {"user_id": user, "text": "hi", "message_id": f"{user}-1"}
+    answers = []
+    for _ in range(3):  # a client retrying after lost answers
+        resp = await client.post(URL.format(bot="default"), json=body)
+        assert resp.status == 200, await resp.text()
+        answers.append(await resp.json())
+    assert answers[0] == answers[1] == answers[2]
+    assert [r["text"] for r in answers[0]["replies"]] == [
+        "Hello! I am the botserver assistant. What is your name?"
+    ]
+    session = answers[0]["session_id"]
+    history = await client.get(
+        f"/api/v1/bots/default/sessions/{session}/messages", params={"user_id": user}
+    )
+    assert [m["text"] for m in (await history.json())["messages"]] == [
+        "hi",
+        "Hello! I am the botserver assistant. What is your name?",
+    ]
+    # The same id sent concurrently: one turn, every request answered with its replies.
+    body = {"user_id": user, "text": "Ada", "message_id": f"{user}-2"}
+    responses = await asyncio.gather(
+        *(client.post(URL.format(bot="default"), json=body) for _ in range(3))
+    )
+    texts = [[r["text"] for r in (await resp.json())["replies"]] for resp in responses]
+    assert all(t == ["Nice to meet you, Ada!", "What would you like to do next?"] for t in texts)
+    history = await client.get(
+        f"/api/v1/bots/default/sessions/{session}/messages", params={"user_id": user}
+    )
+    assert [m["text"] for m in (await history.json())["messages"]].count("Ada") == 1
