@@ -296,34 +296,3 @@ class Channel(Protocol):
 
     async def close(self) -> None:
         """Release the adapter's HTTP clients."""
-
-
-def split_text(text: str, limit: int) -> list[str]:
-    """Split ``text`` into parts of at most ``limit`` characters.
-
-    Cuts prefer paragraph breaks, then line breaks, then sentence ends, then
-    spaces; a word longer than the limit is cut hard.
-    """
-    if limit <= 0:
-        raise ValueError("limit must be positive")
-    parts: list[str] = []
-    rest = text.strip()
-    while len(rest) > limit:
-        window = rest[: limit + 1]
-        cut = 0
-        for separator in _SEPARATORS:
-            pos = window.rfind(separator)
-            if pos > 0:
-                # keep sentence punctuation with its sentence; drop the whitespace
-                cut = pos + len(separator.rstrip())
-                break
-        if cut <= 0 or cut > limit:
-            cut = limit
-        parts.append(rest[:cut].rstrip())
-        rest = rest[cut:].lstrip()
-    if rest:
-        parts.append(rest)
-    return parts
-
-
-_SEPARATORS = ("\n\n", "\n", ". ", "! ", "? ", " ")

@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from channels.base import InboundMessage, split_text
+from channels.base import InboundMessage
+from channels.splitting import split_text
 
 
 @pytest.mark.parametrize(

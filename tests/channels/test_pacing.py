@@ -1,0 +1,107 @@
+"""Sends paced under per-chat and per-sender rates, pushed back by retry_after.
+
+Run on a virtual-time loop: the timestamps are exact provider seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from channels.base import Capabilities, RateLimited
+from channels.pacing import Pacer
+from tests.channels.virtual_time import run
+
+TELEGRAM = Capabilities(max_text_length=4096, messages_per_second=30, chat_messages_per_second=1)
+WHATSAPP_PAIR = Capabilities(max_text_length=4096, chat_messages_per_second=1 / 6)
+
+
+async def _send_times(pacer: Pacer, chats: list[str]) -> list[float]:
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+    for chat in chats:
+        await pacer.wait(chat)
+        times.append(round(loop.time(), 3))
+    return times
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "chats", "times"),
+    [
+        # One chat: one per second on Telegram...
+        (TELEGRAM, ["a", "a", "a"], [0.0, 1.0, 2.0]),
+        # ...other chats are not held up by it.
+        (TELEGRAM, ["a", "b", "c", "a"], [0.0, 0.0, 0.0, 1.0]),
+        # WhatsApp's pair rate: one message per 6 s to the same user.
+        (WHATSAPP_PAIR, ["u", "u", "v"], [0.0, 6.0, 6.0]),
+        (Capabilities(max_text_length=1), ["a"] * 3, [0.0, 0.0, 0.0]),
+    ],
+)
+def test_chat_rates(capabilities: Capabilities, chats: list[str], times: list[float]) -> None:
+    assert run(_send_times(Pacer(capabilities), chats)) == times
+
+
+def test_the_global_rate_spans_chats() -> None:
+    # 30/s across chats: a burst of 30, then one every 1/30 s.
+    times = run(_send_times(Pacer(TELEGRAM), [f"c{i}" for i in range(60)]))
+    assert times[29] == 0.0
+    assert times[59] == pytest.approx(1.0, abs=0.04)
+
+
+def test_concurrent_sends_to_one_chat_queue() -> None:
+    async def scenario() -> list[float]:
+        pacer = Pacer(TELEGRAM)
+        return sorted(
+            (await asyncio.gather(*(_send_times(pacer, ["a"]) for _ in range(4)))),
+        )[-1]
+
+    assert run(scenario()) == [3.0]
+
+
+def test_retry_after_holds_that_chat_only() -> None:
+    async def scenario() -> tuple[list[float], list[float]]:
+        pacer = Pacer(TELEGRAM)
+        await pacer.wait("a")
+        pacer.back_off(RateLimited("429", code="429", retry_after=5.0), "a")
+        return await _send_times(pacer, ["b"]), await _send_times(pacer, ["a"])
+
+    other, held = run(scenario())
+    assert other == [0.0] and held == [5.0]
+
+
+def test_a_sender_wide_limit_holds_every_chat() -> None:
+    async def scenario() -> list[float]:
+        pacer = Pacer(TELEGRAM)
+        pacer.back_off(RateLimited("throughput", code="130429", retry_after=2.0), "a")
+        return await _send_times(pacer, ["b", "c"])
+
+    assert run(scenario()) == [2.0, 2.0]
+
+
+def test_a_later_back_off_extends_a_wait_already_started() -> None:
+    async def scenario() -> list[float]:
+        pacer = Pacer(TELEGRAM)
+        pacer.defer(1.0, chat="a")
+        waiting = asyncio.create_task(_send_times(pacer, ["a"]))
+        await asyncio.sleep(0.5)
+        pacer.defer(3.0, chat="a")  # until 3.5
+        return await waiting
+
+    assert run(scenario()) == [3.5]
+
+
+def test_idle_chats_are_dropped() -> None:
+    async def scenario() -> tuple[int, int]:
+        pacer = Pacer(TELEGRAM, max_chats=50)
+        for i in range(200):
+            await pacer.wait(f"chat{i}")
+        at_peak = pacer.tracked_chats
+        await asyncio.sleep(2)  # every bucket drains
+        for i in range(10):  # each send drops a few drained chats
+            await pacer.wait(f"late{i}")
+        return at_peak, pacer.tracked_chats
+
+    at_peak, after = run(scenario())
+    assert at_peak <= 50
+    assert after <= 10  # without dropping drained chats: still 50
