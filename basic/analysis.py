@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from basic import nodes as n
-from basic.errors import BasicSyntaxError
+from basic.errors import BasicSyntaxError, BasicWarning
 from basic.functions import BUILTINS
 from basic.hear import known_kind
 from basic.keywords import STATEMENTS, VALUES
+from basic.schedule import ScheduleError, normalize_schedule
 
 
 @dataclass(frozen=True)
@@ -24,14 +25,30 @@ class ProcedureInfo:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A tool (``USE TOOL "x"``) or dialog (``CALL "x.bas"``) a module names, where it does."""
+
+    kind: str  # "tool" or "dialog"
+    name: str  # lowercased, without .bas
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
 class Analysis:
-    """What a module declares: its procedures, tool parameters and description, dialogs it calls."""
+    """What a module declares: its procedures, tool parameters and description, dialogs it calls,
+    the schedule it runs on (``SET SCHEDULE``, normalized to cron with seconds first)."""
 
     procedures: dict[str, ProcedureInfo]
     params: tuple[n.Param, ...]
     description: n.Description | None
     dialogs_called: frozenset[str]
     errors: list[BasicSyntaxError] = field(default_factory=list)
+    references: tuple[Reference, ...] = ()
+    schedules: tuple[str, ...] = ()
+    warnings: list[BasicWarning] = field(default_factory=list)
+    webhooks: tuple[str, ...] = ()
+    tables: tuple[n.TableSchema, ...] = ()
 
 
 class _Checker:
@@ -42,9 +59,33 @@ class _Checker:
         self.params: list[n.Param] = []
         self.description: n.Description | None = None
         self.dialogs: set[str] = set()
+        self.references: list[Reference] = []
+        self.schedules: list[str] = []
+        self.webhooks: list[str] = []
+        self.warnings: list[BasicWarning] = list(module.warnings)
+        self.variables: set[str] = set()
 
     def error(self, line: int, column: int, message: str) -> None:
         self.errors.append(BasicSyntaxError(self.module.filename, line, column, message))
+
+    def warn(self, line: int, column: int, message: str) -> None:
+        self.warnings.append(BasicWarning(self.module.filename, line, column, message))
+
+    def collect_variables(self, stmts: tuple[n.Stmt, ...]) -> None:
+        """Names the file assigns: ``name(i)`` on one of them indexes a list (VB style)."""
+        for s in stmts:
+            if isinstance(s, n.Assign | n.Hear | n.ForEach | n.ForTo | n.With | n.Param):
+                self.variables.add(str(getattr(s, "var", None) or getattr(s, "name", "")))
+            for attr in ("body", "orelse"):
+                inner = getattr(s, attr, None)
+                if isinstance(inner, tuple):
+                    self.collect_variables(inner)
+            if isinstance(s, n.If):
+                for _, body in s.branches:
+                    self.collect_variables(body)
+            elif isinstance(s, n.Select):
+                for _, body in s.cases:
+                    self.collect_variables(body)
 
     def run(self) -> Analysis:
         for proc in self.module.procedures:
@@ -57,6 +98,9 @@ class _Checker:
                     f"{proc.kind} {proc.name!r} has the name of a built-in function",
                 )
             self.procedures[proc.name] = ProcedureInfo(proc.kind, proc.name, proc.params)
+            self.variables.update(proc.params)
+            self.collect_variables(proc.body)
+        self.collect_variables(self.module.body)
         self.block(self.module.body, (), top=True)
         for proc in self.module.procedures:
             self.block(proc.body, (proc.kind,), top=False)
@@ -67,6 +111,11 @@ class _Checker:
             self.description,
             frozenset(self.dialogs),
             self.errors,
+            tuple(self.references),
+            tuple(self.schedules),
+            self.warnings,
+            tuple(self.webhooks),
+            self.module.tables,
         )
 
     # -- statements
@@ -84,8 +133,9 @@ class _Checker:
                 self.error(s.line, s.column, f"unknown HEAR type {s.kind}")
         elif isinstance(s, n.Assign):
             self.expr(s.value, s)
-            if s.index is not None:
-                self.expr(s.index, s)
+            for step in s.path:
+                if isinstance(step, n.Expr):
+                    self.expr(step, s)
             if s.name == "" and "WITH" not in enclosing:
                 self.error(s.line, s.column, ".field assignment outside WITH")
         elif isinstance(s, n.If):
@@ -117,11 +167,23 @@ class _Checker:
             self.block(s.body, (*enclosing, "DO" if s.kind == "do" else "WHILE"), top=False)
         elif isinstance(s, n.With):
             self.block(s.body, (*enclosing, "WITH"), top=False)
+        elif isinstance(s, n.ExprStmt):
+            self.expr(s.value, s)
+        elif isinstance(s, n.SetSchedule):
+            self.set_schedule(s, top=top)
+        elif isinstance(s, n.Webhook):
+            self.webhooks.append(s.name)
+            self.warn(
+                s.line,
+                s.column,
+                f"WEBHOOK {s.name!r}: this gateway does not serve dialog webhooks yet",
+            )
         elif isinstance(s, n.Exit):
-            if s.what not in enclosing:
+            if s.what and s.what not in enclosing:
                 self.error(s.line, s.column, f"EXIT {s.what} outside {s.what}")
         elif isinstance(s, n.CallDialog):
             self.dialogs.add(s.name)
+            self.references.append(Reference("dialog", s.name, s.line, s.column))
         elif isinstance(s, n.CallProc):
             for a in s.args:
                 self.expr(a, s)
@@ -142,6 +204,11 @@ class _Checker:
             self.arity(s.keyword, spec.min_args, spec.max_args, len(s.args), s)
             for a in s.args:
                 self.expr(a, s)
+            if s.keyword in ("USE TOOL", "ADD TOOL") and s.args:
+                name = s.args[0]
+                if isinstance(name, n.Const) and isinstance(name.value, str):
+                    tool = name.value.strip().lower().removesuffix(".bas")
+                    self.references.append(Reference("tool", tool, s.line, s.column))
         elif isinstance(s, n.HostStmt):
             self.expr(s.call, s)
         elif isinstance(s, n.Param):
@@ -152,6 +219,30 @@ class _Checker:
             if not top:
                 self.error(s.line, s.column, "DESCRIPTION must be at the top level of the file")
             self.description = s
+
+    def set_schedule(self, s: n.SetSchedule, *, top: bool) -> None:
+        """A declaration, as in General Bots, whose preprocessor registers every SET SCHEDULE
+        line of a file when it loads, whatever block the line is in."""
+        if not isinstance(s.expression, n.Const) or not isinstance(s.expression.value, str):
+            # General Bots reads only a quoted expression and ignores the line otherwise
+            self.warn(
+                s.line,
+                s.column,
+                "SET SCHEDULE without a quoted expression is ignored: "
+                'write SET SCHEDULE "0 9 * * *"',
+            )
+            return
+        try:
+            self.schedules.append(normalize_schedule(s.expression.value))
+        except ScheduleError as e:
+            self.error(s.line, s.column, f"SET SCHEDULE: {e}")
+            return
+        if not top:
+            self.warn(
+                s.line,
+                s.column,
+                "SET SCHEDULE declares the file's schedule when it loads, whatever block it is in",
+            )
 
     def arity(self, what: str, low: int, high: int, got: int, at: Any) -> None:
         if low <= got <= high:
@@ -180,9 +271,9 @@ class _Checker:
             return
         if statement:
             self.error(line, column, f"undefined SUB {name!r}")
-        elif count != 1:
-            self.error(line, column, f"undefined FUNCTION {name!r}")
-        # name(i) with one argument: indexing a list variable
+        elif count != 1 or name not in self.variables:
+            self.error(line, column, f"unknown function {name.upper()}")
+        # name(i) with one argument, name a variable of the file: indexing a list (VB style)
 
     # -- expressions
     def expr(self, e: n.Expr, at: n.Stmt) -> None:
@@ -210,6 +301,24 @@ class _Checker:
         elif isinstance(e, n.ListLiteral):
             for item in e.items:
                 self.expr(item, at)
+        elif isinstance(e, n.MapLiteral):
+            for _, value in e.items:
+                self.expr(value, at)
+        elif isinstance(e, n.Method):
+            self.expr(e.obj, at)
+            for a in e.args:
+                self.expr(a, at)
+            builtin = BUILTINS.get(e.name)
+            if builtin is None:
+                self.error(e.line, e.column, f"unknown function {e.name.upper()}")
+            else:
+                self.arity(
+                    builtin.name,
+                    builtin.min_args - 1,
+                    builtin.max_args - 1,
+                    len(e.args),
+                    n.Stmt(e.line, e.column),
+                )
         elif isinstance(e, n.Interpolated):
             for part in e.parts:
                 if isinstance(part, n.Expr):

@@ -25,6 +25,10 @@ from basic.values import add, arithmetic, compare, get_field, get_index, to_numb
 
 Eval = m.Eval
 
+# The format of compiled instructions: part of every program's digest, so that a dialog saved
+# while waiting never resumes, after an upgrade that changed it, at a wrong instruction.
+INSTRUCTION_FORMAT = 2
+
 
 @dataclass(frozen=True, eq=False)
 class Unit:
@@ -63,6 +67,17 @@ class Program:
     def description(self) -> n.Description | None:
         return self.analysis.description
 
+    @property
+    def tables(self) -> tuple[n.TableSchema, ...]:
+        """The ``TABLE … END TABLE`` definitions of the file."""
+        return self.analysis.tables
+
+    @property
+    def schedules(self) -> tuple[str, ...]:
+        """The crons (seconds first) of its ``SET SCHEDULE`` lines: the file is a job of the
+        bot, run at each of them."""
+        return self.analysis.schedules
+
 
 def program_name(filename: str) -> str:
     base = os.path.basename(filename.replace("\\", "/"))
@@ -90,7 +105,8 @@ def compile_source(source: str, filename: str) -> Program:
     units: dict[str, Unit] = {"": _UnitCompiler(module, analysis, None).compile()}
     for proc in module.procedures:
         units[proc.name] = _UnitCompiler(module, analysis, proc).compile()
-    digest = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()[:16]
+    identity = f"{INSTRUCTION_FORMAT}\n{source}"
+    digest = hashlib.sha1(identity.encode(), usedforsecurity=False).hexdigest()[:16]
     return Program(program_name(filename), filename, digest, units, analysis)
 
 
@@ -209,26 +225,30 @@ class _UnitCompiler:
             self.emit(m.HostCall(line, s.keyword, args, None, names))
         elif isinstance(s, n.HostStmt):
             self.host_value(s.call, None)
-        elif isinstance(s, n.Param | n.Description):
-            pass  # declarations for tools.py; arguments arrive as variables
+        elif isinstance(s, n.ExprStmt):
+            self.emit(m.Evaluate(line, self.temp(), self.expr(s.value)))
+        elif isinstance(s, n.Param | n.Description | n.SetSchedule | n.Webhook):
+            pass  # declarations for tools.py and the bot's jobs; arguments arrive as variables
         else:  # pragma: no cover - the parser produces no other statements
             raise AssertionError(f"cannot compile {type(s).__name__}")
 
     def assign(self, s: n.Assign) -> None:
         line = s.line
-        if self.with_var is not None and s.index is None:
+        name, path = s.name, s.path
+        if self.with_var is not None and all(isinstance(p, str) for p in path):
             # inside WITH obj, `field = v` and `.field = v` set obj.field
-            path = s.path if s.name == "" else (s.written, *s.path)
-            self.emit(m.AssignPath(line, self.with_var, path, None, self.value(s.value)))
-        elif s.index is not None:
-            index = self.expr(s.index)
-            self.emit(m.AssignPath(line, s.name, (), index, self.value(s.value)))
-        elif s.path:
-            self.emit(m.AssignPath(line, s.name, s.path, None, self.value(s.value)))
-        elif isinstance(s.value, n.HostValue):
-            self.host_value(s.value, s.name)
+            name, path = self.with_var, (path if s.name == "" else (s.written, *path))
+        if not path and not s.op and isinstance(s.value, n.HostValue):
+            self.host_value(s.value, name)  # the host's answer goes straight to the variable
+            return
+        value = self.value(s.value)
+        if s.op:
+            value = _compound(s.op, self.expr(_target_expr(name, path)), value)
+        if path:
+            steps = tuple(p if isinstance(p, str) else self.expr(p) for p in path)
+            self.emit(m.AssignPath(line, name, steps, value))
         else:
-            self.emit(m.Evaluate(line, s.name, self.value(s.value)))
+            self.emit(m.Evaluate(line, name, value))
 
     def if_(self, s: n.If) -> None:
         ends: list[m.Jump] = []
@@ -325,7 +345,10 @@ class _UnitCompiler:
             jump.target = self.pc
 
     def exit(self, s: n.Exit) -> None:
-        if s.what in ("SUB", "FUNCTION"):
+        if s.what == "" and self.proc is None:
+            self.emit(m.EndProgram(s.line))  # bare EXIT ends the dialog
+            return
+        if s.what in ("SUB", "FUNCTION", ""):
             self.emit(self.default_return(s.line))
             return
         for context in reversed(self.loops):
@@ -376,6 +399,13 @@ class _UnitCompiler:
         if isinstance(e, n.ListLiteral):
             items = tuple(self.expr(i) for i in e.items)
             return lambda f: [i(f) for i in items]
+        if isinstance(e, n.MapLiteral):
+            entries = tuple((k, self.expr(v)) for k, v in e.items)
+            return lambda f: {k: v(f) for k, v in entries}
+        if isinstance(e, n.Method):
+            fn = BUILTINS[e.name].fn
+            obj, margs = self.expr(e.obj), tuple(self.expr(a) for a in e.args)
+            return lambda f: fn(obj(f), *[a(f) for a in margs])
         if isinstance(e, n.Call):
             return self.call(e)
         if isinstance(e, n.HostValue):
@@ -402,6 +432,8 @@ class _UnitCompiler:
             return lambda f: truthy(left(f)) and truthy(right(f))
         if op == "or":
             return lambda f: truthy(left(f)) or truthy(right(f))
+        if op == "??":
+            return lambda f: _or_else(left(f), right, f)
         if op in ("=", "<>", "<", ">", "<=", ">="):
             return lambda f: compare(op, left(f), right(f))
         return lambda f: arithmetic(op, left(f), right(f))
@@ -424,6 +456,26 @@ class _UnitCompiler:
         # name(i): an element of a list variable
         name, index = e.name, args[0]
         return lambda f: get_index(f.load(name), index(f))
+
+
+def _or_else(value: Any, other: Eval, f: m.Frame) -> Any:
+    return other(f) if value is None else value
+
+
+def _target_expr(name: str, path: tuple[str | n.Expr, ...]) -> n.Expr:
+    """The current value of an assignment's target, for ``x += v``."""
+    expr: n.Expr = n.Var(name)
+    for step in path:
+        expr = n.Attr(expr, step) if isinstance(step, str) else n.Index(expr, step)
+    return expr
+
+
+def _compound(op: str, current: Eval, value: Eval) -> Eval:
+    if op == "+":
+        return lambda f: add(current(f), value(f))
+    if op == "&":
+        return lambda f: to_text(current(f)) + to_text(value(f))
+    return lambda f: arithmetic(op, current(f), value(f))
 
 
 def _const(value: Any) -> Eval:

@@ -242,3 +242,9 @@ def _format(v: Any, pattern: Any = None) -> str:
 
 def call_builtin(name: str, args: list[Any]) -> Any:
     return BUILTINS[name].fn(*args)
+
+
+# General Bots' own functions register themselves in BUILTINS (after _builtin exists)
+from basic import functions_rhai as _functions_rhai  # noqa: E402
+
+__all__ = ["BUILTINS", "Builtin", "_functions_rhai", "call_builtin"]

@@ -57,7 +57,13 @@ class FullHost(Host, Protocol):
 
     async def use_kb(self, name: str) -> None: ...
     async def clear_kb(self, name: str | None) -> None: ...
-    async def use_tool(self, name: str) -> None: ...
+    async def use_tool(self, name: str) -> str | None:
+        """USE TOOL / ADD TOOL: offer the tool; a text returned says why it is not available
+        (the interpreter logs it as a warning with ``file:line`` and the dialog goes on)."""
+
+    async def use_website(self, url: str, refresh: str) -> None:
+        """USE WEBSITE url [REFRESH every]: register a website as a knowledge source."""
+
     async def clear_tools(self) -> None: ...
 
     async def find(self, table: str, condition: str) -> list[dict[str, Any]]:
@@ -72,6 +78,10 @@ class FullHost(Host, Protocol):
     async def send_template(self, *args: Any) -> None: ...
     async def talk_to(self, recipient: str, text: str) -> None: ...
     async def transfer_to_human(self, note: str | None) -> None: ...
+
+    def offer_choice(self, key: str, label: str) -> None:
+        """HEAR x AS "A", "B": offer an option as a button, keeping the label of a suggestion
+        already offered with that key (without this method, add_suggestion is used)."""
 
     async def receive_media(self, kind: str, text: str) -> Any:
         """HEAR x AS IMAGE|FILE|AUDIO...: turn the user's message into the stored value

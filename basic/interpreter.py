@@ -5,7 +5,8 @@ A dialog waiting at HEAR is nothing but this JSON-serializable dict (format vers
     {"version": 1,
      "vars": {...},            # the dialog's variables (hidden loop/temporary ones start with $)
      "frames": [               # call stack, outermost first; the last one waits at HEAR
-        {"program": "start", "digest": "...", "unit": "", "pc": 12,
+        {"program": "start", "digest": "...", "unit": "", "pc": 12,   # digest: of the source
+                                                                  # and INSTRUCTION_FORMAT
          "locals": null,       # null: uses "vars" (a dialog body); a dict for a SUB/FUNCTION
          "on_error": false, "target": null}],
      "retries": 0,             # failed validations of the current HEAR
@@ -14,7 +15,7 @@ A dialog waiting at HEAR is nothing but this JSON-serializable dict (format vers
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from basic.compiler import Program
 from basic.errors import BasicRuntimeError
 from basic.host import Host
 from basic.machine import Frame, Limits, Machine
+from basic.nodes import Const, Param
 from basic.values import plain
 
 STATE_VERSION = 1
@@ -55,6 +57,11 @@ def normalize_globals(values: Mapping[str, Any] | None) -> Globals:
     return result
 
 
+def _default(param: Param) -> Any:
+    """A PARAM's DEFAULT when it is a literal (the value a caller leaving it out gets)."""
+    return param.default.value if isinstance(param.default, Const) else None
+
+
 class Interpreter:
     """Runs compiled programs against a host.  Holds no per-dialog state: safe to share."""
 
@@ -65,11 +72,28 @@ class Interpreter:
         *,
         limits: Limits = DEFAULT_LIMITS,
         globals: Mapping[str, Any] | None = None,
+        broken: Collection[str] = (),
     ) -> None:
+        """``broken`` names the dialogs that failed to compile, so that reaching one says so."""
         self.programs = programs
         self.host = host
         self.limits = limits
         self.globals = normalize_globals(globals)
+        self.broken = broken
+
+    def cannot_resume(self, state: Mapping[str, Any]) -> str | None:
+        """Why ``state`` cannot resume with these programs (None when it can): a state of
+        another format, a dialog gone, or one whose program changed since it waited (the
+        program's digest covers its source and the instruction format of this interpreter)."""
+        if state.get("version") != STATE_VERSION or not state.get("frames"):
+            return f"dialog state version {state.get('version')!r}, expected {STATE_VERSION}"
+        for saved in state["frames"]:
+            program = self.programs.get(saved.get("program", ""))
+            if program is None:
+                return f"dialog {saved.get('program')!r} no longer exists"
+            if program.digest != saved.get("digest"):
+                return f"{program.filename} changed since the dialog waited"
+        return None
 
     async def start(
         self, name: str = "start", *, arguments: Mapping[str, Any] | None = None
@@ -79,17 +103,19 @@ class Interpreter:
         key = name.lower().removesuffix(".bas")
         program = self.programs.get(key)
         if program is None:
+            if key in self.broken:
+                raise BasicRuntimeError(f"{key}.bas", 0, f"{key}.bas has errors")
             raise BasicRuntimeError(f"{key}.bas", 0, f"dialog {key + '.bas'!r} not found")
-        shared: dict[str, Any] = {p.name: None for p in program.params}
+        shared: dict[str, Any] = {p.name: _default(p) for p in program.params}
         shared.update({k.lower(): plain(v) for k, v in (arguments or {}).items()})
         frames = [Frame(program, program.main, shared, shared, self.globals)]
-        machine = Machine(self.programs, self.host, self.limits, frames)
+        machine = Machine(self.programs, self.host, self.limits, frames, broken=self.broken)
         return await self._run(machine, shared, 0)
 
     async def resume(self, state: dict[str, Any], text: str) -> Outcome:
         """Deliver one user message to the HEAR the dialog waits at and run on."""
         shared, frames, headers = self._restore(state)
-        machine = Machine(self.programs, self.host, self.limits, frames, headers)
+        machine = Machine(self.programs, self.host, self.limits, frames, headers, self.broken)
         retries = await machine.deliver(text, int(state.get("retries", 0)))
         if retries:
             return Outcome(self._save(machine, shared, retries))

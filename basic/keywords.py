@@ -31,7 +31,7 @@ STATEMENTS = _table(
     Keyword("USE TOOL", "use_tool", 1, 1),
     Keyword("ADD TOOL", "use_tool", 1, 1),
     Keyword("CLEAR TOOLS", "clear_tools", 0, 0),
-    Keyword("SEND MAIL", "send_mail", 3, 3),
+    Keyword("SEND MAIL", "send_mail", 3, 4),  # General Bots' 4th argument: attachments
     Keyword("SEND TEMPLATE", "send_template", 1, 10),
     Keyword("TALK TO", "talk_to", 2, 2),
     Keyword("TRANSFER TO HUMAN", "transfer_to_human", 0, 1),
@@ -39,6 +39,14 @@ STATEMENTS = _table(
     Keyword("INSERT", "insert", 2, 100),
     Keyword("UPDATE", "update", 3, 3),
     Keyword("WAIT", None, 1, 1),
+    Keyword("CLEAR HEADERS", None, 0, 0),
+    Keyword("USE WEBSITE", "use_website", 1, 2),
+    Keyword("ADD BOT", "add_bot", 3, 3),  # ADD BOT name WITH TRIGGER|TOOLS|SCHEDULE value
+    Keyword("REMOVE BOT", "remove_bot", 1, 1),
+    Keyword("SET USER", "set_user", 1, 1),
+    Keyword("CREATE DRAFT", "create_draft", 3, 3),
+    Keyword("WRITE", "write_file", 2, 2),
+    Keyword("SET TABLE", "set_rows", 3, 3),  # SET "table", "filter", "field=value"
 )
 
 VALUES = _table(
@@ -52,4 +60,7 @@ VALUES = _table(
     Keyword("DELETE", "delete", 1, 2),  # DELETE "t.csv", "filter"; DELETE "https://..." is HTTP
     Keyword("FIND", "find", 1, 2),
     Keyword("LLM", "llm", 1, 1),
+    Keyword("LIST BOTS", "list_bots", 0, 0),
+    Keyword("FILTER", "filter_rows", 2, 2),
+    Keyword("AGGREGATE", "aggregate", 3, 3),
 )

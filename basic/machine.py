@@ -10,19 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from basic import hear as hear_types
 from basic.errors import BasicError, BasicRuntimeError, MissingCapability, ScriptError
-from basic.values import plain, set_field, set_index, to_number, to_text, truthy
+from basic.values import (
+    get_field,
+    get_index,
+    plain,
+    set_field,
+    set_index,
+    to_number,
+    to_text,
+    truthy,
+)
 
 if TYPE_CHECKING:
     from basic.compiler import Program, Unit
     from basic.host import Host
 
+
+log = logging.getLogger(__name__)
 
 _MISSING: Any = object()
 MAX_CALL_DEPTH = 64
@@ -125,36 +137,41 @@ class Evaluate(Instr):
 
 
 class AssignPath(Instr):
-    """``obj.a.b = expr`` or ``list[i] = expr``; missing objects along the path are created."""
+    """``obj.a.b = expr``, ``list[i] = expr``, ``rows[i].sku = expr``: each step is a field
+    name or an index; missing objects along field steps are created."""
 
-    __slots__ = ("index", "name", "path", "value")
+    __slots__ = ("name", "path", "value")
 
-    def __init__(
-        self, line: int, name: str, path: tuple[str, ...], index: Eval | None, value: Eval
-    ) -> None:
+    def __init__(self, line: int, name: str, path: tuple[str | Eval, ...], value: Eval) -> None:
         super().__init__(line)
         self.name = name
         self.path = path
-        self.index = index
         self.value = value
 
     def run(self, m: Machine, f: Frame) -> None:
         value = self.value(f)
         obj = f.load(self.name)
-        if self.index is not None:
-            set_index(obj, self.index(f), value)
-            f.pc += 1
-            return
-        if not isinstance(obj, dict):
+        if isinstance(self.path[0], str) and not isinstance(obj, dict):
             obj = {}
             f.store(self.name, obj)
-        for key in self.path[:-1]:
-            inner = next((v for k, v in obj.items() if k.lower() == key.lower()), None)
-            if not isinstance(inner, dict):
-                inner = {}
-                set_field(obj, key, inner)
+        for step in self.path[:-1]:
+            if isinstance(step, str):
+                inner = get_field(obj, step)
+                if not isinstance(inner, dict | list):
+                    inner = {}
+                    set_field(obj, step, inner)
+            else:
+                inner = get_index(obj, step(f))
+                if not isinstance(inner, dict | list):
+                    raise ScriptError(f"cannot set a field of {to_text(inner)!r}")
             obj = inner
-        set_field(obj, self.path[-1], value)
+        last = self.path[-1]
+        if isinstance(last, str):
+            if not isinstance(obj, dict):
+                raise ScriptError(f"cannot set field {last!r} of {to_text(obj)!r}")
+            set_field(obj, last, value)
+        else:
+            set_index(obj, last(f), value)
         f.pc += 1
 
 
@@ -350,6 +367,10 @@ class Hear(Instr):
         media = hear_types.MEDIA_KINDS.get(self.kind)
         if media is not None:
             m.capability("receive_media", f"HEAR AS {self.kind}")
+        if self.options:  # a menu's options are buttons, as in General Bots
+            offer = getattr(m.host, "offer_choice", None) or m.host.add_suggestion
+            for option in self.options:
+                offer(option, option)
         raise Suspend
 
 
@@ -426,6 +447,8 @@ class CallDialog(Instr):
     def run(self, m: Machine, f: Frame) -> None:
         program = m.programs.get(self.name)
         if program is None:
+            if self.name in m.broken:
+                raise ScriptError(f"{self.name}.bas has errors and could not be loaded")
             raise ScriptError(f"dialog {self.name + '.bas'!r} not found")
         if len(m.frames) >= MAX_CALL_DEPTH:
             raise ScriptError(f"calls nested more than {MAX_CALL_DEPTH} deep (endless recursion?)")
@@ -502,8 +525,10 @@ class Machine:
         limits: Limits,
         frames: list[Frame],
         headers: dict[str, str] | None = None,
+        broken: Collection[str] = (),
     ) -> None:
         self.programs = programs
+        self.broken = broken
         self.host = host
         self.limits = limits
         self.frames = frames
@@ -535,6 +560,10 @@ class Machine:
             finally:
                 self.host_time += time.monotonic() - began
         return result
+
+    @staticmethod
+    def line_of(f: Frame) -> int:
+        return f.unit.code[min(f.pc, len(f.unit.code) - 1)].line
 
     def capability(self, name: str, keyword: str) -> Callable[..., Any]:
         method = getattr(self.host, name, None)
@@ -639,6 +668,14 @@ class Machine:
         if keyword == "SET HEADER":
             self.headers[to_text(args[0])] = to_text(args[1])
             return None
+        if keyword == "CLEAR HEADERS":
+            self.headers.clear()
+            return None
+        if keyword == "USE WEBSITE":
+            refresh = to_text(args[1]) if len(args) > 1 else "1m"
+            return await self.host_wait(
+                self.capability("use_website", keyword)(to_text(args[0]), refresh)
+            )
         if keyword == "WAIT":
             seconds = float(to_number(args[0]))
             remaining = self.limits.wall_time - (time.monotonic() - self.started - self.host_time)
@@ -668,6 +705,15 @@ class Machine:
             first = to_text(args[0])
             second = to_text(args[1]) if keyword == "TALK TO" else args[1]
             return await self.host_wait(method(first, second))
+        if keyword == "SEND MAIL" and len(args) == 4:
+            if args[3] not in (None, "", []):
+                raise ScriptError("SEND MAIL with attachments is not supported yet")
+            args = args[:3]
+        if keyword in ("USE TOOL", "ADD TOOL"):
+            problem = await self.host_wait(self.capability("use_tool", keyword)(to_text(args[0])))
+            if isinstance(problem, str):  # General Bots carries on without the tool: so do we
+                log.warning("%s:%d: warning: %s", f.program.filename, self.line_of(f), problem)
+            return None
         if keyword in ("CLEAR KB", "TRANSFER TO HUMAN"):
             method = self.capability(_CAPABILITY[keyword], keyword)
             return await self.host_wait(method(to_text(args[0]) if args else None))
@@ -701,6 +747,8 @@ class Machine:
                     raise hear_types.Invalid
             else:
                 value = hear_types.validate(ins.kind, text, ins.options)
+                if ins.options:
+                    self.host.clear_suggestions()  # the menu is answered: its buttons go
         except hear_types.Invalid:
             retries += 1
             if retries < 3:
@@ -740,4 +788,13 @@ _CAPABILITY = {
     "LLM": "llm",
     "SET CONTEXT": "set_context",
     "SYSTEM PROMPT": "set_system_prompt",
+    "ADD BOT": "add_bot",
+    "REMOVE BOT": "remove_bot",
+    "LIST BOTS": "list_bots",
+    "SET USER": "set_user",
+    "CREATE DRAFT": "create_draft",
+    "WRITE": "write_file",
+    "SET TABLE": "set_rows",
+    "FILTER": "filter_rows",
+    "AGGREGATE": "aggregate",
 }

@@ -75,6 +75,24 @@ class ListLiteral(Expr):
 
 
 @dataclass(frozen=True)
+class MapLiteral(Expr):
+    """``#{ key: value, ... }``: keys keep the case they are written in."""
+
+    items: tuple[tuple[str, Expr], ...]
+
+
+@dataclass(frozen=True)
+class Method(Expr):
+    """``obj.NAME(args)``: the built-in NAME with ``obj`` as its first argument (Rhai style)."""
+
+    obj: Expr
+    name: str  # lowercased
+    args: tuple[Expr, ...]
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
 class HostValue(Expr):
     """A keyword that asks the host for a value: ``GET "url"``, ``LLM "prompt"``, ``FIND t, f``."""
 
@@ -115,13 +133,55 @@ class Hear(Stmt):
 
 @dataclass(frozen=True)
 class Assign(Stmt):
-    """``name = value``, ``obj.a.b = value`` or ``list[i] = value``."""
+    """``name = value``, ``obj.a.b = value``, ``list[i].field = value``; ``op`` for ``x += v``.
+
+    ``path`` holds a field name (str) or an index expression for each step after the name.
+    """
 
     name: str  # lowercased variable; "" for a WITH field (`.field = v`)
-    path: tuple[str, ...]
+    path: tuple[str | Expr, ...]
     value: Expr
-    index: Expr | None = None
     written: str = ""  # the name as written (a WITH field keeps its case: remindAt)
+    op: str = ""  # "", or the operator of a compound assignment: + - * / &
+
+
+@dataclass(frozen=True)
+class ExprStmt(Stmt):
+    """An expression run for its effect: ``list.PUSH(item)``."""
+
+    value: Expr
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a ``TABLE`` block: its name, type (upper case, size dropped) and the rest
+    of its line (``PRIMARY KEY``, ``NOT NULL``, ``DEFAULT …``), kept as written."""
+
+    name: str
+    type: str
+    options: str = ""
+
+
+@dataclass(frozen=True)
+class TableSchema(Stmt):
+    """``TABLE name … END TABLE``: a table of the bot, declared when the file loads."""
+
+    name: str
+    columns: tuple[Column, ...]
+
+
+@dataclass(frozen=True)
+class Webhook(Stmt):
+    """``WEBHOOK "name"``: the file also runs on an HTTP call of that endpoint."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class SetSchedule(Stmt):
+    """``SET SCHEDULE "cron"``: the file is a job of the bot, run on that schedule."""
+
+    expression: Expr | None
 
 
 @dataclass(frozen=True)
@@ -255,6 +315,7 @@ class Param(Stmt):
     enum: Expr | None = None
     description: Expr | None = None
     optional: bool = False
+    default: Expr | None = None
 
 
 @dataclass(frozen=True)
@@ -277,3 +338,5 @@ class Module:
     filename: str
     body: tuple[Stmt, ...]
     procedures: tuple[Procedure, ...] = field(default=())
+    tables: tuple[TableSchema, ...] = field(default=())
+    warnings: tuple[Any, ...] = field(default=())  # basic.errors.BasicWarning of the parser

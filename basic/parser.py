@@ -18,7 +18,7 @@ from typing import Any
 from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from basic import nodes as n
-from basic.errors import BasicSyntaxError
+from basic.errors import BasicSyntaxError, BasicWarning
 
 
 @functools.cache
@@ -137,8 +137,24 @@ class _ToNodes(Transformer[Token, Any]):
     def list_lit(self, c: list[Any]) -> n.ListLiteral:
         return n.ListLiteral(c[0] if c and c[0] is not None else ())
 
+    def map_lit(self, c: list[Any]) -> n.MapLiteral:
+        return n.MapLiteral(c[0] if c and c[0] is not None else ())
+
+    def map_items(self, c: list[tuple[str, n.Expr]]) -> tuple[tuple[str, n.Expr], ...]:
+        return tuple(c)
+
+    def map_item(self, c: list[Any]) -> tuple[str, n.Expr]:
+        key = str(c[0])
+        return (_unquote(key) if key.startswith('"') else key), c[1]
+
     def args(self, c: list[n.Expr]) -> tuple[n.Expr, ...]:
         return tuple(c)
+
+    items = args
+
+    def method(self, c: list[Any]) -> n.Expr:
+        tok: Token = c[1]
+        return n.Method(c[0], str(tok).lower(), c[2] or (), self.ln, tok.column or 1)
 
     def getattr(self, c: list[Any]) -> n.Attr:
         return n.Attr(c[0], str(c[1]))
@@ -146,9 +162,13 @@ class _ToNodes(Transformer[Token, Any]):
     def getitem(self, c: list[Any]) -> n.Index:
         return n.Index(c[0], c[1])
 
-    def call(self, c: list[Any]) -> n.Call:
+    def call(self, c: list[Any]) -> n.Expr:
         tok: Token = c[0]
-        return n.Call(str(tok).lower(), c[1] or (), self.ln, tok.column or 1)
+        name = str(tok).lower()
+        keyword = KEYWORD_FUNCTIONS.get(name)
+        if keyword is not None and keyword in _VALUE_KEYWORDS:
+            return n.HostValue(keyword, c[1] or (), self.ln, tok.column or 1)
+        return n.Call(name, c[1] or (), self.ln, tok.column or 1)
 
     def neg(self, c: list[Any]) -> n.Unary:
         return n.Unary("-", c[-1])
@@ -174,18 +194,29 @@ class _ToNodes(Transformer[Token, Any]):
         return result
 
     def or_expr(self, c: list[Any]) -> n.Expr:
+        return self._chain([x for x in c if not isinstance(x, Token)], "or")
+
+    def and_expr(self, c: list[Any]) -> n.Expr:
+        return self._chain([x for x in c if not isinstance(x, Token)], "and")
+
+    def coalesce(self, c: list[Any]) -> n.Expr:
+        return self._chain(c, "??")
+
+    def comparison(self, c: list[Any]) -> n.Expr:
         return self._chain(c)
 
-    and_expr = or_expr
-    comparison = or_expr
-    sum = or_expr
-    product = or_expr
+    sum = comparison
+    product = comparison
 
     def concat(self, c: list[Any]) -> n.Expr:
         return self._chain(c, "&")
 
     def power(self, c: list[Any]) -> n.Expr:
         return self._chain(c, "^")
+
+    def host_value_one(self, c: list[Any]) -> n.HostValue:
+        tok: Token = c[0]
+        return n.HostValue(canonical_keyword(tok), (c[1],), self.ln, tok.column or 1)
 
     def host_value(self, c: list[Any]) -> n.HostValue:
         tok: Token = c[0]
@@ -222,18 +253,20 @@ class _ToNodes(Transformer[Token, Any]):
     def field(self, c: list[Token]) -> str:
         return str(c[0])
 
-    def var_target(self, c: list[Any]) -> tuple[str, tuple[str, ...], n.Expr | None, str]:
-        return str(c[0]).lower(), tuple(c[1:]), None, str(c[0])
+    def index_accessor(self, c: list[Any]) -> n.Expr:
+        return c[0]  # type: ignore[no-any-return]
 
-    def with_target(self, c: list[Any]) -> tuple[str, tuple[str, ...], n.Expr | None, str]:
-        return "", tuple(c), None, ""
+    def var_target(self, c: list[Any]) -> tuple[str, tuple[str | n.Expr, ...], str]:
+        return str(c[0]).lower(), tuple(c[1:]), str(c[0])
 
-    def index_target(self, c: list[Any]) -> tuple[str, tuple[str, ...], n.Expr | None, str]:
-        return str(c[0]).lower(), (), c[1], str(c[0])
+    def with_target(self, c: list[Any]) -> tuple[str, tuple[str | n.Expr, ...], str]:
+        return "", tuple(c), ""
 
     def assign(self, c: list[Any]) -> n.Assign:
-        name, path, index, written = c[-2]
-        return n.Assign(self.ln, self.col, name, path, c[-1], index, written)
+        target = next(x for x in c if isinstance(x, tuple))
+        name, path, written = target
+        op = next((str(x)[0] for x in c if isinstance(x, Token) and x.type == "ASSIGN_OP"), "")
+        return n.Assign(self.ln, self.col, name, path, c[-1], written, op)
 
     def if_block(self, c: list[Any]) -> _Open:
         return _Open(self.ln, self.col, "IF", (c[1],))
@@ -286,7 +319,8 @@ class _ToNodes(Transformer[Token, Any]):
         return _Close(self.ln, self.col, "NEXT", (name,))
 
     def exit(self, c: list[Token]) -> n.Exit:
-        return n.Exit(self.ln, self.col, str(c[0]).split()[-1].upper())
+        words = str(c[0]).split()
+        return n.Exit(self.ln, self.col, words[-1].upper() if len(words) > 1 else "")
 
     def _condition(self, c: list[Any]) -> tuple[n.Expr | None, bool]:
         if len(c) < 2:
@@ -331,9 +365,18 @@ class _ToNodes(Transformer[Token, Any]):
         args = c[2] if len(c) > 2 and c[2] is not None else ()
         return n.CallProc(self.ln, self.col, str(c[1]).lower(), args)
 
-    def bare_call(self, c: list[Any]) -> n.CallProc:
+    def bare_call(self, c: list[Any]) -> n.Stmt:
         args = c[1] if len(c) > 1 and c[1] is not None else ()
-        return n.CallProc(self.ln, self.col, str(c[0]).lower(), args)
+        name = str(c[0]).lower()
+        keyword = KEYWORD_FUNCTIONS.get(name)
+        if keyword is not None and len(c) > 1:
+            if keyword in _VALUE_KEYWORDS:
+                tok: Token = c[0]
+                return n.HostStmt(
+                    self.ln, self.col, n.HostValue(keyword, args, self.ln, tok.column or 1)
+                )
+            return n.KeywordStmt(self.ln, self.col, keyword, args)
+        return n.CallProc(self.ln, self.col, name, args)
 
     def return_(self, c: list[Any]) -> n.Return:
         return n.Return(self.ln, self.col, c[1] if len(c) > 1 else None)
@@ -365,9 +408,52 @@ class _ToNodes(Transformer[Token, Any]):
     def param_optional(self, c: list[Any]) -> tuple[str, Any]:
         return "optional", True
 
+    def param_required(self, c: list[Any]) -> tuple[str, Any]:
+        return "optional", False
+
+    def param_default(self, c: list[Any]) -> tuple[str, Any]:
+        return "default", c[1]
+
+    def param_named_type(self, c: list[Token]) -> tuple[str, Any]:
+        return "type", str(c[0]).upper()
+
+    def param_text_type(self, c: list[Token]) -> tuple[str, Any]:
+        # `PARAM unit AS "celsius", "fahrenheit"` (one text: its description): General Bots
+        # reads any word after AS as the type, and an unknown type is a string
+        texts = [_unquote(str(t)) for t in c]
+        if len(texts) == 1:
+            return "described", texts[0]
+        return "choices", texts
+
     def param(self, c: list[Any]) -> n.Param:
+        kind, value = c[3]
         options: dict[str, Any] = dict(x for x in c[4:] if isinstance(x, tuple))
-        return n.Param(self.ln, self.col, str(c[1]).lower(), str(c[3]).upper(), **options)
+        if kind == "described":
+            options.setdefault("description", n.Const(value))
+        elif kind == "choices":
+            options.setdefault("enum", n.ListLiteral(tuple(n.Const(v) for v in value)))
+        param_type = value if kind == "type" else "STRING"
+        return n.Param(self.ln, self.col, str(c[1]).lower(), param_type, **options)
+
+    def set_schedule(self, c: list[Any]) -> n.SetSchedule:
+        return n.SetSchedule(self.ln, self.col, c[1])
+
+    def set_table(self, c: list[Any]) -> n.KeywordStmt:
+        table = self.string_parser(c[1])
+        return n.KeywordStmt(self.ln, self.col, "SET TABLE", (table, c[2], c[3]))
+
+    def webhook(self, c: list[Token]) -> n.Webhook:
+        return n.Webhook(self.ln, self.col, _unquote(str(c[1])))
+
+    def add_bot(self, c: list[Any]) -> n.KeywordStmt:
+        kind = n.Const(str(c[3]).upper())
+        return n.KeywordStmt(self.ln, self.col, "ADD BOT", (c[1], kind, c[4]))
+
+    def use_website(self, c: list[Any]) -> n.KeywordStmt:
+        return n.KeywordStmt(self.ln, self.col, "USE WEBSITE", tuple(_items(c)))
+
+    def clear_headers(self, c: list[Any]) -> n.KeywordStmt:
+        return n.KeywordStmt(self.ln, self.col, "CLEAR HEADERS", ())
 
     def description(self, c: list[Any]) -> n.Description:
         return n.Description(self.ln, self.col, c[1])
@@ -389,10 +475,27 @@ class _ToNodes(Transformer[Token, Any]):
         return n.KeywordStmt(self.ln, self.col, canonical_keyword(c[0]), c[1] or ())
 
 
+# Keywords General Bots also registers as functions: `USE_KB("sales")`, `x = GET_BOT_MEMORY(k)`
+KEYWORD_FUNCTIONS = {
+    "use_kb": "USE KB",
+    "clear_kb": "CLEAR KB",
+    "use_tool": "USE TOOL",
+    "use_website": "USE WEBSITE",
+    "set_bot_memory": "SET BOT MEMORY",
+    "get_bot_memory": "GET BOT MEMORY",
+}
+_VALUE_KEYWORDS = frozenset({"GET BOT MEMORY"})
+
+
 def _unquote(token: str) -> str:
     return token[1:-1].replace('""', '"')
 
 
+_LOOSE_SCHEDULE = re.compile(r'^\s*SET[ \t_]+SCHEDULE\b(?![ \t]*")[^"]*$', re.IGNORECASE)
+_PROSE_DESCRIPTION = re.compile(r'^\s*DESCRIPTION[ \t]+([^"\s].*)$', re.IGNORECASE)
+_KEYWORD_CALL = re.compile(
+    r"^\s*(use_kb|clear_kb|use_tool|use_website|set_bot_memory)\s*\((.*)\)\s*$", re.IGNORECASE
+)
 _INTERPOLATION = re.compile(r"\$\{([^{}]*)\}")
 
 
@@ -402,6 +505,8 @@ class _LineParser:
     def __init__(self, filename: str) -> None:
         self.filename = filename
         self.errors: list[BasicSyntaxError] = []
+        self.tables: list[n.TableSchema] = []
+        self.warnings: list[BasicWarning] = []
 
     def error(self, line: int, column: int, message: str) -> None:
         self.errors.append(BasicSyntaxError(self.filename, line, column, message))
@@ -433,12 +538,23 @@ class _LineParser:
 
     def parse_line(self, text: str, line: int) -> n.Stmt | None:
         column = len(text) - len(text.lstrip()) + 1
+        prose = _PROSE_DESCRIPTION.match(text)
+        if prose:  # General Bots drops DESCRIPTION lines before running: any text goes
+            return n.Description(line, column, n.Const(prose.group(1).strip()))
+        if _LOOSE_SCHEDULE.match(text):  # General Bots ignores the line (with a warning)
+            return n.SetSchedule(line, column, None)
+        call = _KEYWORD_CALL.match(text)
+        if call:  # USE_WEBSITE("url", "30d") -> USE WEBSITE "url", "30d"
+            text = f"{text[: call.start(1)]}{call.group(1)} {call.group(2)}"
         try:
             tree = _lark().parse(text, start="line")
             string_parser = self._string_parser(line)
             stmt: n.Stmt | None = _ToNodes(line, column, string_parser).transform(tree)
             return stmt
         except UnexpectedInput as e:
+            method = self._method_statement(text, line, column)
+            if method is not None:
+                return method
             at = e.column if isinstance(e.column, int) and e.column > 0 else column
             message = _describe(e, text)
             if message.startswith("unknown keyword"):
@@ -455,6 +571,17 @@ class _LineParser:
             else:
                 raise
         return None
+
+    def _method_statement(self, text: str, line: int, column: int) -> n.Stmt | None:
+        """``items.PUSH(x)`` alone on a line: a method call run for its effect."""
+        if "." not in text or not text.rstrip().endswith(")"):
+            return None
+        try:
+            tree = _lark().parse(text, start="expr")
+            expr = _ToNodes(line, column, self._string_parser(line)).transform(tree)
+        except Exception:  # not an expression either: the statement's own error stands
+            return None
+        return n.ExprStmt(line, column, expr) if isinstance(expr, n.Method) else None
 
     def _string_parser(self, line: int) -> Callable[[Token], n.Expr]:
         def parse(tok: Token) -> n.Expr:
@@ -482,15 +609,102 @@ def _describe(e: UnexpectedInput, text: str) -> str:
     return "syntax error"
 
 
+_MAX_JOINED_LINES = 500
+_TABLE = re.compile(r"^\s*TABLE[ \t]+([A-Za-z_][\w.]*)\b.*$", re.IGNORECASE)
+_END_TABLE = re.compile(r"^\s*END[ \t]+TABLE\s*$", re.IGNORECASE)
+_COLUMN = re.compile(r"^\s*([A-Za-z_]\w*)[ \t]+([A-Za-z_]\w*)(\([^)]*\))?[ \t]*(.*)$")
+
+
+def _table_block(lines: list[str], i: int, name: str, parser: _LineParser) -> int:
+    """``TABLE name`` up to ``END TABLE``, read as General Bots' table definitions are: one
+    ``column TYPE[(size)] [options]`` per line.  Returns the index after the block."""
+    start = i
+    columns: list[n.Column] = []
+    i += 1
+    while i < len(lines) and not _END_TABLE.match(lines[i]):
+        text = lines[i]
+        stripped = text.strip()
+        if (
+            stripped
+            and not stripped.startswith(("'", "//", "#"))
+            and not re.match(r"REM\b", stripped, re.IGNORECASE)
+        ):
+            column = _COLUMN.match(text)
+            if column is None:  # General Bots skips such a line with a log line: so do we
+                parser.warnings.append(
+                    BasicWarning(
+                        parser.filename,
+                        i + 1,
+                        len(text) - len(text.lstrip()) + 1,
+                        f"TABLE {name}: not a column (name TYPE), skipped",
+                    )
+                )
+            else:
+                columns.append(
+                    n.Column(column.group(1), column.group(2).upper(), column.group(4).strip())
+                )
+        i += 1
+    at = len(lines[start]) - len(lines[start].lstrip()) + 1
+    if i >= len(lines):
+        parser.error(start + 1, at, "TABLE without END TABLE")
+        return i
+    parser.tables.append(n.TableSchema(start + 1, at, name, tuple(columns)))
+    return i + 1
+
+
+def _is_comment(text: str) -> bool:
+    """``//`` and ``#`` start a comment line too (General Bots' preprocessor drops them);
+    ``#{`` opens a map."""
+    stripped = text.lstrip()
+    return stripped.startswith("//") or (stripped.startswith("#") and not stripped.startswith("#{"))
+
+
+def _open_brackets(text: str) -> int:
+    """How many ( [ { the line leaves open, outside strings and before a ' comment."""
+    depth = 0
+    in_string = False
+    for ch in text:
+        if ch == '"':
+            in_string = not in_string
+        elif in_string:
+            continue
+        elif ch == "'":
+            break
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+    return depth
+
+
 def _logical_lines(source: str, parser: _LineParser) -> Iterator[tuple[int, str | n.Stmt]]:
-    """Yield (line number, text) per line, with BEGIN TALK blocks already made statements."""
+    """Yield (line number, text) per logical line, with BEGIN TALK blocks already made
+    statements.  A map or list left open (``#{`` or ``[`` at the end of a line) goes on over
+    the next lines until it closes, as Rhai reads it."""
     lines = source.splitlines()
     i = 0
     while i < len(lines):
         text = lines[i]
+        if _is_comment(text):
+            i += 1
+            continue
+        table = _TABLE.match(text)
+        if table:
+            i = _table_block(lines, i, table.group(1), parser)
+            continue
         m = _BEGIN.match(text)
         if not m:
-            yield i + 1, text
+            start = i
+            depth = _open_brackets(text) if ("{" in text or "[" in text) else 0
+            if depth > 0 and ("#{" in text or text.rstrip().endswith(("[", ","))):
+                parts = [text]
+                while depth > 0 and i + 1 < len(lines) and i - start < _MAX_JOINED_LINES:
+                    i += 1
+                    if not _is_comment(lines[i]):
+                        parts.append(lines[i].strip())
+                        depth += _open_brackets(lines[i])
+                text = " ".join(parts)
+            yield start + 1, text
             i += 1
             continue
         start = i
@@ -527,6 +741,13 @@ def parse(source: str, filename: str) -> tuple[n.Module, list[BasicSyntaxError]]
             if stmt is not None:
                 stmts.append(stmt)
     module = _Nester(filename, parser).nest(stmts)
+    module = n.Module(
+        module.filename,
+        module.body,
+        module.procedures,
+        tuple(parser.tables),
+        tuple(parser.warnings),
+    )
     parser.errors.sort(key=lambda e: (e.line, e.column))
     return module, parser.errors
 

@@ -1,7 +1,8 @@
 """A .bas file with PARAM/DESCRIPTION lines as an LLM tool: one JSON schema, two wrappings.
 
 Rules (BASIC.md): tool name = file name; each PARAM is a property; OPTIONAL params are not
-required; integer -> integer, number/float/double/decimal/money -> number, boolean -> boolean,
+required, nor are those with a DEFAULT (kept in the schema);
+integer -> integer, number/float/double/decimal/money -> number, boolean -> boolean,
 list -> array, map/object -> object, anything else string (DATE gets format date, EMAIL format
 email); LIKE gives an example, ENUM an enum.
 """
@@ -81,8 +82,11 @@ def parameters_schema(program: Program) -> dict[str, Any]:
             prop["enum"] = enum
         elif isinstance(enum, str) and enum:
             prop["enum"] = [item.strip() for item in enum.split(",")]
+        default = _constant(param.default)
+        if default is not None:
+            prop["default"] = default
         properties[param.name] = prop
-        if not param.optional:
+        if not param.optional and param.default is None:
             required.append(param.name)
     return {"type": "object", "properties": properties, "required": required}
 

@@ -106,6 +106,9 @@ class BotPackage:
     dialog_files: Mapping[str, Path] = field(default_factory=dict)
     # ``name.gbdata/*.csv`` by lowercased file name ("products.csv") -> rows
     data: Mapping[str, list[dict[str, str]]] = field(default_factory=dict)
+    # .bas files General Bots does not load (outside a .gbdialog folder, or a second file of
+    # the same name), each with the reason
+    ignored: tuple[tuple[Path, str], ...] = ()
 
     @property
     def display_name(self) -> str:
@@ -141,18 +144,49 @@ def load_package(path: Path) -> BotPackage:
         raise PackageError(f"{config_file}: {e}") from e
     dialogs: dict[str, str] = {}
     files: dict[str, Path] = {}
-    dialog_dir = path / f"{name}.gbdialog"
-    if dialog_dir.is_dir():
-        for bas in sorted(dialog_dir.glob("*.bas")):
-            try:
-                dialogs[bas.stem.lower()] = bas.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
-                raise PackageError(f"{bas}: {e}") from e
-            files[bas.stem.lower()] = bas
+    ignored: list[tuple[Path, str]] = []
+    for bas in _dialog_files(path, name):
+        key = bas.stem.lower()
+        if key in files:
+            ignored.append((bas, f"a second {bas.name}: {files[key]} is the one loaded"))
+            continue
+        try:
+            dialogs[key] = bas.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise PackageError(f"{bas}: {e}") from e
+        files[key] = bas
+    loaded = set(files.values())
+    ignored += [
+        (bas, "not in a .gbdialog folder, so General Bots does not load it")
+        for bas in sorted(path.rglob("*.bas"))
+        if bas not in loaded
+        and not any(part.endswith(".gbdialog") for part in bas.relative_to(path).parts[:-1])
+    ]
     data = _read_data(path / f"{name}.gbdata")
     return BotPackage(
-        name=name, path=path, config=config, dialogs=dialogs, dialog_files=files, data=data
+        name=name,
+        path=path,
+        config=config,
+        dialogs=dialogs,
+        dialog_files=files,
+        data=data,
+        ignored=tuple(ignored),
     )
+
+
+def _dialog_files(path: Path, name: str) -> list[Path]:
+    """The .bas files General Bots loads: under any ``*.gbdialog`` folder of the package, also
+    in subfolders, named by their file name; ``name.gbdialog`` first."""
+    folders = sorted(
+        (d for d in path.iterdir() if d.is_dir() and d.name.lower().endswith(".gbdialog")),
+        key=lambda d: (d.name.lower() != f"{name.lower()}.gbdialog", d.name),
+    )
+    found: list[Path] = []
+    for folder in folders:
+        top = sorted(folder.glob("*.bas"))
+        deeper = sorted(p for p in folder.rglob("*.bas") if p.parent != folder)
+        found += [p for p in top + deeper if p.is_file()]
+    return found
 
 
 def _read_data(folder: Path) -> dict[str, list[dict[str, str]]]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from basic import BasicSyntaxError, check_source, compile_source
+from basic import BasicSyntaxError, compile_source
 from basic.tools import is_tool
 from channels.base import InboundMessage, OutboundMessage
 from config.packages import PackageError, load_package
@@ -22,6 +22,7 @@ from pipeline.bots import BotRegistry
 from pipeline.dispatcher import Dispatcher
 from pipeline.errors import PipelineError
 from pipeline.outbound_http import OutboundHttp
+from pipeline.package_check import CheckReport, check_dialog, check_package
 from pipeline.tools import tool_schemas
 from storage.services import open_stores, run_migrations
 
@@ -74,51 +75,53 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_targets(targets: Sequence[str]) -> tuple[list[tuple[str, str]], list[str]]:
-    """The (source, filename) of every dialog of the given .bas files and .gbai packages,
-    and the targets that could not be read, as ``path: reason``."""
+def _read_targets(
+    targets: Sequence[str],
+) -> tuple[list[tuple[str, str]], CheckReport]:
+    """The (source, filename) of every dialog of the given .bas files and .gbai packages, and
+    what checking them found (unreadable targets are errors, as ``path: reason``)."""
     sources: list[tuple[str, str]] = []
-    problems: list[str] = []
+    report = CheckReport()
     for target in targets:
         path = Path(target)
         if path.is_dir():
             try:
                 package = load_package(path)
             except PackageError as e:
-                problems.append(str(e))
+                report.errors.append(str(e))
                 continue
             sources += [
                 (source, str(package.dialog_files.get(name, name + ".bas")))
                 for name, source in package.dialogs.items()
             ]
+            report.extend(check_package(package))
         elif path.is_file() and path.suffix.lower() != ".bas":
-            problems.append(f"{path}: not a .bas dialog or a .gbai package")
+            report.errors.append(f"{path}: not a .bas dialog or a .gbai package")
         elif path.is_file():
             try:
-                sources.append((path.read_text(encoding="utf-8"), str(path)))
+                source = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as e:
-                problems.append(f"{path}: {e}")
+                report.errors.append(f"{path}: {e}")
+                continue
+            sources.append((source, str(path)))
+            report.extend(check_dialog(source, str(path)))
         else:
-            problems.append(f"{path}: no such file or package")
-    return sources, problems
-
-
-def _check_sources(sources: list[tuple[str, str]]) -> list[str]:
-    """Every error of the given dialogs, as ``file:line:col: message``."""
-    return [str(e) for source, filename in sources for e in check_source(source, filename)]
+            report.errors.append(f"{path}: no such file or package")
+    return sources, report
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    sources, problems = _read_targets(args.targets)
-    problems += _check_sources(sources)
+    """Errors fail the check; warnings (things General Bots tolerates) only with --strict."""
+    sources, report = _read_targets(args.targets)
+    failed = bool(report.errors) or (args.strict and bool(report.warnings))
     if args.tools:
-        return _print_tools(sources, problems)
-    for problem in problems:
-        print(problem)
-    return 1 if problems else 0
+        return _print_tools(sources, report.lines(), failed)
+    for line in report.lines():
+        print(line)
+    return 1 if failed else 0
 
 
-def _print_tools(sources: list[tuple[str, str]], problems: list[str]) -> int:
+def _print_tools(sources: list[tuple[str, str]], problems: list[str], failed: bool) -> int:
     """``check --tools``: every tool's schema as one JSON list on stdout, problems on stderr."""
     tools: list[dict[str, Any]] = []
     for source, filename in sources:
@@ -131,7 +134,7 @@ def _print_tools(sources: list[tuple[str, str]], problems: list[str]) -> int:
     print(json.dumps(tools, indent=2, ensure_ascii=False))
     for problem in problems:
         print(problem, file=sys.stderr)
-    return 1 if problems else 0
+    return 1 if failed else 0
 
 
 class _TerminalSink:
@@ -235,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--tools",
         action="store_true",
         help="print each tool's schema (OpenAI function and Anthropic tool) as JSON",
+    )
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on warnings too (things General Bots tolerates, such as a missing tool)",
     )
     check.set_defaults(func=cmd_check)
 

@@ -27,6 +27,7 @@ class Bot:
     errors: tuple[BasicSyntaxError, ...] = ()
     globals: Mapping[str, Any] = field(default_factory=dict)
     http: HttpPolicy = field(default_factory=HttpPolicy)
+    broken: frozenset[str] = frozenset()  # dialogs that failed to compile (see ``errors``)
 
     @property
     def name(self) -> str:
@@ -44,6 +45,31 @@ class Bot:
     def start_program(self) -> str | None:
         start = self.package.start_dialog
         return start if start in self.programs else None
+
+    @property
+    def start_broken(self) -> bool:
+        """The start dialog exists but failed to compile: users get the polite error reply."""
+        return self.package.start_dialog in self.broken
+
+    @property
+    def tables(self) -> dict[str, Any]:
+        """The tables the bot's ``TABLE`` blocks declare, by name (lowercased).  Rows are kept
+        per bot and table in PostgreSQL whatever their columns, so FIND/SAVE/INSERT/UPDATE/
+        DELETE work on a declared table with no ``.gbdata`` CSV and nothing to create."""
+        return {
+            schema.name.lower(): schema
+            for program in self.programs.values()
+            for schema in program.tables
+        }
+
+    @property
+    def schedules(self) -> dict[str, tuple[str, ...]]:
+        """The bot's jobs: dialog name -> crons (seconds first), from ``SET SCHEDULE`` lines."""
+        return {
+            name: program.schedules
+            for name, program in sorted(self.programs.items())
+            if program.schedules
+        }
 
 
 def limits_from_config(package: BotPackage) -> Limits:
@@ -75,13 +101,21 @@ def build_bot(package: BotPackage) -> Bot:
     """Compile a package's dialogs; a dialog with errors is left out and its errors kept."""
     programs: dict[str, Program] = {}
     errors: list[BasicSyntaxError] = []
+    broken: set[str] = set()
     for name, source in package.dialogs.items():
         filename = str(package.dialog_files.get(name, f"{name}.bas"))
         try:
             programs[name] = compile_source(source, filename)
         except BasicSyntaxError as e:
             errors.append(e)
+            broken.add(name)
             log.error("dialog not loaded: %s", e)
+    if package.start_dialog in broken:
+        log.error(
+            "bot %s: its start dialog %s.bas has errors; users get the error reply until fixed",
+            package.name,
+            package.start_dialog,
+        )
     return Bot(
         package=package,
         programs=programs,
@@ -89,6 +123,7 @@ def build_bot(package: BotPackage) -> Bot:
         errors=tuple(errors),
         globals=normalize_globals(package.config.params()),
         http=http_policy_from_config(package.config),
+        broken=frozenset(broken),
     )
 
 

@@ -6,16 +6,22 @@ the turn go on to the knowledge and LLM stages.
 
 A dialog that fails (a runtime error, a limit, or a keyword whose capability this gateway does
 not offer yet: ``MissingCapability`` is a ``BasicRuntimeError``) ends; the error is logged with
-its ``file:line`` and the user gets a polite reply.
+its ``file:line``, the user gets a polite reply, and the next message starts the start dialog
+again rather than leaving the user at a dead end.  A waiting dialog whose program changed since
+it waited (an edited file, an upgraded interpreter) starts again from the top, with a log line.
+
+An infrastructure failure inside a keyword (``HostUnavailable``) is not the dialog's: it is not
+caught here, so the turn fails, the session is not saved, and the retried message finds the
+dialog waiting where it was.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from basic import BasicRuntimeError, Interpreter, MissingCapability
 from pipeline.dialog_host import DialogHost
+from pipeline.session_state import SessionState, SessionStateError, read_state, write_state
 from pipeline.turn import Next, Turn
 
 log = logging.getLogger(__name__)
@@ -23,35 +29,55 @@ log = logging.getLogger(__name__)
 DIALOG_ERROR_REPLY = "Sorry, something went wrong in this conversation. Please start again."
 
 
-def _input_for_hear(turn: Turn) -> str:
+def _input_for_hear(state: SessionState, text: str) -> str:
     """A tapped suggestion arrives as its label on most channels; the dialog sees its key."""
-    text = turn.text
     folded = text.strip().casefold()
-    for key, label in turn.session.state.get("suggestions", []) if turn.session else []:
+    for key, label in state.suggestions:
         if label.casefold() == folded:
-            return str(key)
+            return key
     return text
+
+
+def _session_state(turn: Turn) -> SessionState:
+    assert turn.session is not None, "dialog stage runs after the session stage"
+    try:
+        return read_state(turn.session)
+    except SessionStateError as e:
+        log.error("session %s: %s; starting the conversation again", turn.session.id, e)
+        return SessionState()
 
 
 async def dialog_stage(turn: Turn, next_: Next) -> None:
     session = turn.session
     assert session is not None, "dialog stage runs after the session stage"
-    state = session.state
-    waiting: dict[str, Any] | None = state.get("dialog")
+    state = _session_state(turn)
     bot = turn.bot
-    if waiting is None and state.get("started"):
+    if state.dialog is None and state.started:
         await next_(turn)
         return
+    host = DialogHost(turn, state=state)
     interpreter = Interpreter(
-        bot.programs, DialogHost(turn), limits=bot.limits, globals=bot.globals
+        bot.programs, host, limits=bot.limits, globals=bot.globals, broken=bot.broken
     )
+    waiting = state.dialog
+    if waiting is not None:
+        reason = interpreter.cannot_resume(waiting)
+        if reason is not None:
+            log.warning("dialog restarted bot=%s session=%s: %s", bot.name, session.id, reason)
+            waiting = state.dialog = None
     try:
         if waiting is not None:
-            outcome = await interpreter.resume(waiting, _input_for_hear(turn))
+            outcome = await interpreter.resume(waiting, _input_for_hear(state, turn.text))
         else:
-            state["started"] = True
             start = bot.start_program
+            if start is None and bot.start_broken:
+                # logged at load; the user still deserves an answer, at every message
+                log.error("bot %s: start dialog has errors, session=%s", bot.name, session.id)
+                await turn.say(DIALOG_ERROR_REPLY)
+                return
+            state.started = True
             if start is None:
+                write_state(session, state)
                 await next_(turn)
                 return
             outcome = await interpreter.start(start)
@@ -64,11 +90,11 @@ async def dialog_stage(turn: Turn, next_: Next) -> None:
             turn.message.external_id,
             e,
         )
-        state.pop("dialog", None)
-        state["suggestions"] = []
+        state.dialog = None
+        state.suggestions = []
+        state.started = False  # the next message starts the start dialog again
+        write_state(session, state)
         await turn.say(DIALOG_ERROR_REPLY)
         return
-    if outcome.state is None:
-        state.pop("dialog", None)
-    else:
-        state["dialog"] = outcome.state
+    state.dialog = outcome.state
+    write_state(session, state)

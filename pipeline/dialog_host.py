@@ -1,52 +1,69 @@
 """The host of a running dialog: what BASIC keywords do in this gateway (see basic/host.py).
 
-Everything a keyword changes in the conversation lives in ``session.state`` as plain JSON:
+What a keyword changes in the conversation (suggestions, system prompt, context, tools,
+knowledge bases, websites) goes to the session's :class:`~pipeline.session_state.SessionState`,
+written through to ``session.state`` at each change.  Bot and user memory, tables, HTTP and
+mail go to the turn's services.  Capabilities that later work brings (LLM, knowledge base
+search, templates, proactive messages, human hand-off, media) are deliberately absent: the
+interpreter then fails the keyword with ``MissingCapability``.
 
-    suggestions     [[key, label], ...]       ADD SUGGESTION / CLEAR SUGGESTIONS
-    system_prompt   "..."                     BEGIN SYSTEM PROMPT
-    context         {"name": "text", ...}     SET CONTEXT
-    tools           ["get-price", ...]        USE TOOL / ADD TOOL / CLEAR TOOLS
-
-Bot and user memory, tables, HTTP and mail go to the turn's services. Capabilities that later
-work brings (LLM, knowledge bases, templates, proactive messages, human hand-off, media) are
-deliberately absent: the interpreter then fails the keyword with ``MissingCapability``.
-
-Failures are raised as :class:`basic.errors.ScriptError`, which the interpreter locates at the
-failing line (and which ``ON ERROR RESUME NEXT`` can catch).
+A dialog's own failures are raised as :class:`basic.errors.ScriptError`, which the interpreter
+locates at the failing line (and which ``ON ERROR RESUME NEXT`` can catch).  A failure of our
+infrastructure (a store that cannot be reached, a lock timeout) is no fault of the dialog: it
+is raised as :class:`basic.errors.HostUnavailable`, which no ``ON ERROR`` catches and which
+fails the whole turn, to be retried with the dialog as it was.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from basic.errors import ScriptError
+from basic.errors import HostUnavailable, ScriptError
 from basic.tools import is_tool
 from pipeline.mail import MailError
 from pipeline.outbound_http import HttpCallError
+from pipeline.session_state import SessionState, Website, read_state, write_state
 from pipeline.table_conditions import ConditionError, parse_conditions
 from pipeline.turn import Turn
-from storage.base import Condition, MemoryStore, TableStore
+from storage.base import Condition, MemoryStore, StorageError, TableStore
 
 SESSION_FIELDS = ("user_id", "user_email", "user_phone", "channel", "bot")
 
 Talk = Callable[[str], Awaitable[None]]
 
 
+@contextlib.contextmanager
+def _infrastructure(keyword: str) -> Iterator[None]:
+    """A store failure is ours, not the dialog's: HostUnavailable, never a ScriptError."""
+    try:
+        yield
+    except StorageError as e:
+        raise HostUnavailable(keyword, f"{type(e).__name__}: {e}") from e
+
+
 class DialogHost:
     """The host of one turn's dialog (or tool run), over the turn's session and services.
 
-    ``talk`` replaces where TALK output goes (a tool run collects it instead of sending it).
+    ``state`` is the session's state the caller works on (read from the session when not
+    given); every change is written through to ``session.state``.  ``talk`` replaces where
+    TALK output goes (a tool run collects it instead of sending it).
     """
 
-    def __init__(self, turn: Turn, *, talk: Talk | None = None) -> None:
+    def __init__(
+        self, turn: Turn, *, state: SessionState | None = None, talk: Talk | None = None
+    ) -> None:
         assert turn.session is not None, "a dialog runs inside a session"
         self._turn = turn
         self._session = turn.session
-        self._state = turn.session.state
+        self.state = state if state is not None else read_state(turn.session)
         self._bot = turn.bot
         self._services = turn.services
         self._talk = talk if talk is not None else turn.say
+
+    def _changed(self) -> None:
+        write_state(self._session, self.state)
 
     # -- the conversation -----------------------------------------------------------------
 
@@ -54,35 +71,64 @@ class DialogHost:
         await self._talk(text)
 
     def add_suggestion(self, key: str, label: str) -> None:
-        suggestions: list[list[str]] = self._state.setdefault("suggestions", [])
-        suggestions[:] = [s for s in suggestions if s[0] != key]
-        suggestions.append([key, label])
+        self.state.add_suggestion(key, label)
+        self._changed()
+
+    def offer_choice(self, key: str, label: str) -> None:
+        if all(k != key for k, _ in self.state.suggestions):
+            self.add_suggestion(key, label)
 
     def clear_suggestions(self) -> None:
-        self._state["suggestions"] = []
+        self.state.suggestions = []
+        self._changed()
 
     async def set_system_prompt(self, text: str) -> None:
-        self._state["system_prompt"] = text
+        self.state.system_prompt = text
+        self._changed()
 
     async def set_context(self, name: str, text: str) -> None:
-        context: dict[str, str] = self._state.setdefault("context", {})
-        context[name] = text
+        self.state.context[name] = text
+        self._changed()
 
-    async def use_tool(self, name: str) -> None:
+    async def use_tool(self, name: str) -> str | None:
+        """Offer the tool to the LLM; a tool the bot lacks is not an error (General Bots
+        carries on too): the message saying so is returned for the interpreter to log."""
         key = name.strip().lower().removesuffix(".bas")
         program = self._bot.programs.get(key)
         if program is None or not is_tool(program):
             available = sorted(n for n, p in self._bot.programs.items() if is_tool(p))
-            raise ScriptError(
-                f"no tool {name!r} in bot {self._bot.name!r} (a tool is a .bas with PARAM or "
-                f"DESCRIPTION lines; available: {', '.join(available) or 'none'})"
+            broken = " (it has errors)" if key in self._bot.broken else ""
+            return (
+                f"no tool {name!r} in bot {self._bot.name!r}{broken} (a tool is a .bas with "
+                f"PARAM or DESCRIPTION lines; available: {', '.join(available) or 'none'})"
             )
-        tools: list[str] = self._state.setdefault("tools", [])
-        if key not in tools:
-            tools.append(key)
+        self.state.add_unique(self.state.tools, key)
+        self._changed()
+        return None
 
     async def clear_tools(self) -> None:
-        self._state["tools"] = []
+        self.state.tools = []
+        self._changed()
+
+    async def use_kb(self, name: str) -> None:
+        """Make the collection active for the session; the knowledge stage searches it."""
+        self.state.add_unique(self.state.knowledge_bases, name.strip().removesuffix(".gbkb"))
+        self._changed()
+
+    async def clear_kb(self, name: str | None) -> None:
+        if name is None or not name.strip():
+            self.state.knowledge_bases = []
+        else:
+            key = name.strip().removesuffix(".gbkb")
+            self.state.knowledge_bases = [k for k in self.state.knowledge_bases if k != key]
+        self._changed()
+
+    async def use_website(self, url: str, refresh: str) -> None:
+        """Register a website as a knowledge source of the session (crawled by the knowledge
+        base once it exists)."""
+        websites = [w for w in self.state.websites if w.url != url]
+        self.state.websites = [*websites, Website(url, refresh)]
+        self._changed()
 
     async def session_field(self, name: str) -> Any:
         """The channel's facts about the user; empty text when the channel does not know.
@@ -110,20 +156,24 @@ class DialogHost:
         return self._services.memory
 
     async def get_bot_memory(self, key: str) -> Any:
-        return await self._memory("GET BOT MEMORY").get(self._bot.name, key)
+        with _infrastructure("GET BOT MEMORY"):
+            return await self._memory("GET BOT MEMORY").get(self._bot.name, key)
 
     async def set_bot_memory(self, key: str, value: Any) -> None:
-        await self._memory("SET BOT MEMORY").set(self._bot.name, key, value)
+        with _infrastructure("SET BOT MEMORY"):
+            await self._memory("SET BOT MEMORY").set(self._bot.name, key, value)
 
     async def get_user_memory(self, key: str) -> Any:
-        return await self._memory("GET USER MEMORY").get(
-            self._bot.name, key, user_id=self._session.user_id
-        )
+        with _infrastructure("GET USER MEMORY"):
+            return await self._memory("GET USER MEMORY").get(
+                self._bot.name, key, user_id=self._session.user_id
+            )
 
     async def set_user_memory(self, key: str, value: Any) -> None:
-        await self._memory("SET USER MEMORY").set(
-            self._bot.name, key, value, user_id=self._session.user_id
-        )
+        with _infrastructure("SET USER MEMORY"):
+            await self._memory("SET USER MEMORY").set(
+                self._bot.name, key, value, user_id=self._session.user_id
+            )
 
     # -- tables ---------------------------------------------------------------------------
 
@@ -150,9 +200,11 @@ class DialogHost:
         return where
 
     async def find(self, table: str, condition: str) -> list[dict[str, Any]]:
-        return await self._tables("FIND").find(
-            self._bot.name, self._table_name(table, "FIND"), self._where(condition, "FIND")
-        )
+        where = self._where(condition, "FIND")
+        with _infrastructure("FIND"):
+            return await self._tables("FIND").find(
+                self._bot.name, self._table_name(table, "FIND"), where
+            )
 
     async def save(self, table: str, row: dict[str, Any]) -> None:
         """SAVE: a row with an ``id`` replaces the fields of the row with that id; any other
@@ -162,29 +214,29 @@ class DialogHost:
         row_id = next((v for k, v in row.items() if k.lower() == "id"), None)
         if isinstance(row_id, dict | list):
             raise ScriptError("SAVE: a row's id must be text or a number")
-        if row_id not in (None, ""):
-            changed = await store.update(self._bot.name, name, [Condition("id", "=", row_id)], row)
-            if changed:
-                return
-        await store.insert(self._bot.name, name, row)
+        with _infrastructure("SAVE"):
+            if row_id not in (None, ""):
+                where = [Condition("id", "=", row_id)]
+                if await store.update(self._bot.name, name, where, row):
+                    return
+            await store.insert(self._bot.name, name, row)
 
     async def insert(self, table: str, row: dict[str, Any]) -> None:
-        await self._tables("INSERT").insert(self._bot.name, self._table_name(table, "INSERT"), row)
+        name = self._table_name(table, "INSERT")
+        with _infrastructure("INSERT"):
+            await self._tables("INSERT").insert(self._bot.name, name, row)
 
     async def update(self, table: str, condition: str, row: dict[str, Any]) -> int:
-        return await self._tables("UPDATE").update(
-            self._bot.name,
-            self._table_name(table, "UPDATE"),
-            self._where(condition, "UPDATE", required=True),
-            row,
-        )
+        name = self._table_name(table, "UPDATE")
+        where = self._where(condition, "UPDATE", required=True)
+        with _infrastructure("UPDATE"):
+            return await self._tables("UPDATE").update(self._bot.name, name, where, row)
 
     async def delete(self, table: str, condition: str) -> int:
-        return await self._tables("DELETE").delete(
-            self._bot.name,
-            self._table_name(table, "DELETE"),
-            self._where(condition, "DELETE", required=True),
-        )
+        name = self._table_name(table, "DELETE")
+        where = self._where(condition, "DELETE", required=True)
+        with _infrastructure("DELETE"):
+            return await self._tables("DELETE").delete(self._bot.name, name, where)
 
     # -- the outside world ----------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pipeline.message_codec import outbound_to_json
+from pipeline.session_state import read_state
 from pipeline.turn import Next, Turn
 from storage.base import OutboxItem
 
@@ -19,7 +20,7 @@ async def reply_stage(turn: Turn, next_: Next) -> None:
     took the message and chose to say nothing).
     """
     await next_(turn)
-    waiting = turn.session is not None and turn.session.state.get("dialog") is not None
+    waiting = turn.session is not None and read_state(turn.session).dialog is not None
     if not turn.answered and not waiting:
         fallback = turn.bot.package.config.get("not-understood-message") or DEFAULT_FALLBACK
         await turn.say(fallback)

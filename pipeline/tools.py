@@ -56,7 +56,11 @@ async def run_tool(turn: Turn, name: str, arguments: Mapping[str, Any] | None = 
         raise ToolError(f"no tool {name!r} in bot {bot.name!r}")
     given = {k.lower(): v for k, v in (arguments or {}).items()}
     declared = {param.name: param for param in program.params}
-    missing = [p.name for p in program.params if not p.optional and given.get(p.name) is None]
+    missing = [
+        p.name
+        for p in program.params
+        if not p.optional and p.default is None and given.get(p.name) is None
+    ]
     if missing:
         raise ToolError(f"tool {key!r} needs the argument(s) {', '.join(missing)}")
     messages: list[str] = []

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from channels.base import InboundMessage, OutboundMessage, Suggestion
+from pipeline.session_state import read_state
 from storage.base import Claim, HistoryEntry, Session
 
 if TYPE_CHECKING:
@@ -75,9 +76,7 @@ class Turn:
     def suggestions(self) -> tuple[Suggestion, ...]:
         if self.session is None:
             return ()
-        return tuple(
-            Suggestion(key, label) for key, label in self.session.state.get("suggestions", [])
-        )
+        return tuple(Suggestion(key, label) for key, label in read_state(self.session).suggestions)
 
     async def _deliver(self, text: str, suggestions: tuple[Suggestion, ...]) -> None:
         msg = self.message

@@ -14,6 +14,7 @@ import pytest
 
 from basic import BasicRuntimeError, Interpreter, MissingCapability, compile_source
 from pipeline.dialog_host import DialogHost
+from pipeline.session_state import read_state
 from pipeline.turn import Turn
 from storage.base import Condition
 from storage.services import Stores
@@ -59,18 +60,46 @@ async def test_prompt_context_and_tools_go_to_the_session_state(make_turn: MakeT
     assert state["tools"] == []
 
 
-async def test_a_tool_that_does_not_exist_is_a_clear_error(make_turn: MakeTurn) -> None:
-    with pytest.raises(BasicRuntimeError) as error:
-        await run(make_turn("llm-tools"), 'ADD TOOL "list-prices"')
-    assert str(error.value) == (
-        "test.bas:1: no tool 'list-prices' in bot 'llm-tools' (a tool is a .bas with PARAM or "
-        "DESCRIPTION lines; available: get-price, send-email)"
+async def test_a_tool_that_does_not_exist_is_a_warning_and_the_dialog_goes_on(
+    make_turn: MakeTurn, caplog: pytest.LogCaptureFixture
+) -> None:
+    turn = make_turn("llm-tools")
+    said = await run(turn, 'ADD TOOL "list-prices"\nUSE TOOL "start"\nTALK "Hello"')
+    assert said == ["Hello"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "test.bas:1: warning: no tool 'list-prices' in bot 'llm-tools' (a tool is a .bas with "
+        "PARAM or DESCRIPTION lines; available: get-price, send-email)",
+        # the start dialog is not a tool
+        "test.bas:2: warning: no tool 'start' in bot 'llm-tools' (a tool is a .bas with "
+        "PARAM or DESCRIPTION lines; available: get-price, send-email)",
+    ]
+    assert turn.session is not None
+    assert read_state(turn.session).tools == []
+
+
+async def test_use_kb_and_use_website_are_recorded_for_the_session(make_turn: MakeTurn) -> None:
+    turn = make_turn("llm-tools")
+    said = await run(
+        turn,
+        """
+        USE KB "products.gbkb"
+        USE KB "manuals"
+        USE WEBSITE "https://example.com/docs" REFRESH "1d"
+        USE_WEBSITE("https://example.com/blog", "30d")
+        CLEAR KB "manuals"
+        TALK "Welcome"
+        """,
     )
-
-
-async def test_the_start_dialog_is_not_a_tool(make_turn: MakeTurn) -> None:
-    with pytest.raises(BasicRuntimeError, match="no tool 'start'"):
-        await run(make_turn("llm-tools"), 'USE TOOL "start"')
+    assert said == ["Welcome"]
+    assert turn.session is not None
+    state = turn.session.state
+    assert state["knowledge_bases"] == ["products"]
+    assert state["websites"] == [
+        {"url": "https://example.com/docs", "refresh": "1d"},
+        {"url": "https://example.com/blog", "refresh": "30d"},
+    ]
+    assert state["version"] == 1
 
 
 SESSION_FIELDS = [
@@ -194,8 +223,12 @@ async def test_table_errors_name_the_line(make_turn: MakeTurn, source: str, mess
 
 MISSING = [
     ('x = LLM "hi"', "llm", "LLM"),
-    ('USE KB "products.gbkb"', "use_kb", "USE KB"),
-    ("CLEAR KB", "clear_kb", "CLEAR KB"),
+    ('ADD BOT "fraud" WITH TRIGGER "fraud, stolen"', "add_bot", "ADD BOT"),
+    ('CREATE_DRAFT "a@example.com", "Subject", "Body"', "create_draft", "CREATE DRAFT"),
+    ('SET USER "u-2"', "set_user", "SET USER"),
+    ('WRITE "notes.txt", "text"', "write_file", "WRITE"),
+    ('x = FILTER rows, "a = 1"', "filter_rows", "FILTER"),
+    ('x = AGGREGATE "SUM", rows, "price"', "aggregate", "AGGREGATE"),
     ('SEND TEMPLATE "welcome", "+5511999990000"', "send_template", "SEND TEMPLATE"),
     ('TALK TO "+5511999990000", "hi"', "talk_to", "TALK TO"),
     ("TRANSFER TO HUMAN", "transfer_to_human", "TRANSFER TO HUMAN"),

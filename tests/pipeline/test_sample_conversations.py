@@ -43,31 +43,37 @@ def logged_error(caplog: pytest.LogCaptureFixture) -> str:
     return errors[0]
 
 
-async def test_llm_tools_start_needs_a_knowledge_base(
-    chat: Callable[..., Talk], caplog: pytest.LogCaptureFixture
+PRODUCT_GREETING = (
+    "**Product Assistant**\n\nI can help you check product prices and information.\n\n"
+    "Just ask me about any product and I'll look it up for you."
+)
+REMINDER_GREETING = (
+    "**Reminder Assistant**\n\nI can help you with:\n• Create new reminders\n"
+    "• View your reminders\n• Manage and snooze reminders\n• Delete completed reminders\n\n"
+    "What would you like to do?"
+)
+
+
+async def test_llm_tools_start_greets_with_its_knowledge_base_recorded(
+    chat: Callable[..., Talk],
 ) -> None:
     talk = chat("llm-tools")
-    with caplog.at_level(logging.ERROR, logger="pipeline.dialog"):
-        assert await talk("hi") == [DIALOG_ERROR_REPLY]
-    assert re.search(
-        r"llm-tools\.gbdialog/start\.bas:3: USE KB needs the host capability 'use_kb', "
-        r"which is not available$",
-        logged_error(caplog),
-    )
-    # the dialog is over; the next message finds no dialog and gets the fallback
+    assert await talk("hi") == [PRODUCT_GREETING]  # USE KB "products.gbkb" is recorded
+    # the dialog is over; the next message finds no dialog and, without an LLM, the fallback
     assert await talk("price of fax?") == ["Sorry, I have no answer for that."]
 
 
-async def test_reminder_start_names_the_tools_this_copy_lacks(
+async def test_reminder_start_warns_of_the_tools_this_copy_lacks_and_greets(
     chat: Callable[..., Talk], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="pipeline.dialog"):
-        assert await chat("reminder")("hello") == [DIALOG_ERROR_REPLY]
-    assert re.search(
-        r"reminder\.gbdialog/start\.bas:2: no tool 'list-reminders' in bot "
-        r"'reminder' .*available: add-reminder\)$",
-        logged_error(caplog),
-    )
+    with caplog.at_level(logging.WARNING, logger="basic.machine"):
+        assert await chat("reminder")("hello") == [REMINDER_GREETING]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "basic.machine"]
+    assert [re.sub(r".*reminder\.gbdialog/", "", w).split(" (")[0] for w in warnings] == [
+        "start.bas:2: warning: no tool 'list-reminders' in bot 'reminder'",
+        "start.bas:3: warning: no tool 'delete-reminder' in bot 'reminder'",
+        "start.bas:4: warning: no tool 'snooze-reminder' in bot 'reminder'",
+    ]
 
 
 async def test_reminder_add_reminder_as_a_tool(
@@ -110,6 +116,9 @@ async def test_analytics_menu_reports_to_missing_dialogs(
         r"not found$",
         logged_error(caplog),
     )
+    # no dead end: the next message starts the start dialog again
+    assert await talk("hello?") == ANALYTICS_MENU
+    assert await talk("5") == [DIALOG_ERROR_REPLY]  # CALL "llm-usage.bas": missing too
 
 
 async def test_analytics_free_question_needs_an_llm(

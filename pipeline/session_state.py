@@ -1,0 +1,116 @@
+"""The conversation state of a session, typed and versioned.
+
+``storage.base.Session.state`` stays plain JSON, because that is what the stores keep; this
+module is the one place that knows its layout.  Code of the pipeline reads the state with
+:func:`read_state` and changes it with :func:`write_state`, which converts at that edge: the
+JSON is read into a :class:`SessionState` and the whole dataclass written back, so a key is
+never spelled anywhere else.  The layout (``version`` 1)::
+
+    {"version": 1,
+     "started": true,                     the start dialog ran in this session
+     "dialog": {...} | null,              the interpreter's saved state (basic.interpreter)
+     "suggestions": [[key, label], ...],  ADD SUGGESTION / HEAR AS "A", "B"
+     "system_prompt": "..." | null,       BEGIN SYSTEM PROMPT
+     "context": {"name": "text"},         SET CONTEXT
+     "tools": ["get-price"],              USE TOOL / ADD TOOL
+     "knowledge_bases": ["products"],     USE KB (searched once the knowledge base exists)
+     "websites": [{"url", "refresh"}]}    USE WEBSITE (crawled once the knowledge base exists)
+
+State saved before versions existed (no ``version`` key) reads as version 1: its keys are
+the same.  A state of a newer version than this code knows is refused rather than guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from storage.base import Session
+
+SESSION_STATE_VERSION = 1
+
+
+class SessionStateError(ValueError):
+    """The session's state was written by a newer version, or is not a state at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class Website:
+    """A website registered as a knowledge source by ``USE WEBSITE url [REFRESH every]``."""
+
+    url: str
+    refresh: str = "1m"
+
+
+@dataclass(slots=True)
+class SessionState:
+    """Everything a conversation remembers between turns, apart from its history."""
+
+    started: bool = False
+    dialog: dict[str, Any] | None = None
+    suggestions: list[tuple[str, str]] = field(default_factory=list)
+    system_prompt: str | None = None
+    context: dict[str, str] = field(default_factory=dict)
+    tools: list[str] = field(default_factory=list)
+    knowledge_bases: list[str] = field(default_factory=list)
+    websites: list[Website] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> SessionState:
+        if not data:
+            return cls()
+        version = data.get("version", SESSION_STATE_VERSION)
+        if version != SESSION_STATE_VERSION:
+            raise SessionStateError(
+                f"session state version {version!r}; this version reads {SESSION_STATE_VERSION}"
+            )
+        dialog = data.get("dialog")
+        return cls(
+            started=bool(data.get("started", False)),
+            dialog=dict(dialog) if isinstance(dialog, Mapping) else None,
+            suggestions=[(str(k), str(label)) for k, label in data.get("suggestions") or ()],
+            system_prompt=data.get("system_prompt"),
+            context={str(k): str(v) for k, v in (data.get("context") or {}).items()},
+            tools=[str(t) for t in data.get("tools") or ()],
+            knowledge_bases=[str(k) for k in data.get("knowledge_bases") or ()],
+            websites=[
+                Website(str(w["url"]), str(w.get("refresh") or "1m"))
+                for w in data.get("websites") or ()
+            ],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": SESSION_STATE_VERSION,
+            "started": self.started,
+            "dialog": self.dialog,
+            "suggestions": [[k, label] for k, label in self.suggestions],
+            "system_prompt": self.system_prompt,
+            "context": dict(self.context),
+            "tools": list(self.tools),
+            "knowledge_bases": list(self.knowledge_bases),
+            "websites": [{"url": w.url, "refresh": w.refresh} for w in self.websites],
+        }
+
+    # -- changes keywords make
+
+    def add_suggestion(self, key: str, label: str) -> None:
+        self.suggestions = [s for s in self.suggestions if s[0] != key]
+        self.suggestions.append((key, label))
+
+    def add_unique(self, items: list[str], name: str) -> None:
+        if name not in items:
+            items.append(name)
+
+
+def read_state(session: Session) -> SessionState:
+    """The session's state as a dataclass (a copy: change it, then :func:`write_state`)."""
+    return SessionState.from_json(session.state)
+
+
+def write_state(session: Session, state: SessionState) -> None:
+    """Store ``state`` into the session's JSON (in place: whoever holds the dict sees it)."""
+    data = session.state
+    data.clear()
+    data.update(state.to_json())
