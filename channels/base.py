@@ -170,6 +170,7 @@ class StatusUpdate:
     error_message: str | None = None
     at: datetime | None = None
     conversation: str | None = None
+    channel: str | None = None  # when one webhook serves several channels (Twilio)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ a connection dropped mid-exchange and any HTTP status it has no class for (5xx,
 
 from __future__ import annotations
 
+import logging
+import re
 import warnings
 from datetime import timedelta
 from typing import Any
@@ -36,6 +38,23 @@ from channels.base import (
     SendError,
     SendRefused,
 )
+
+_TOKEN_IN_URL = re.compile(r"/(file/)?bot\d+:[A-Za-z0-9_-]+")
+
+
+class TokenRedactor(logging.Filter):
+    """Writes ``/bot<redacted>`` for the token in the Bot API URLs that httpx logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if _TOKEN_IN_URL.search(message):
+            record.msg = _TOKEN_IN_URL.sub(lambda m: f"/{m.group(1) or ''}bot<redacted>", message)
+            record.args = None
+        return True
+
+
+for _name in ("httpx", "telegram", "telegram.ext"):
+    logging.getLogger(_name).addFilter(TokenRedactor())
 
 # Statuses PTB turns into a specific error; it folds every other one into NetworkError.
 _STATUSES_PTB_MAPS = frozenset({400, 401, 403, 404, 409})

@@ -436,6 +436,7 @@ def _status(sid: str, form: Mapping[str, str]) -> StatusUpdate:
         error_code=code,
         error_message=form.get("ErrorMessage") or None,
         conversation=_bare(form["To"]) if form.get("To") else None,
+        channel=WHATSAPP if form.get("To", "").startswith(WHATSAPP_PREFIX) else SMS,
     )
 
 

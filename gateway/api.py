@@ -10,10 +10,12 @@ import os
 from aiohttp import web
 
 from channels import web as web_channel
+from config.env_values import without_secrets
 from config.packages import valid_bot_name
-from gateway.keys import BOTS, MESSAGE_PATH, STORES
+from gateway.keys import BOTS, CHANNELS, MESSAGE_PATH, POLLERS, STORES
 from gateway.responses import json_error, json_response
 from gateway.sinks import CollectingSink, EventStreamSink, reply_json
+from gateway.webhooks import channel_states
 from pipeline.errors import TurnFailed, TurnRejected, UnknownBot, UnknownSession
 from pipeline.message_path import MessageFailed, MessageQueued
 
@@ -120,7 +122,9 @@ async def reload_bot(request: web.Request) -> web.Response:
     bot = await request.app[BOTS].reload(name)
     if bot is None:
         raise UnknownBot(name)
-    await request.app[STORES].bot_configs.put(bot.name, bot.package.config.as_dict())
+    await request.app[STORES].bot_configs.put(bot.name, without_secrets(bot.package.config))
+    await request.app[CHANNELS].load(bot.name, bot.package.config)
+    await request.app[POLLERS].sync(bot.name)
     return json_response(
         {
             "bot": bot.name,
@@ -128,6 +132,18 @@ async def reload_bot(request: web.Request) -> web.Response:
             "errors": [str(e) for e in bot.errors],
         }
     )
+
+
+@routes.get("/api/v1/bots/{bot}/channels")
+async def bot_channels(request: web.Request) -> web.Response:
+    """Each provider channel of a bot: on or why not, webhook, last inbound, queue, parked."""
+    if not _admin_allowed(request):
+        return json_error(403, "forbidden", "channel state needs the admin token")
+    name = request.match_info["bot"]
+    if not valid_bot_name(name) or request.app[BOTS].get(name) is None:
+        raise UnknownBot(name)
+    states = await channel_states(request.app[CHANNELS], request.app[STORES], name)
+    return json_response({"bot": name, "channels": states})
 
 
 @routes.get("/health")

@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from channels.base import WebhookResult
+from channels.hub import PROVIDER_CHANNELS, TWILIO_WHATSAPP, WHATSAPP, ChannelHub
+from config.env_values import without_secrets
 from config.settings import Settings
-from gateway import api, ws
+from gateway import api, webhooks, ws
 from gateway.errors import error_middleware
-from gateway.keys import BOTS, DISPATCHER, MESSAGE_PATH, SETTINGS, STORES
+from gateway.keys import (
+    BOTS,
+    CHANNELS,
+    DELIVERY,
+    DISPATCHER,
+    MESSAGE_PATH,
+    POLLERS,
+    SETTINGS,
+    STORES,
+)
+from gateway.polling import TelegramPollers
 from gateway.widget import setup_widget
 from pipeline.bots import BotRegistry
+from pipeline.delivery import DeliveryPolicy, DeliveryWorker
 from pipeline.dispatcher import Dispatcher
 from pipeline.mail import MailSettings, SmtpMailer
 from pipeline.message_path import MessagePath, PathPolicy
@@ -52,10 +67,14 @@ def build_message_path(
     dispatcher: Dispatcher,
     stores: Stores,
     *,
-    delivered_by_channel: frozenset[str] = frozenset(),
+    delivered_by_channel: frozenset[str] = frozenset(PROVIDER_CHANNELS),
     policy: PathPolicy | None = None,
+    on_commit: Callable[[], None] | None = None,
 ) -> MessagePath:
-    """The inbox, its worker and the synchronous web path, with the settings' limits."""
+    """The inbox, its worker and the synchronous web path, with the settings' limits.
+
+    Replies of the provider channels are left in the outbox for the delivery
+    worker (``on_commit`` wakes it); the web channel's go back on the request."""
     return MessagePath(
         dispatcher,
         stores.inbox,
@@ -66,6 +85,28 @@ def build_message_path(
             max_age=settings.max_message_age,
         ),
         delivered_by_channel=delivered_by_channel,
+        window_channels=WINDOW_CHANNELS,
+        on_commit=on_commit,
+    )
+
+
+# Channels whose free-form replies are allowed only within 24 hours of the user's message.
+WINDOW_CHANNELS = frozenset({WHATSAPP, TWILIO_WHATSAPP})
+
+
+def build_delivery(stores: Stores, hub: ChannelHub) -> DeliveryWorker:
+    """The outbox's delivery worker, sending through the hub's adapters."""
+
+    def config(bot: str) -> dict[str, str]:
+        channels = hub.bot(bot)
+        return channels.config if channels is not None else {}
+
+    return DeliveryWorker(
+        stores.outbox,
+        stores.windows,
+        hub.adapter,
+        config=config,
+        policy=DeliveryPolicy(window_channels=frozenset({WHATSAPP})),
     )
 
 
@@ -74,23 +115,40 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
     stores = app[STORES]
     registry.attach_tables(stores.tables)  # loading (and reloading) seeds .gbdata tables
     await registry.load_all()
+    hub = app[CHANNELS]
     for name in registry.names():
         bot = registry.get(name)
         assert bot is not None
-        await stores.bot_configs.put(name, bot.package.config.as_dict())
+        # Credentials stay in the package (or the environment), out of the database.
+        await stores.bot_configs.put(name, without_secrets(bot.package.config))
+        await hub.load(name, bot.package.config)
     http = OutboundHttp()
     try:
         await http.open()
         dispatcher = Dispatcher(registry, build_services(stores, http))
         app[DISPATCHER] = dispatcher
-        path = build_message_path(app[SETTINGS], dispatcher, stores)
+        delivery = build_delivery(stores, hub)
+        app[DELIVERY] = delivery
+        path = build_message_path(app[SETTINGS], dispatcher, stores, on_commit=delivery.wake)
         app[MESSAGE_PATH] = path
+
+        async def polled(bot: str, result: WebhookResult) -> None:
+            await webhooks.record(path, stores, bot, "telegram", result)
+
+        pollers = TelegramPollers(hub, polled)
         path.start()
+        delivery.start()
+        for name in registry.names():
+            await pollers.sync(name)
+        app[POLLERS] = pollers
         try:
             yield
         finally:
+            await pollers.close()
             await path.stop()
+            await delivery.stop()
     finally:
+        await hub.close()
         await http.close()
 
 
@@ -99,10 +157,12 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
     app[SETTINGS] = settings
     app[BOTS] = BotRegistry(settings.bots_dir)
+    app[CHANNELS] = ChannelHub(os.environ)
     # Stores first: loading bots records their configuration in the database.
     app.cleanup_ctx.append(_stores_ctx)
     app.cleanup_ctx.append(_bots_ctx)
     app.add_routes(api.routes)
+    app.add_routes(webhooks.routes)
     ws.setup_websockets(app)
     setup_widget(app)
     return app

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,11 @@ def _configure_logging(level: str) -> None:
         level=getattr(logging, level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx (under python-telegram-bot) logs each request's URL at INFO, and a
+    # Bot API URL carries the bot's token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Read retry_after as python-telegram-bot's next major version will give it.
+    os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -1,0 +1,273 @@
+"""The delivery worker: committed replies from the outbox to each provider.
+
+Each leased row is one reply. It is rendered for its channel (format, split,
+buttons), and its parts are sent in order, each paced under the channel's
+limits, marked as on its way before the request and recorded with the
+provider's id once confirmed, so a restart goes on from the next part and
+never sends a confirmed part again. A failed send is decided by
+:class:`~channels.retry.RetryPolicy`: retried later (honouring
+``retry_after``), parked as ``dead`` with its reason, or parked as
+``unknown`` when the request left and no answer came (it may have arrived:
+it is logged, not repeated).
+
+WhatsApp allows free-form messages only within 24 hours of the user's last
+message. Outside that window the reply is not attempted: the bot's template
+(``whatsapp-template``, ``whatsapp-template-language``) is sent instead, with
+the reply's text as its ``{{1}}``, or, with no template configured, the reply
+is parked with that reason. A provider's "window closed" answer (131047,
+63016) closes the window and takes the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from channels.base import (
+    Channel,
+    OutboundMessage,
+    ProviderUnavailable,
+    RenderedPart,
+    SendError,
+    WindowClosed,
+)
+from channels.pacing import Pacer
+from channels.rendering import render_message
+from channels.retry import Disposition, RetryPolicy
+from pipeline.message_codec import outbound_from_json
+from storage.base import ConversationWindows, Outbox, OutboxRow, StorageError
+
+log = logging.getLogger(__name__)
+
+WINDOW = timedelta(hours=24)
+WHATSAPP_INTERACTIVE_TEXT = 1024  # the body of a WhatsApp message with buttons or a list
+_TEMPLATE_PARAM = 1024
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPolicy:
+    """How many replies are sent at once, how long a lease holds, how often to look."""
+
+    concurrency: int = 64
+    lease: float = 60.0
+    poll_interval: float = 1.0
+    window_channels: frozenset[str] = frozenset({"whatsapp"})
+
+
+# (bot, channel) -> the adapter, or None when the channel is off or disabled.
+AdapterLookup = Callable[[str, str], Channel | None]
+# bot -> its resolved provider configuration (for the template keys).
+ConfigLookup = Callable[[str], Mapping[str, str]]
+
+
+@dataclass(slots=True)
+class DeliveryCounters:
+    parts: int = 0
+    replies: int = 0
+    retried: int = 0
+    parked: int = 0
+    unknown: int = 0
+    templates: int = 0
+
+
+class DeliveryWorker:
+    """Sends the outbox's pending replies; one per conversation at a time, in order."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        windows: ConversationWindows,
+        adapters: AdapterLookup,
+        *,
+        config: ConfigLookup = lambda bot: {},
+        policy: DeliveryPolicy | None = None,
+        retry: RetryPolicy | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._outbox = outbox
+        self._windows = windows
+        self._adapters = adapters
+        self._config = config
+        self.policy = policy or DeliveryPolicy()
+        self._retry = retry or RetryPolicy()
+        self._now = now
+        self._pacers: dict[tuple[str, str], Pacer] = {}
+        self._wake = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self.counters = DeliveryCounters()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """A turn committed replies: look now rather than at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._work(), name="delivery")
+
+    async def stop(self, *, drain: float = 10.0) -> None:
+        """Stop leasing; give running sends ``drain`` seconds, then cancel them (their
+        rows are leased: another instance, or the next start, goes on with them)."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+            self._loop_task = None
+        if self._running:
+            _, pending = await asyncio.wait(set(self._running), timeout=drain)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _work(self) -> None:
+        while True:
+            free = self.policy.concurrency - len(self._running)
+            rows: list[OutboxRow] = []
+            if free > 0:
+                try:
+                    rows = await self._outbox.claim(limit=free, lease=self.policy.lease)
+                except StorageError as e:
+                    log.error(
+                        "outbox unavailable: %s; again in %.0f s", e, self.policy.poll_interval
+                    )
+            for row in rows:
+                task = asyncio.create_task(self.deliver(row), name=f"deliver-{row.seq}")
+                self._running.add(task)
+                task.add_done_callback(self._done)
+            if not rows or free <= len(rows):
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.policy.poll_interval)
+                except TimeoutError:
+                    pass
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wake.set()  # a slot is free; the conversation may have a next reply
+
+    # -- one reply ---------------------------------------------------------------------------
+
+    async def deliver(self, row: OutboxRow) -> None:
+        """Send the rest of ``row``'s parts; every outcome is recorded on the row."""
+        try:
+            await self._deliver(row)
+        except StorageError as e:
+            # The lease runs out and the row is handed out again (or marked unknown
+            # if a part was on its way): nothing is lost, nothing sent twice.
+            log.error("outbox row %d: store unavailable while sending: %s", row.seq, e)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.exception("outbox row %d: unexpected error while sending", row.seq)
+            await self._outbox.park(row, status="unknown", error=f"unexpected error: {e!r}")
+
+    async def _deliver(self, row: OutboxRow) -> None:
+        adapter = self._adapters(row.bot_id, row.channel)
+        if adapter is None:
+            error = ProviderUnavailable(f"channel {row.channel} of bot {row.bot_id} is not on")
+            await self._failed(row, error, "channel-off")
+            return
+        message = outbound_from_json(row.message)
+        if row.channel in self.policy.window_channels and not await self._window_open(row):
+            await self._send_template(row, adapter, message, "the 24-hour window is closed")
+            return
+        parts = self._render(adapter, message)
+        for part in parts[row.parts_sent :]:
+            sent = await self._send(row, adapter, part)
+            if sent is None:
+                return
+            row = sent
+        await self._outbox.sent(row)
+        self.counters.replies += 1
+
+    def _render(self, adapter: Channel, message: OutboundMessage) -> list[RenderedPart]:
+        limit = WHATSAPP_INTERACTIVE_TEXT if adapter.name == "whatsapp" else None
+        return render_message(message, adapter.capabilities, interactive_text_limit=limit)
+
+    def _pacer(self, row: OutboxRow, adapter: Channel) -> Pacer:
+        key = (row.bot_id, row.channel)
+        pacer = self._pacers.get(key)
+        if pacer is None:
+            pacer = self._pacers[key] = Pacer(adapter.capabilities)
+        return pacer
+
+    async def _send(self, row: OutboxRow, adapter: Channel, part: RenderedPart) -> OutboxRow | None:
+        """One part: paced, marked on its way, sent, recorded. ``None`` when the row
+        is done with for now (failed, parked, or its lease lost)."""
+        pacer = self._pacer(row, adapter)
+        await pacer.wait(row.conversation)
+        if not await self._outbox.start_part(row, lease=self.policy.lease):
+            log.warning("outbox row %d: lease lost before a send; left to its new holder", row.seq)
+            return None
+        try:
+            result = await adapter.send(row.conversation, part)
+        except WindowClosed as e:
+            await self._windows.close_window(row.bot_id, row.channel, row.conversation)
+            await self._outbox.retry(row, delay=0.0, error=f"window closed: {e}")
+            log.info("outbox row %d: %s says the window is closed", row.seq, row.channel)
+            return None
+        except SendError as e:
+            pacer.back_off(e, row.conversation)
+            await self._failed(row, e, "send")
+            return None
+        self.counters.parts += 1
+        return await self._outbox.part_sent(row, result.provider_id)
+
+    async def _failed(self, row: OutboxRow, error: SendError, what: str) -> None:
+        decision = self._retry.decide(error, row.attempts)
+        where = f"outbox row {row.seq} ({row.bot_id}/{row.channel} {row.conversation})"
+        if decision.disposition is Disposition.RETRY:
+            self.counters.retried += 1
+            log.warning("%s: %s; again in %.1f s", where, decision.reason, decision.delay)
+            await self._outbox.retry(row, delay=decision.delay, error=decision.reason)
+        elif decision.disposition is Disposition.UNKNOWN:
+            self.counters.unknown += 1
+            log.warning("%s: outcome unknown, not sent again: %s", where, decision.reason)
+            await self._outbox.park(row, status="unknown", error=decision.reason)
+        else:
+            self.counters.parked += 1
+            log.error("%s: parked after %s: %s", where, what, decision.reason)
+            await self._outbox.park(row, status="dead", error=decision.reason)
+
+    # -- the 24-hour window ------------------------------------------------------------------
+
+    async def _window_open(self, row: OutboxRow) -> bool:
+        last = await self._windows.last_inbound(row.bot_id, row.channel, row.conversation)
+        return last is not None and self._now() - last < WINDOW
+
+    async def _send_template(
+        self, row: OutboxRow, adapter: Channel, message: OutboundMessage, why: str
+    ) -> None:
+        config = self._config(row.bot_id)
+        name = config.get("whatsapp-template", "").strip()
+        send_template = getattr(adapter, "send_template", None)
+        if not name or send_template is None:
+            self.counters.parked += 1
+            reason = f"{why} and no whatsapp-template is configured"
+            log.error("outbox row %d: parked: %s", row.seq, reason)
+            await self._outbox.park(row, status="dead", error=reason)
+            return
+        if row.parts_sent:  # the window closed mid-reply: the rest is not sent
+            await self._outbox.park(row, status="dead", error=f"{why} after part {row.parts_sent}")
+            return
+        language = config.get("whatsapp-template-language", "").strip() or "en_US"
+        text = _SPACES.sub(" ", message.text).strip()[:_TEMPLATE_PARAM]
+        params = (text,) if text else ()
+        await self._pacer(row, adapter).wait(row.conversation)
+        if not await self._outbox.start_part(row, lease=self.policy.lease):
+            return
+        try:
+            result = await send_template(row.conversation, name, language, params)
+        except SendError as e:
+            await self._failed(row, e, "template")
+            return
+        self.counters.templates += 1
+        row = await self._outbox.part_sent(row, result.provider_id)
+        await self._outbox.sent(row)
+        log.info("outbox row %d: %s, template %r sent instead", row.seq, why, name)

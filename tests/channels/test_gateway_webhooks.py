@@ -1,0 +1,555 @@
+"""The gateway's provider webhooks end to end: a real gateway on a real PostgreSQL, the real
+SDKs, and fake Telegram, Graph and Twilio APIs on 127.0.0.1.
+
+A message goes in through ``/webhooks/…/{bot}``, is claimed, runs its turn in a
+worker and comes out of the outbox through the delivery worker to the fake
+provider, where the tests read what the user would see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+from twilio.request_validator import RequestValidator
+
+from config.settings import Settings
+from gateway.app import create_app
+from gateway.keys import STORES
+from tests.channels.fake_graph import PHONE_NUMBER_ID, FakeGraphApi
+from tests.channels.fake_graph import TOKEN as GRAPH_TOKEN
+from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
+from tests.channels.fake_telegram import FakeBotApi
+from tests.channels.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi
+
+TG_SECRET = "relay_webhook_secret-1"
+APP_SECRET = "relay-app-secret"
+VERIFY_TOKEN = "relay-verify"
+TWILIO_FROM = "+15005550006"
+
+RELAY = """\
+TALK "Hello from relay."
+n = 0
+DO WHILE n >= 0
+    HEAR line
+    IF line = "long" THEN
+        s = ""
+        FOR i = 1 TO 160
+            s = s + "Sentence number " + i + " is here. "
+        NEXT
+        TALK s
+    ELSE
+        TALK "You said: **" + line + "**"
+    END IF
+LOOP
+"""
+
+Client = TestClient  # type: ignore[type-arg]
+
+
+def write_bot(folder: Path, name: str, config: dict[str, str], dialog: str = RELAY) -> None:
+    package = folder / f"{name}.gbai"
+    (package / f"{name}.gbdialog").mkdir(parents=True)
+    (package / f"{name}.gbot").mkdir()
+    (package / f"{name}.gbdialog" / "start.bas").write_text(dialog)
+    rows = "".join(f"{k},{v}\n" for k, v in config.items())
+    (package / f"{name}.gbot" / "config.csv").write_text("name,value\n" + rows)
+
+
+@pytest.fixture
+async def telegram() -> AsyncIterator[FakeBotApi]:
+    fake = FakeBotApi()
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def graph() -> AsyncIterator[FakeGraphApi]:
+    fake = FakeGraphApi()
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[FakeTwilioApi]:
+    fake = FakeTwilioApi()
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def database(server_database_url: str) -> AsyncIterator[str]:
+    name = f"botserver_wh_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(server_database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base, _, _ = server_database_url.rpartition("/")
+    yield f"{base}/{name}"
+    admin = await asyncpg.connect(server_database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def bots(
+    tmp_path: Path,
+    telegram: FakeBotApi,
+    graph: FakeGraphApi,
+    twilio: FakeTwilioApi,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Path:
+    monkeypatch.setenv("RELAY_TELEGRAM_TOKEN", TELEGRAM_TOKEN)
+    folder = tmp_path / "bots"
+    write_bot(
+        folder,
+        "relay",
+        {
+            "telegram-bot-token": "${RELAY_TELEGRAM_TOKEN}",
+            "telegram-webhook-secret": TG_SECRET,
+            "telegram-api-url": telegram.api_url,
+            "whatsapp-api-key": GRAPH_TOKEN,
+            "whatsapp-phone-number-id": PHONE_NUMBER_ID,
+            "whatsapp-app-secret": APP_SECRET,
+            "whatsapp-verify-token": VERIFY_TOKEN,
+            "whatsapp-api-url": graph.api_url,
+            "whatsapp-template": "reply_ready",
+            "whatsapp-template-language": "en",
+            "twilio-account-sid": ACCOUNT_SID,
+            "twilio-auth-token": AUTH_TOKEN,
+            "twilio-from-number": TWILIO_FROM,
+            "twilio-api-url": twilio.api_url,
+        },
+    )
+    # Asks for Telegram but lacks the webhook secret, and WhatsApp with a variable not set.
+    write_bot(
+        folder,
+        "halfset",
+        {
+            "telegram-bot-token": TELEGRAM_TOKEN,
+            "whatsapp-api-key": "${HALFSET_NOT_SET}",
+            "whatsapp-phone-number-id": PHONE_NUMBER_ID,
+            "whatsapp-app-secret": APP_SECRET,
+        },
+    )
+    return folder
+
+
+@pytest.fixture
+async def client(database: str, bots: Path, tmp_path: Path, aiohttp_client) -> Client:  # type: ignore[no-untyped-def]
+    # The database first: it is dropped only after the gateway has closed its pool.
+    settings = Settings(
+        bots_dir=bots,
+        data_dir=tmp_path / "data",
+        database_url=database,
+        max_body_bytes=64 * 1024,
+        max_message_age=3 * 86400,
+    )
+    return await aiohttp_client(create_app(settings))
+
+
+async def eventually(check: Callable[[], Any], within: float = 10.0) -> Any:
+    """Wait until ``check()`` is truthy and return it."""
+    deadline = time.monotonic() + within
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+# -- Telegram ---------------------------------------------------------------------------------
+
+CHAT = 424242
+
+
+def tg_update(update_id: int, text: str, chat: int = CHAT) -> bytes:
+    message = {
+        "message_id": update_id,
+        "from": {"id": chat, "is_bot": False, "first_name": "Ada"},
+        "chat": {"id": chat, "first_name": "Ada", "type": "private"},
+        "date": int(time.time()),
+        "text": text,
+    }
+    return json.dumps({"update_id": update_id, "message": message}).encode()
+
+
+async def tg_post(client: Client, body: bytes, secret: str | None = TG_SECRET) -> int:
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+    resp = await client.post("/webhooks/telegram/relay", data=body, headers=headers)
+    return resp.status
+
+
+def tg_texts(api: FakeBotApi, chat: int = CHAT) -> list[str]:
+    return [m["text"] for (c, _), m in sorted(api.messages.items()) if c == chat]
+
+
+async def test_a_telegram_message_is_answered_through_its_webhook_and_the_outbox(
+    client: Client, telegram: FakeBotApi
+) -> None:
+    assert await tg_post(client, tg_update(1, "hi")) == 200
+    await eventually(lambda: tg_texts(telegram) == ["Hello from relay."])
+    assert await tg_post(client, tg_update(2, "pizza")) == 200
+    await eventually(lambda: len(tg_texts(telegram)) == 2)
+    assert tg_texts(telegram)[1] == "You said: pizza"
+    # The bots' markdown became Telegram's HTML.
+    [*_, last] = telegram.calls_to("sendMessage")
+    assert last.params["text"] == "You said: <b>pizza</b>"
+    assert last.params["parse_mode"] == "HTML"
+    # The provider's id is recorded on the reply.
+    stores = client.server.app[STORES]
+    deadline = time.monotonic() + 5
+    while True:  # the row is marked sent just after the provider answered
+        async with stores.pool.acquire() as conn:
+            ids = await conn.fetch(
+                "SELECT provider_ids FROM outbox WHERE bot_id = 'relay' AND channel = 'telegram'"
+                " AND status = 'sent' ORDER BY seq"
+            )
+        if len(ids) == 2 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.02)
+    assert [len(r[0]) for r in ids] == [1, 1]
+
+
+@pytest.mark.parametrize("secret", [None, "", "not-the-secret"])
+async def test_a_forged_or_missing_telegram_secret_is_refused_and_nothing_is_read(
+    client: Client, telegram: FakeBotApi, secret: str | None
+) -> None:
+    assert await tg_post(client, tg_update(7, "hi"), secret) == 403
+    counts = await client.server.app[STORES].inbox.counts("relay", "telegram")
+    assert (counts.pending, counts.running, counts.last_received_at) == (0, 0, None)
+    await asyncio.sleep(0.3)
+    assert telegram.calls_to("sendMessage") == []
+
+
+async def test_the_same_update_delivered_three_times_at_once_is_answered_once(
+    client: Client, telegram: FakeBotApi
+) -> None:
+    body = tg_update(11, "hi")
+    statuses = await asyncio.gather(*(tg_post(client, body) for _ in range(3)))
+    assert statuses == [200, 200, 200]
+    assert await tg_post(client, body) == 200  # and once more, later
+    await eventually(lambda: tg_texts(telegram))
+    await asyncio.sleep(0.5)
+    assert tg_texts(telegram) == ["Hello from relay."]
+
+
+async def test_a_long_reply_is_split_under_telegrams_limit_at_sentence_edges(
+    client: Client, telegram: FakeBotApi
+) -> None:
+    await tg_post(client, tg_update(21, "hi"))
+    await eventually(lambda: tg_texts(telegram))
+    await tg_post(client, tg_update(22, "long"))
+    parts = await eventually(lambda: tg_texts(telegram)[1:] if len(tg_texts(telegram)) >= 3 else [])
+    await asyncio.sleep(0.3)
+    parts = tg_texts(telegram)[1:]
+    assert len(parts) == 2
+    assert all(len(p) <= 4096 and p.endswith("is here.") for p in parts)
+    assert " ".join(parts) == " ".join(f"Sentence number {i} is here." for i in range(1, 161))
+
+
+async def test_a_429_with_retry_after_delays_the_send_and_delivers_it_once(
+    client: Client, telegram: FakeBotApi
+) -> None:
+    telegram.fail_next("sendMessage", 429, retry_after=1)
+    started = time.monotonic()
+    await tg_post(client, tg_update(31, "hi"))
+    await eventually(lambda: tg_texts(telegram))
+    assert time.monotonic() - started >= 1.0
+    await asyncio.sleep(0.3)
+    assert tg_texts(telegram) == ["Hello from relay."]
+    assert len(telegram.calls_to("sendMessage")) == 2  # the refused one and the one delivered
+
+
+async def test_a_refused_send_is_parked_with_its_reason_for_the_operator(
+    client: Client, telegram: FakeBotApi
+) -> None:
+    telegram.blocked.add(CHAT)
+    await tg_post(client, tg_update(41, "hi"))
+    stores = client.server.app[STORES]
+
+    async def parked() -> int:
+        return await stores.outbox.parked("relay", "telegram")
+
+    deadline = time.monotonic() + 10
+    while await parked() == 0:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    async with stores.pool.acquire() as conn:
+        error = await conn.fetchval("SELECT last_error FROM outbox WHERE status = 'dead'")
+    assert "blocked" in error
+    resp = await client.get("/api/v1/bots/relay/channels")
+    [state] = [c for c in (await resp.json())["channels"] if c["channel"] == "telegram"]
+    assert state["parked_sends"] == 1
+    assert len(telegram.calls_to("sendMessage")) == 1  # refused once, not retried
+
+
+async def test_the_bot_token_never_reaches_the_log(
+    client: Client, telegram: FakeBotApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await tg_post(client, tg_update(51, "hi"))
+    await eventually(lambda: tg_texts(telegram))
+    ours = [r for r in caplog.records if r.name != "aiohttp.access"]  # the fake's own log
+    assert any(r.name == "httpx" for r in ours)  # its request lines are there, redacted
+    assert TELEGRAM_TOKEN not in "\n".join(r.getMessage() for r in ours)
+
+
+# -- WhatsApp ---------------------------------------------------------------------------------
+
+WA_USER = "16505551234"
+
+
+def wa_message(wamid: str, text: str, at: datetime | None = None) -> dict[str, Any]:
+    stamp = int((at or datetime.now(UTC)).timestamp())
+    message = {
+        "from": WA_USER,
+        "id": wamid,
+        "timestamp": str(stamp),
+        "type": "text",
+        "text": {"body": text},
+    }
+    return wa_notification(messages=[message])
+
+
+def wa_notification(**value: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
+        **value,
+    }
+    if "messages" in value:
+        body["contacts"] = [
+            {"profile": {"name": "Sheena"}, "wa_id": WA_USER, "user_id": "US.1349120865530"}
+        ]
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"value": body, "field": "messages"}]}],
+    }
+
+
+async def wa_post(client: Client, payload: dict[str, Any], secret: str = APP_SECRET) -> int:
+    body = json.dumps(payload).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    resp = await client.post(
+        "/webhooks/whatsapp/relay",
+        data=body,
+        headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature},
+    )
+    return resp.status
+
+
+async def test_the_whatsapp_handshake_echoes_the_challenge_only_for_our_token(
+    client: Client,
+) -> None:
+    query = {"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "1158201"}
+    resp = await client.get("/webhooks/whatsapp/relay", params=query)
+    assert (resp.status, await resp.text()) == (200, "1158201")
+    resp = await client.get(
+        "/webhooks/whatsapp/relay", params=query | {"hub.verify_token": "guess"}
+    )
+    assert resp.status == 403
+
+
+async def test_a_whatsapp_message_is_answered_and_its_status_recorded(
+    client: Client, graph: FakeGraphApi
+) -> None:
+    assert await wa_post(client, wa_message("wamid.A1", "hi")) == 200
+    await eventually(lambda: graph.sent)
+    [sent] = graph.sent
+    assert sent["to"] == WA_USER and sent["text"]["body"] == "Hello from relay."
+    assert await wa_post(client, wa_message("wamid.A2", "tea")) == 200
+    await eventually(lambda: len(graph.sent) == 2)
+    assert graph.sent[1]["text"]["body"] == "You said: *tea*"
+    stores = client.server.app[STORES]
+    async with stores.pool.acquire() as conn:
+        provider_id = (
+            await conn.fetchval(
+                "SELECT provider_ids FROM outbox WHERE channel = 'whatsapp' ORDER BY seq LIMIT 1"
+            )
+        )[0]
+    for status in ("delivered", "sent"):  # out of order, as Meta may send them
+        report = {
+            "id": provider_id,
+            "status": status,
+            "timestamp": "1749416390",
+            "recipient_id": WA_USER,
+        }
+        assert await wa_post(client, wa_notification(statuses=[report])) == 200
+    assert await stores.outbox.delivery_status("relay", "whatsapp", provider_id) == "delivered"
+
+
+async def test_a_forged_whatsapp_signature_is_refused(client: Client, graph: FakeGraphApi) -> None:
+    assert await wa_post(client, wa_message("wamid.F1", "hi"), secret="forged") == 403
+    await asyncio.sleep(0.3)
+    assert graph.sent == []
+
+
+async def test_outside_the_24_hour_window_the_template_is_sent_instead(
+    client: Client, graph: FakeGraphApi
+) -> None:
+    # A message written 25 hours ago, delivered only now: the window has closed.
+    old = datetime.now(UTC) - timedelta(hours=25)
+    assert await wa_post(client, wa_message("wamid.W1", "hi", at=old)) == 200
+    [sent] = await eventually(lambda: graph.sent)
+    assert sent["type"] == "template"
+    assert sent["template"]["name"] == "reply_ready"
+    assert sent["template"]["language"]["code"] == "en"
+    [component] = sent["template"]["components"]
+    assert component["parameters"] == [{"type": "text", "text": "Hello from relay."}]
+
+
+# -- Twilio -----------------------------------------------------------------------------------
+
+
+async def twilio_post(client: Client, form: dict[str, str], token: str = AUTH_TOKEN) -> Any:
+    url = str(client.make_url("/webhooks/twilio/relay"))
+    signature = RequestValidator(token).compute_signature(url, form)
+    return await client.post(
+        "/webhooks/twilio/relay",
+        data=urlencode(form),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature,
+        },
+    )
+
+
+def sms(sid: str, body: str) -> dict[str, str]:
+    return {
+        "MessageSid": sid,
+        "SmsMessageSid": sid,
+        "AccountSid": ACCOUNT_SID,
+        "From": "+14155550100",
+        "To": TWILIO_FROM,
+        "Body": body,
+        "NumMedia": "0",
+    }
+
+
+async def test_an_sms_is_answered_with_empty_twiml_and_a_reply_through_the_api(
+    client: Client, twilio: FakeTwilioApi
+) -> None:
+    resp = await twilio_post(client, sms("SM" + "1" * 32, "hi"))
+    assert resp.status == 200 and "<Response></Response>" in await resp.text()
+    await eventually(lambda: twilio.calls)
+    [call] = twilio.calls
+    assert call.form["To"] == "+14155550100" and call.form["From"] == TWILIO_FROM
+    assert call.form["Body"] == "Hello from relay."
+
+
+async def test_a_long_sms_reply_is_split_at_1600(client: Client, twilio: FakeTwilioApi) -> None:
+    await twilio_post(client, sms("SM" + "2" * 32, "hi"))
+    await eventually(lambda: twilio.calls)
+    await twilio_post(client, sms("SM" + "3" * 32, "long"))
+    await eventually(lambda: len(twilio.calls) >= 4)
+    await asyncio.sleep(0.3)
+    bodies = [c.form["Body"] for c in twilio.calls[1:]]
+    assert len(bodies) == 3  # 4,700 characters
+    assert all(len(b) <= 1600 and b.endswith("is here.") for b in bodies)
+    assert " ".join(bodies) == " ".join(f"Sentence number {i} is here." for i in range(1, 161))
+
+
+async def test_a_forged_twilio_signature_is_refused(client: Client, twilio: FakeTwilioApi) -> None:
+    resp = await twilio_post(client, sms("SM" + "4" * 32, "hi"), token="not-the-auth-token")
+    assert resp.status == 403
+    await asyncio.sleep(0.3)
+    assert twilio.calls == []
+
+
+# -- configuration and bad input ------------------------------------------------------------
+
+
+async def test_a_channel_missing_a_secret_refuses_its_webhooks_and_says_why(
+    client: Client,
+) -> None:
+    resp = await client.post(
+        "/webhooks/telegram/halfset",
+        data=tg_update(61, "hi"),
+        headers={"X-Telegram-Bot-Api-Secret-Token": "anything"},
+    )
+    assert resp.status == 404
+    resp = await client.get("/api/v1/bots/halfset/channels")
+    assert resp.status == 200
+    text = await resp.text()
+    states = {c["channel"]: c for c in json.loads(text)["channels"]}
+    assert not states["telegram"]["configured"]
+    assert "telegram-webhook-secret" in states["telegram"]["note"]
+    assert not states["whatsapp"]["configured"]
+    assert "HALFSET_NOT_SET" in states["whatsapp"]["note"]
+    assert TELEGRAM_TOKEN not in text
+
+
+async def test_channel_state_shows_what_each_channel_has(
+    client: Client, telegram: FakeBotApi
+) -> None:
+    await tg_post(client, tg_update(71, "hi"))
+    await eventually(lambda: tg_texts(telegram))
+    resp = await client.get("/api/v1/bots/relay/channels")
+    states = {c["channel"]: c for c in (await resp.json())["channels"]}
+    assert set(states) == {"telegram", "whatsapp", "twilio-whatsapp", "twilio-sms"}
+    assert all(s["configured"] for s in states.values())
+    assert states["telegram"]["last_inbound_at"] is not None
+    assert states["telegram"]["queue"] == {"pending": 0, "running": 0}
+    assert states["whatsapp"]["last_inbound_at"] is None
+
+
+async def test_secrets_stay_out_of_the_stored_configuration(client: Client) -> None:
+    stored = await client.server.app[STORES].bot_configs.get("relay")
+    assert stored is not None
+    assert stored["whatsapp-phone-number-id"] == PHONE_NUMBER_ID
+    assert not {"telegram-bot-token", "whatsapp-api-key", "twilio-auth-token"} & set(stored)
+    assert GRAPH_TOKEN not in json.dumps(stored) and AUTH_TOKEN not in json.dumps(stored)
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/webhooks/telegram/nosuchbot", 404),
+        ("/webhooks/telegram/..", 404),
+        ("/webhooks/whatsapp/nosuchbot", 404),
+        ("/webhooks/twilio/nosuchbot", 404),
+    ],
+)
+async def test_a_webhook_for_an_unknown_bot_is_refused(
+    client: Client, path: str, status: int
+) -> None:
+    resp = await client.post(path, data=b"{}")
+    assert resp.status == status
+
+
+async def test_an_oversized_webhook_body_is_refused(client: Client) -> None:
+    body = b'{"update_id": 1, "x": "' + b"a" * (70 * 1024) + b'"}'
+    assert await tg_post(client, body) == 413
+
+
+async def test_a_verified_body_we_cannot_read_is_acknowledged(
+    client: Client, telegram: FakeBotApi
+) -> None:
+    assert await tg_post(client, b"not json at all") == 200
+    assert await tg_post(client, json.dumps({"update_id": 5, "poll": {"id": "1"}}).encode()) == 200
+    await asyncio.sleep(0.2)
+    assert telegram.calls_to("sendMessage") == []
