@@ -1,4 +1,4 @@
-"""The ``botserver`` command: serve, migrate, check and chat."""
+"""The ``botserver`` command: serve, migrate, check, chat and telegram set-webhook."""
 
 from __future__ import annotations
 
@@ -214,6 +214,20 @@ def cmd_chat(args: argparse.Namespace) -> int:
         return 130
 
 
+def cmd_telegram_set_webhook(args: argparse.Namespace) -> int:
+    from gateway.telegram_cli import set_webhook
+
+    settings = _settings(args)
+    _configure_logging("WARNING")
+    path = Path(args.bot)
+    if not (path.is_dir() and path.name.endswith(".gbai")):
+        path = settings.bots_dir / f"{args.bot}.gbai"
+    if not path.is_dir():
+        print(f"error: no bot {args.bot!r} in {settings.bots_dir}", file=sys.stderr)
+        return 1
+    return asyncio.run(set_webhook(path, args.url, drop_pending_updates=args.drop_pending_updates))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="botserver", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -256,6 +270,23 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("bot", metavar="BOT", help="a bot name, or a path to a .gbai package")
     common(chat)
     chat.set_defaults(func=cmd_chat)
+
+    telegram = sub.add_parser("telegram", help="manage a bot's Telegram channel")
+    telegram_sub = telegram.add_subparsers(dest="telegram_command", required=True)
+    set_hook = telegram_sub.add_parser(
+        "set-webhook", help="point Telegram at URL with a new secret, stored in config.csv"
+    )
+    set_hook.add_argument("bot", metavar="BOT", help="a bot name, or a path to a .gbai package")
+    set_hook.add_argument(
+        "url",
+        metavar="URL",
+        help="the gateway's public https URL (the host alone gets /webhooks/telegram/BOT)",
+    )
+    set_hook.add_argument(
+        "--drop-pending-updates", action="store_true", help="discard updates Telegram holds"
+    )
+    common(set_hook)
+    set_hook.set_defaults(func=cmd_telegram_set_webhook)
     return parser
 
 
