@@ -30,8 +30,11 @@ _SWEEP_PER_CALL = 8  # drained chats dropped per call: amortized O(1)
 
 
 def _limiter(rate: float) -> AsyncLimiter:
-    # Under 1/s (WhatsApp's pair rate of 1 per 6 s) the bucket holds one send.
-    return AsyncLimiter(rate, 1.0) if rate >= 1 else AsyncLimiter(1, 1 / rate)
+    """A bucket holding a tenth of a second's sends (at least one): a bucket of a
+    whole second would let a burst of ``rate`` go out and then ``rate`` more within
+    that same second (59 in one second at 30/s, measured), twice what providers allow."""
+    capacity = max(1.0, rate / 10)
+    return AsyncLimiter(capacity, capacity / rate)
 
 
 @dataclass(slots=True)

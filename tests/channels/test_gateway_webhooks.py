@@ -140,6 +140,16 @@ def bots(
             "twilio-api-url": twilio.api_url,
         },
     )
+    # Telegram in polling mode: no webhook, no secret needed.
+    write_bot(
+        folder,
+        "poller",
+        {
+            "telegram-bot-token": TELEGRAM_TOKEN,
+            "telegram-mode": "polling",
+            "telegram-api-url": telegram.api_url,
+        },
+    )
     # Asks for Telegram but lacks the webhook secret, and WhatsApp with a variable not set.
     write_bot(
         folder,
@@ -316,6 +326,24 @@ async def test_the_bot_token_never_reaches_the_log(
     ours = [r for r in caplog.records if r.name != "aiohttp.access"]  # the fake's own log
     assert any(r.name == "httpx" for r in ours)  # its request lines are there, redacted
     assert TELEGRAM_TOKEN not in "\n".join(r.getMessage() for r in ours)
+
+
+async def test_in_polling_mode_updates_are_fetched_and_answered(
+    client: Client, telegram: FakeBotApi
+) -> None:
+    chat = 777
+    update = json.loads(tg_update(0, "hi", chat=chat))
+    del update["update_id"]
+    await telegram.push_update(update)
+    await eventually(lambda: tg_texts(telegram, chat) == ["Hello from relay."])
+    assert telegram.calls_to("deleteWebhook")  # getUpdates works only without a webhook
+    # The polling bot takes no webhooks: it has no secret to check them with.
+    resp = await client.post(
+        "/webhooks/telegram/poller",
+        data=tg_update(99, "hi", chat=chat),
+        headers={"X-Telegram-Bot-Api-Secret-Token": "guess"},
+    )
+    assert resp.status == 403
 
 
 # -- WhatsApp ---------------------------------------------------------------------------------
