@@ -14,14 +14,12 @@ import hmac
 import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 from twilio.request_validator import RequestValidator
@@ -34,6 +32,7 @@ from tests.channels.fake_graph import TOKEN as GRAPH_TOKEN
 from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
 from tests.channels.fake_telegram import FakeBotApi
 from tests.channels.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi
+from tests.databases import temporary_database
 
 TG_SECRET = "relay_webhook_secret-1"
 APP_SECRET = "relay-app-secret"
@@ -95,19 +94,8 @@ async def twilio() -> AsyncIterator[FakeTwilioApi]:
 
 @pytest.fixture
 async def database(server_database_url: str) -> AsyncIterator[str]:
-    name = f"botserver_wh_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(server_database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    base, _, _ = server_database_url.rpartition("/")
-    yield f"{base}/{name}"
-    admin = await asyncpg.connect(server_database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with temporary_database(server_database_url, "botserver_wh") as url:
+        yield url
 
 
 @pytest.fixture

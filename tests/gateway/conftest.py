@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
 from config.settings import BUNDLED_TEMPLATES, Settings
 from gateway.app import create_app
+from tests.databases import temporary_database
 
 TEST_BOTS = Path(__file__).resolve().parent.parent / "bots"
 
@@ -29,19 +28,8 @@ def bots_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 async def gateway_database(server_database_url: str) -> AsyncIterator[str]:
     """A fresh database on the PostgreSQL server, dropped after the session."""
-    name = f"botserver_gw_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(server_database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    base, _, _ = server_database_url.rpartition("/")
-    yield f"{base}/{name}"
-    admin = await asyncpg.connect(server_database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with temporary_database(server_database_url, "botserver_gw") as url:
+        yield url
 
 
 @pytest.fixture
