@@ -612,12 +612,16 @@ def _describe(e: UnexpectedInput, text: str) -> str:
 _MAX_JOINED_LINES = 500
 _TABLE = re.compile(r"^\s*TABLE[ \t]+([A-Za-z_][\w.]*)\b.*$", re.IGNORECASE)
 _END_TABLE = re.compile(r"^\s*END[ \t]+TABLE\s*$", re.IGNORECASE)
-_COLUMN = re.compile(r"^\s*([A-Za-z_]\w*)[ \t]+([A-Za-z_]\w*)(\([^)]*\))?[ \t]*(.*)$")
+_COLUMN = re.compile(
+    r"^\s*(?:(?i:FIELD)[ \t]+)?([A-Za-z_]\w*)[ \t]+(?:(?i:AS)[ \t]+)?([A-Za-z_]\w*)(\([^)]*\))?"
+    r"[ \t]*(.*)$"
+)
 
 
 def _table_block(lines: list[str], i: int, name: str, parser: _LineParser) -> int:
     """``TABLE name`` up to ``END TABLE``, read as General Bots' table definitions are: one
-    ``column TYPE[(size)] [options]`` per line.  Returns the index after the block."""
+    ``column TYPE[(size)] [options]`` per line (also ``FIELD column AS TYPE``).  Returns the
+    index after the block."""
     start = i
     columns: list[n.Column] = []
     i += 1
@@ -652,6 +656,11 @@ def _table_block(lines: list[str], i: int, name: str, parser: _LineParser) -> in
     return i + 1
 
 
+def _is_schema_file(filename: str) -> bool:
+    """``tables.bas`` is a schema file: General Bots reads its TABLE blocks and never runs it."""
+    return filename.replace("\\", "/").rsplit("/", 1)[-1].lower() == "tables.bas"
+
+
 def _is_comment(text: str) -> bool:
     """``//`` and ``#`` start a comment line too (General Bots' preprocessor drops them);
     ``#{`` opens a map."""
@@ -682,6 +691,8 @@ def _logical_lines(source: str, parser: _LineParser) -> Iterator[tuple[int, str 
     statements.  A map or list left open (``#{`` or ``[`` at the end of a line) goes on over
     the next lines until it closes, as Rhai reads it."""
     lines = source.splitlines()
+    schema_only = _is_schema_file(parser.filename)
+    ignored: list[int] = []
     i = 0
     while i < len(lines):
         text = lines[i]
@@ -691,6 +702,11 @@ def _logical_lines(source: str, parser: _LineParser) -> Iterator[tuple[int, str 
         table = _TABLE.match(text)
         if table:
             i = _table_block(lines, i, table.group(1), parser)
+            continue
+        if schema_only:
+            if text.strip() and not re.match(r"\s*(?:'|REM\b)", text, re.IGNORECASE):
+                ignored.append(i)
+            i += 1
             continue
         m = _BEGIN.match(text)
         if not m:
@@ -727,6 +743,17 @@ def _logical_lines(source: str, parser: _LineParser) -> Iterator[tuple[int, str 
             parser.error(start + 2, e.column, e.message)
             continue
         yield start + 1, n.TalkBlock(start + 1, column, expr, system)
+    if ignored:
+        first = lines[ignored[0]]
+        parser.warnings.append(
+            BasicWarning(
+                parser.filename,
+                ignored[0] + 1,
+                len(first) - len(first.lstrip()) + 1,
+                f"ignored: {len(ignored)} line(s) outside TABLE blocks (General Bots reads only "
+                "the TABLE blocks of tables.bas)",
+            )
+        )
 
 
 def parse(source: str, filename: str) -> tuple[n.Module, list[BasicSyntaxError]]:

@@ -32,6 +32,7 @@ from pipeline.dispatcher import Dispatcher
 from pipeline.mail import MailSettings, SmtpMailer
 from pipeline.message_path import MessagePath, PathPolicy
 from pipeline.outbound_http import OutboundHttp
+from pipeline.scheduler import Scheduler
 from pipeline.services import Services
 from storage.services import Stores, open_stores
 
@@ -125,7 +126,8 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
     http = OutboundHttp()
     try:
         await http.open()
-        dispatcher = Dispatcher(registry, build_services(stores, http))
+        services = build_services(stores, http)
+        dispatcher = Dispatcher(registry, services)
         app[DISPATCHER] = dispatcher
         delivery = build_delivery(stores, hub)
         app[DELIVERY] = delivery
@@ -136,14 +138,18 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
             await webhooks.record(path, stores, bot, "telegram", result)
 
         pollers = TelegramPollers(hub, polled)
+        # SET SCHEDULE jobs: each occurrence claimed in the database, so it runs once.
+        scheduler = Scheduler(registry, services, stores.pool)
         path.start()
         delivery.start()
+        scheduler.start()
         for name in registry.names():
             await pollers.sync(name)
         app[POLLERS] = pollers
         try:
             yield
         finally:
+            await scheduler.stop()  # waits for the jobs it started, before the stores close
             await pollers.close()
             await path.stop()
             await delivery.stop()

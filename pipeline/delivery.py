@@ -165,7 +165,10 @@ class DeliveryWorker:
             raise
         except Exception as e:
             log.exception("outbox row %d: unexpected error while sending", row.seq)
-            await self._outbox.park(row, status="unknown", error=f"unexpected error: {e!r}")
+            try:
+                await self._outbox.park(row, status="unknown", error=f"unexpected error: {e!r}")
+            except StorageError as store_error:  # the lease runs out; the claim marks it
+                log.error("outbox row %d: could not be parked: %s", row.seq, store_error)
 
     async def _deliver(self, row: OutboxRow) -> None:
         adapter = self._adapters(row.bot_id, row.channel)

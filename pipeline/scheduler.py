@@ -3,7 +3,9 @@
 Every gateway instance runs a :class:`Scheduler`; each occurrence is claimed by inserting its
 row into ``scheduled_runs`` (primary key bot, dialog, due time), so exactly one instance runs
 it however many are running.  An occurrence is only claimed while it is recent (``grace``):
-after all instances were down, missed occurrences are skipped, not replayed in a burst.
+after all instances were down, missed occurrences are skipped, not replayed in a burst.  Rows
+older than ``keep`` (a day by default, far beyond ``grace``) are deleted as the scheduler goes,
+so a job every second does not grow the table without end.
 
 A job runs like a dialog on a session of its own that is never saved: its TALK output goes
 nowhere (proactive ``TALK TO`` fails with the missing-capability error until it lands), a
@@ -40,6 +42,9 @@ INSERT INTO scheduled_runs (bot_id, dialog, due_at, instance) VALUES ($1, $2, $3
 ON CONFLICT DO NOTHING
 """
 
+_PRUNE = "DELETE FROM scheduled_runs WHERE due_at < $1"
+_PRUNE_EVERY = dt.timedelta(minutes=10)
+
 
 class _Nowhere:
     """Where a job's replies go: nowhere (a job has no user to answer)."""
@@ -64,6 +69,7 @@ class Scheduler:
         instance: str | None = None,
         tick: float = 0.2,
         grace: float = 60.0,
+        keep: float = 86400.0,
         clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.registry = registry
@@ -72,6 +78,8 @@ class Scheduler:
         self.instance = instance or uuid.uuid4().hex[:12]
         self.tick = tick
         self.grace = dt.timedelta(seconds=grace)
+        self.keep = max(dt.timedelta(seconds=keep), 2 * self.grace)
+        self._pruned: dt.datetime | None = None
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._next: dict[tuple[str, str, str], dt.datetime] = {}
         self._task: asyncio.Task[None] | None = None
@@ -92,9 +100,20 @@ class Scheduler:
         while True:
             try:
                 await self.run_due()
+                now = self.clock()
+                if self._pruned is None or now - self._pruned >= _PRUNE_EVERY:
+                    await self.prune()
             except Exception:  # a store outage: the next tick tries again
                 log.exception("scheduler tick failed")
             await asyncio.sleep(self.tick)
+
+    async def prune(self) -> int:
+        """Delete the claims of occurrences older than ``keep``; how many were deleted.  No
+        instance claims those any more (they are far past ``grace``)."""
+        now = self.clock()
+        result: str = await self.pool.execute(_PRUNE, now - self.keep)
+        self._pruned = now
+        return int(result.rsplit(" ", 1)[-1])
 
     async def run_due(self) -> int:
         """Claim and start every occurrence due by now; how many this instance claimed."""

@@ -180,18 +180,47 @@ def test_table_blocks_declare_the_bots_tables() -> None:
     ' a comment
     Name string(255) NOT NULL
     UNIQUE(Name)
+    FIELD born AS date
 END TABLE
 TALK "ok"
 """,
-        "tables.bas",
+        "students.bas",
     )
     (table,) = program.tables
     assert (table.name, [(c.name, c.type, c.options) for c in table.columns]) == (
         "students",
-        [("Id", "UUID", "key"), ("Name", "STRING", "NOT NULL")],
+        [("Id", "UUID", "key"), ("Name", "STRING", "NOT NULL"), ("born", "DATE", "")],
     )
     assert [str(w) for w in program.analysis.warnings] == [
-        "tables.bas:5:5: warning: TABLE students: not a column (name TYPE), skipped"
+        "students.bas:5:5: warning: TABLE students: not a column (name TYPE), skipped"
+    ]
+    empty = compile_source("", "students.bas")
+    assert len(program.main.code) > len(empty.main.code), "outside tables.bas, TALK runs"
+
+
+def test_tables_bas_is_a_schema_file_whose_other_lines_are_ignored() -> None:
+    """General Bots reads only the TABLE blocks of tables.bas (its CREATE INDEX lines and
+    anything else are never run), so such lines pass the check with one warning."""
+    source = """' schema
+TABLE leads
+    id UUID PRIMARY KEY
+    status VARCHAR(50) DEFAULT 'new'
+END TABLE
+
+CREATE INDEX idx_leads_status ON leads(status)
+CREATE INDEX idx_leads_id ON leads(id)
+"""
+    assert check_source(source, "crm.gbdialog/tables.bas") == []
+    program = compile_source(source, "crm.gbdialog/tables.bas")
+    assert [t.name for t in program.tables] == ["leads"]
+    assert [str(w) for w in program.analysis.warnings] == [
+        "crm.gbdialog/tables.bas:7:1: warning: ignored: 2 line(s) outside TABLE blocks "
+        "(General Bots reads only the TABLE blocks of tables.bas)"
+    ]
+    elsewhere = check_source(source, "crm.gbdialog/schema.bas")
+    assert [(e.line, e.message) for e in elsewhere] == [
+        (7, "unknown keyword or statement 'CREATE'"),
+        (8, "unknown keyword or statement 'CREATE'"),
     ]
     assert [e.message for e in check_source("TABLE t\n  a TEXT\n", "t.bas")] == [
         "TABLE without END TABLE"

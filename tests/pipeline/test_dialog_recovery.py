@@ -1,8 +1,9 @@
 """A dialog is never left at a wrong instruction nor lost to an outage.
 
 - A store that cannot be reached inside a keyword (a real PostgreSQL table store whose pool is
-  closed) fails the turn as ours: ``ON ERROR RESUME NEXT`` does not catch it, the dialog does
-  not end, the session is not saved, and the message sent again finds the dialog where it was.
+  closed), or that times out waiting for a lock another connection holds, fails the turn as
+  ours: ``ON ERROR RESUME NEXT`` does not catch it, the dialog does not end, the session is
+  not saved, and the message sent again finds the dialog where it was.
 - A waiting dialog whose program changed (its source, or the interpreter's instruction format)
   starts again from the top, with a log line, instead of resuming at a wrong instruction.
 """
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from basic import compiler
@@ -100,6 +102,44 @@ async def test_a_store_outage_in_a_keyword_fails_the_turn_and_keeps_the_dialog_w
     assert isinstance(host_error, HostUnavailable)
     assert isinstance(host_error.__cause__, DatabaseError)
     assert host_error.keyword == "FIND"
+    assert await _session_state(stores, user) == before  # not saved: still waiting at HEAR
+
+    assert await send(working, "42") == ["Found 1 for 42"]  # the retry resumes where it was
+
+
+async def test_a_lock_timeout_in_a_keyword_fails_the_turn_and_keeps_the_dialog_waiting(
+    vault: BotRegistry, services: Services, stores: Stores, server_database_url: str
+) -> None:
+    """Another connection holds the rows' table locked: the table store's FIND waits for
+    PostgreSQL's lock_timeout and fails; the turn fails, to be retried, and the retry (the
+    lock released) resumes the dialog at its HEAR."""
+    schema = await stores.pool.fetchval("SELECT current_schema()")
+    impatient = await create_pool(server_database_url, schema=schema, min_size=1, max_size=1)
+    await impatient.execute("SET lock_timeout = '200ms'")  # its only connection keeps it
+    working = Dispatcher(vault, services)
+    waiting = Dispatcher(vault, replace(services, tables=PostgresTableStore(impatient)))
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    send = conversation(user)
+    assert await send(working, "hi") == ["Which code?"]
+    before = await _session_state(stores, user)
+    holder = await stores.pool.acquire()
+    try:
+        locked = holder.transaction()
+        await locked.start()
+        await holder.execute("LOCK TABLE bot_table_rows IN ACCESS EXCLUSIVE MODE")
+        try:
+            with pytest.raises(TurnFailed) as failed:
+                await send(waiting, "42")
+        finally:
+            await locked.rollback()
+    finally:
+        await stores.pool.release(holder)
+        await impatient.close()
+    host_error = failed.value.__cause__
+    assert isinstance(host_error, HostUnavailable)
+    assert host_error.keyword == "FIND"
+    assert isinstance(host_error.__cause__, DatabaseError)
+    assert isinstance(host_error.__cause__.__cause__, asyncpg.LockNotAvailableError)
     assert await _session_state(stores, user) == before  # not saved: still waiting at HEAR
 
     assert await send(working, "42") == ["Found 1 for 42"]  # the retry resumes where it was
