@@ -21,6 +21,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from gateway.keys import BOTS
+from gateway.widget_markdown import markdown_to_html
 
 STATIC_DIR = Path(__file__).with_name("static")
 STATIC_ROUTE = "static"
@@ -114,7 +115,7 @@ def render_frame(frame: dict[str, Any]) -> str | None:
             return None
         return f'<div id="draft" hx-swap-oob="beforeend">{escape(text)}</div>'
     if kind == "message":
-        parts = [_append_message("bot", _text(frame.get("text"))), _DRAFT_EMPTY]
+        parts = [_append_bot_message(_text(frame.get("text"))), _DRAFT_EMPTY]
         suggestions = _suggestion_buttons(frame.get("suggestions"))
         if suggestions:
             parts.append('<div id="suggestions" hx-swap-oob="innerHTML">' + suggestions + "</div>")
@@ -140,6 +141,15 @@ def _append_message(role: str, text: str) -> str:
     return (
         '<div id="messages" hx-swap-oob="beforeend">'
         f'<div class="msg msg-{role}">{escape(text)}</div></div>'
+    )
+
+
+def _append_bot_message(text: str) -> str:
+    """The bot's markdown formatted (see :mod:`gateway.widget_markdown`); a user's text
+    is always shown as typed."""
+    return (
+        '<div id="messages" hx-swap-oob="beforeend">'
+        f'<div class="msg msg-bot">{markdown_to_html(text)}</div></div>'
     )
 
 

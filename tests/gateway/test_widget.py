@@ -31,7 +31,7 @@ FRAMES: list[tuple[dict[str, Any], list[str]]] = [
     (
         {"type": "message", "text": "Hello & welcome", "suggestions": []},
         [
-            '<div class="msg msg-bot">Hello &amp; welcome</div>',
+            '<div class="msg msg-bot"><p>Hello &amp; welcome</p></div>',
             '<div id="draft" class="msg msg-bot msg-draft" hx-swap-oob="true"></div>',
         ],
     ),
@@ -69,6 +69,43 @@ def test_frames_render_as_escaped_out_of_band_swaps(
     assert html is not None
     for fragment in fragments:
         assert fragment in html
+
+
+@pytest.mark.parametrize(
+    ("markdown", "shown", "absent"),
+    [
+        ("**Hi** _there_", "<p><strong>Hi</strong> <em>there</em></p>", None),
+        ("- one\n- two", "<ul>\n<li>one</li>\n<li>two</li>\n</ul>", None),
+        ("line one\nline two", "line one<br />\nline two", None),
+        ("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;", "<script"),
+        ("<img src=x onerror=alert(1)>", "&lt;img src=x onerror=alert(1)&gt;", "<img"),
+        ("[x](javascript:alert(1))", "[x](javascript:alert(1))", "href"),
+        ("[x](data:text/html,<b>)", "[x](data:text/html,&lt;b&gt;)", "href"),
+        ("![pixel](https://tracker.example/p.png)", ">pixel</a>", "<img"),
+        (
+            "[docs](https://example.com/a?b=1&c=2)",
+            '<a href="https://example.com/a?b=1&amp;c=2" target="_blank"'
+            ' rel="noopener noreferrer nofollow">docs</a>',
+            None,
+        ),
+    ],
+)
+def test_bot_messages_are_markdown_without_script_or_raw_html(
+    markdown: str, shown: str, absent: str | None
+) -> None:
+    html = render_frame({"type": "message", "text": markdown})
+    assert html is not None
+    assert shown in html
+    if absent is not None:
+        assert absent not in html
+
+
+def test_a_users_text_and_streamed_drafts_stay_plain() -> None:
+    user = render_frame({"type": "user", "text": "**not bold**"})
+    draft = render_frame({"type": "delta", "text": "**still plain"})
+    assert user is not None and draft is not None
+    assert "**not bold**" in user and "<strong>" not in user
+    assert "**still plain" in draft
 
 
 @pytest.mark.parametrize(
