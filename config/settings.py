@@ -27,6 +27,9 @@ class Settings:
     workers: int = 64
     max_attempts: int = 5
     max_message_age: float = 24 * 3600.0
+    # Seconds a claimed message or reply is held by an instance without news from it
+    # (renewed while it works): how soon another instance takes over after a crash.
+    lease: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -47,8 +50,15 @@ class Settings:
             workers=int(env.get("BOTSERVER_WORKERS", default.workers)),
             max_attempts=int(env.get("BOTSERVER_MAX_ATTEMPTS", default.max_attempts)),
             max_message_age=float(env.get("BOTSERVER_MAX_MESSAGE_AGE", default.max_message_age)),
+            lease=_positive(float(env.get("BOTSERVER_LEASE", default.lease)), "BOTSERVER_LEASE"),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with the given fields replaced; ``None`` values are ignored."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
+
+
+def _positive(value: float, name: str) -> float:
+    if not value > 0:
+        raise ValueError(f"{name} must be a positive number of seconds, not {value}")
+    return value

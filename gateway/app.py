@@ -82,6 +82,7 @@ def build_message_path(
         policy=policy
         or PathPolicy(
             workers=settings.workers,
+            lease=settings.lease,
             max_attempts=settings.max_attempts,
             max_age=settings.max_message_age,
         ),
@@ -95,7 +96,7 @@ def build_message_path(
 WINDOW_CHANNELS = frozenset({WHATSAPP, TWILIO_WHATSAPP})
 
 
-def build_delivery(stores: Stores, hub: ChannelHub) -> DeliveryWorker:
+def build_delivery(stores: Stores, hub: ChannelHub, *, lease: float = 60.0) -> DeliveryWorker:
     """The outbox's delivery worker, sending through the hub's adapters."""
 
     def config(bot: str) -> dict[str, str]:
@@ -107,7 +108,7 @@ def build_delivery(stores: Stores, hub: ChannelHub) -> DeliveryWorker:
         stores.windows,
         hub.adapter,
         config=config,
-        policy=DeliveryPolicy(window_channels=frozenset({WHATSAPP})),
+        policy=DeliveryPolicy(lease=lease, window_channels=frozenset({WHATSAPP})),
     )
 
 
@@ -129,7 +130,7 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
         services = build_services(stores, http)
         dispatcher = Dispatcher(registry, services)
         app[DISPATCHER] = dispatcher
-        delivery = build_delivery(stores, hub)
+        delivery = build_delivery(stores, hub, lease=app[SETTINGS].lease)
         app[DELIVERY] = delivery
         path = build_message_path(app[SETTINGS], dispatcher, stores, on_commit=delivery.wake)
         app[MESSAGE_PATH] = path
