@@ -155,6 +155,7 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
             await path.stop()
             await delivery.stop()
     finally:
+        await registry.close()  # the bots' model providers
         await hub.close()
         await http.close()
 

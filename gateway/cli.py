@@ -158,9 +158,9 @@ async def _chat(settings: Settings, bot: str) -> int:
 
     stores = await open_stores(settings)
     http = OutboundHttp()
+    registry = BotRegistry(settings.bots_dir, tables=stores.tables)
     try:
         await http.open()
-        registry = BotRegistry(settings.bots_dir, tables=stores.tables)
         await registry.load_all()
         if registry.get(bot) is None:
             print(f"no bot named {bot!r} in {settings.bots_dir}", file=sys.stderr)
@@ -189,6 +189,7 @@ async def _chat(settings: Settings, bot: str) -> int:
             except PipelineError as e:
                 print(f"error: {e}", file=sys.stderr)
     finally:
+        await registry.close()
         await http.close()
         await stores.close()
 

@@ -1,20 +1,57 @@
-"""Loaded bots: a package read from disk plus its compiled dialogs."""
+"""Loaded bots: a package read from disk plus its compiled dialogs and its model provider.
+
+A bot's providers (``pipeline.llm``) are built once, when the bot loads, from its config.csv
+and the process environment; a reload builds new ones and closes the old ones once turns
+already running with them had time to finish; :meth:`BotRegistry.close` closes them all.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from basic import BasicSyntaxError, Limits, Program, compile_source, normalize_globals
 from config.packages import BotConfig, BotPackage, PackageError, discover_packages, load_package
+from pipeline.llm import (
+    LLMProvider,
+    LLMSettings,
+    ProviderNotConfigured,
+    RetryPolicy,
+    llm_settings,
+    provider_from_config,
+)
 from pipeline.outbound_http import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, HttpPolicy
+from pipeline.tokens import TokenCounter, answer_reserve, context_window, counter_for_model
 from storage.base import TableStore
 
 log = logging.getLogger(__name__)
+
+# General Bots reads the bot's system prompt from the first of these in its .gbot folder,
+# else from the ``system-prompt`` row of config.csv.
+PROMPT_FILES = ("PROMPT.md", "prompt.md", "PROMPT.txt", "prompt.txt")
+# A replaced provider is closed this long after its deadline, so that a turn that was
+# already talking to it when the bot reloaded can finish.
+RETIRE_GRACE = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class BotModel:
+    """A bot's language model: its providers as one fallback chain, and its token budget."""
+
+    provider: LLMProvider
+    settings: LLMSettings
+    counter: TokenCounter
+    context_window: int  # tokens the smallest of its models reads
+    answer_reserve: int  # tokens kept free for the answer
+
+    @property
+    def history_limit(self) -> int:
+        return self.settings.history_limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +65,12 @@ class Bot:
     globals: Mapping[str, Any] = field(default_factory=dict)
     http: HttpPolicy = field(default_factory=HttpPolicy)
     broken: frozenset[str] = frozenset()  # dialogs that failed to compile (see ``errors``)
+    # The package's own system prompt (.gbot/PROMPT.md …, or the system-prompt row).
+    system_prompt: str | None = None
+    # The model, or None with the reason in ``model_problem`` (nothing configured, or a
+    # provider named that cannot be used).
+    model: BotModel | None = field(default=None, compare=False)
+    model_problem: str | None = None
 
     @property
     def name(self) -> str:
@@ -127,8 +170,69 @@ def build_bot(package: BotPackage) -> Bot:
     )
 
 
-def load_bot(path: Path) -> Bot:
-    return build_bot(load_package(path))
+def package_system_prompt(package: BotPackage) -> str | None:
+    """The package's system prompt, as General Bots finds it (file first, then the row)."""
+    folder = package.path / f"{package.name}.gbot"
+    for name in PROMPT_FILES:
+        path = folder / name
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError) as e:
+            log.error("bot %s: %s not read: %s", package.name, path, e)
+            continue
+        if text.strip():
+            return text.strip()
+    row = package.config.get("system-prompt", "").strip()
+    return row or None
+
+
+def build_model(
+    package: BotPackage, environ: Mapping[str, str], *, policy: RetryPolicy | None = None
+) -> tuple[BotModel | None, str | None]:
+    """The bot's model from its config.csv and ``environ``, or ``None`` and why not.
+
+    Builds HTTP clients and loads the tokenizer: call it off the event loop.
+    """
+    config = package.config.as_dict()
+    settings = llm_settings(config, environ)
+    try:
+        provider = provider_from_config(config, environ, policy=policy)
+    except ProviderNotConfigured as e:
+        return None, str(e)
+    models = [p.model for p in settings.providers]
+    window = min(context_window(m, package.config) for m in models)
+    max_tokens = min((p.max_tokens for p in settings.providers if p.max_tokens), default=None)
+    model = BotModel(
+        provider=provider,
+        settings=settings,
+        counter=counter_for_model(models[0]),
+        context_window=window,
+        answer_reserve=answer_reserve(window, max_tokens),
+    )
+    for problem in settings.problems:
+        log.warning("bot %s: %s", package.name, problem)
+    return model, None
+
+
+def load_bot(
+    path: Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    policy: RetryPolicy | None = None,
+) -> Bot:
+    """Read, compile and (with ``environ``) give the bot its model; off the event loop."""
+    package = load_package(path)
+    bot = replace(build_bot(package), system_prompt=package_system_prompt(package))
+    if environ is None:
+        return bot
+    model, problem = build_model(package, environ, policy=policy)
+    if model is None:
+        log.info("bot %s: no LLM: %s", package.name, problem)
+    else:
+        log.info("bot %s: LLM %s", package.name, model.provider.name)
+    return replace(bot, model=model, model_problem=problem)
 
 
 class BotRegistry:
@@ -138,10 +242,22 @@ class BotRegistry:
     CSV files.
     """
 
-    def __init__(self, bots_dir: Path, *, tables: TableStore | None = None) -> None:
+    def __init__(
+        self,
+        bots_dir: Path,
+        *,
+        tables: TableStore | None = None,
+        environ: Mapping[str, str] | None = None,
+        llm_policy: RetryPolicy | None = None,
+    ) -> None:
+        """``environ`` gives the process-wide model settings (``OPENAI_API_KEY``, ``LLM_URL``…;
+        the process environment when not given); ``llm_policy`` the providers' retries."""
         self.bots_dir = bots_dir
         self.tables = tables
+        self.environ: Mapping[str, str] = os.environ if environ is None else environ
+        self.llm_policy = llm_policy
         self._bots: dict[str, Bot] = {}
+        self._retiring: dict[asyncio.Task[None], tuple[str, LLMProvider]] = {}
 
     def attach_tables(self, tables: TableStore) -> None:
         """Seed tables on load from now on (the composition root calls this once stores open)."""
@@ -158,7 +274,9 @@ class BotRegistry:
         bots = await asyncio.to_thread(self._load_all_sync)
         for bot in bots.values():
             await self.seed_tables(bot)
-        self._bots = bots
+        old, self._bots = self._bots, bots
+        for bot in old.values():
+            self._retire(bot)
         log.info("loaded bots: %s", ", ".join(self._bots) or "(none)")
 
     async def seed_tables(self, bot: Bot) -> None:
@@ -173,7 +291,7 @@ class BotRegistry:
         bots: dict[str, Bot] = {}
         for path in discover_packages(self.bots_dir):
             try:
-                bot = load_bot(path)
+                bot = load_bot(path, self.environ, policy=self.llm_policy)
             except PackageError as e:
                 log.error("bot package skipped: %s", e)
                 continue
@@ -184,12 +302,51 @@ class BotRegistry:
         """Read one bot's package again; ``None`` when its folder is gone."""
         path = self.bots_dir / f"{name}.gbai"
         if not path.is_dir():
-            self._bots.pop(name, None)
+            gone = self._bots.pop(name, None)
+            if gone is not None:
+                self._retire(gone)
             return None
-        bot = await asyncio.to_thread(load_bot, path)
+        bot = await asyncio.to_thread(load_bot, path, self.environ, policy=self.llm_policy)
         await self.seed_tables(bot)
+        old = self._bots.get(name)
         self._bots[name] = bot
+        if old is not None:
+            self._retire(old)
         log.info(
             "reloaded bot %s (%d dialogs, %d errors)", name, len(bot.programs), len(bot.errors)
         )
         return bot
+
+    def _retire(self, bot: Bot) -> None:
+        """Close a replaced bot's providers once turns still using them had time to end."""
+        if bot.model is None:
+            return
+        provider = bot.model.provider
+        delay = bot.model.settings.deadline + RETIRE_GRACE
+
+        async def close_later() -> None:
+            await asyncio.sleep(delay)
+            await _close_provider(bot.name, provider)
+
+        task = asyncio.create_task(close_later(), name=f"retire-llm-{bot.name}")
+        self._retiring[task] = (bot.name, provider)
+        task.add_done_callback(lambda done: self._retiring.pop(done, None))
+
+    async def close(self) -> None:
+        """Close every bot's providers, replaced ones included (at shutdown)."""
+        retiring = list(self._retiring.items())
+        for task, _ in retiring:
+            task.cancel()
+        await asyncio.gather(*(task for task, _ in retiring), return_exceptions=True)
+        for _, (name, provider) in retiring:
+            await _close_provider(name, provider)
+        for bot in self._bots.values():
+            if bot.model is not None:
+                await _close_provider(bot.name, bot.model.provider)
+
+
+async def _close_provider(bot: str, provider: LLMProvider) -> None:
+    try:
+        await provider.aclose()
+    except Exception:  # closing is best effort; the process is releasing it either way
+        log.exception("bot %s: closing the LLM provider failed", bot)

@@ -1,8 +1,12 @@
 """The dialog stage: BASIC dialogs take the message before any other stage.
 
 A message goes to the dialog waiting on HEAR; on a session's first message
-the bot's start dialog runs. Only when no dialog consumed the message does
-the turn go on to the knowledge and LLM stages.
+the bot's start dialog runs. The turn goes on to the knowledge and LLM stages when no dialog
+waits, and also after the start dialog ran to its end: as in General Bots, the first message
+is then answered by the model too, with the tools, system prompt and context the start
+dialog set up.  A dialog resumed by the message (or a start dialog that now waits on HEAR)
+owns it: the turn ends there.  So does a tool the model called that waits on HEAR: the
+message goes on to the LLM stage, which resumes it.
 
 A dialog that fails (a runtime error, a limit, or a keyword whose capability this gateway does
 not offer yet: ``MissingCapability`` is a ``BasicRuntimeError``) ends; the error is logged with
@@ -29,7 +33,7 @@ log = logging.getLogger(__name__)
 DIALOG_ERROR_REPLY = "Sorry, something went wrong in this conversation. Please start again."
 
 
-def _input_for_hear(state: SessionState, text: str) -> str:
+def input_for_hear(state: SessionState, text: str) -> str:
     """A tapped suggestion arrives as its label on most channels; the dialog sees its key."""
     folded = text.strip().casefold()
     for key, label in state.suggestions:
@@ -52,7 +56,7 @@ async def dialog_stage(turn: Turn, next_: Next) -> None:
     assert session is not None, "dialog stage runs after the session stage"
     state = _session_state(turn)
     bot = turn.bot
-    if state.dialog is None and state.started:
+    if state.dialog is None and (state.started or state.pending_tool is not None):
         await next_(turn)
         return
     host = DialogHost(turn, state=state)
@@ -67,7 +71,7 @@ async def dialog_stage(turn: Turn, next_: Next) -> None:
             waiting = state.dialog = None
     try:
         if waiting is not None:
-            outcome = await interpreter.resume(waiting, _input_for_hear(state, turn.text))
+            outcome = await interpreter.resume(waiting, input_for_hear(state, turn.text))
         else:
             start = bot.start_program
             if start is None and bot.start_broken:
@@ -82,13 +86,17 @@ async def dialog_stage(turn: Turn, next_: Next) -> None:
                 return
             outcome = await interpreter.start(start)
     except BasicRuntimeError as e:
+        why = ""
+        if isinstance(e, MissingCapability) and e.capability == "llm" and bot.model_problem:
+            why = f" ({bot.model_problem})"
         log.error(
-            "dialog %s bot=%s session=%s message=%s: %s",
+            "dialog %s bot=%s session=%s message=%s: %s%s",
             "needs a missing capability" if isinstance(e, MissingCapability) else "error",
             bot.name,
             session.id,
             turn.message.external_id,
             e,
+            why,
         )
         state.dialog = None
         state.suggestions = []
@@ -98,3 +106,5 @@ async def dialog_stage(turn: Turn, next_: Next) -> None:
         return
     state.dialog = outcome.state
     write_state(session, state)
+    if waiting is None and outcome.state is None:
+        await next_(turn)  # the start dialog ended: the model answers the message too

@@ -3,9 +3,10 @@
 What a keyword changes in the conversation (suggestions, system prompt, context, tools,
 knowledge bases, websites) goes to the session's :class:`~pipeline.session_state.SessionState`,
 written through to ``session.state`` at each change.  Bot and user memory, tables, HTTP and
-mail go to the turn's services.  Capabilities that later work brings (LLM, knowledge base
-search, templates, proactive messages, human hand-off, media) are deliberately absent: the
-interpreter then fails the keyword with ``MissingCapability``.
+mail go to the turn's services; ``x = LLM "prompt"`` to the bot's model provider.
+Capabilities that later work brings (knowledge base search, templates, proactive messages,
+human hand-off, media) are deliberately absent, and so is ``llm`` for a bot with no provider
+configured: the interpreter then fails the keyword with ``MissingCapability``.
 
 A dialog's own failures are raised as :class:`basic.errors.ScriptError`, which the interpreter
 locates at the failing line (and which ``ON ERROR RESUME NEXT`` can catch).  A failure of our
@@ -17,17 +18,21 @@ fails the whole turn, to be retried with the dialog as it was.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from basic.errors import HostUnavailable, ScriptError
 from basic.tools import is_tool
+from pipeline.llm import CompletionRequest, LLMError, UserMessage
 from pipeline.mail import MailError
 from pipeline.outbound_http import HttpCallError
 from pipeline.session_state import SessionState, Website, read_state, write_state
 from pipeline.table_conditions import ConditionError, parse_conditions
 from pipeline.turn import Turn
 from storage.base import Condition, MemoryStore, StorageError, TableStore
+
+log = logging.getLogger(__name__)
 
 SESSION_FIELDS = ("user_id", "user_email", "user_phone", "channel", "bot")
 
@@ -147,6 +152,38 @@ class DialogHost:
             value = message.raw.get(name)
             return value if isinstance(value, str) else ""
         raise ScriptError(f"unknown session field {name!r} (known: {', '.join(SESSION_FIELDS)})")
+
+    # -- the model ------------------------------------------------------------------------
+
+    @property
+    def llm(self) -> Callable[[str], Awaitable[str]] | None:
+        """``x = LLM "prompt"``: present only when the bot has a model provider, so that a
+        bot without one fails the keyword as a missing capability."""
+        return self._complete if self._bot.model is not None else None
+
+    async def _complete(self, prompt: str) -> str:
+        """A one-off completion of ``prompt`` (no history, no tools), as General Bots' LLM
+        keyword does; its text is the value.  A provider that does not answer (after its
+        retries and fallbacks) is the dialog's error to handle (``ON ERROR RESUME NEXT``)."""
+        model = self._bot.model
+        assert model is not None, "llm is only offered with a model"
+        try:
+            completion = await model.provider.complete(
+                CompletionRequest([UserMessage(str(prompt))])
+            )
+        except LLMError as e:
+            log.error(
+                "LLM keyword failed bot=%s session=%s provider=%s status=%s: %s",
+                self._bot.name,
+                self._session.id,
+                e.provider,
+                e.status,
+                e,
+            )
+            raise ScriptError(f"LLM: the language model did not answer: {e}") from e
+        if completion.usage is not None:
+            self._turn.add_tokens(completion.usage.total_tokens)
+        return completion.text
 
     # -- memory ---------------------------------------------------------------------------
 

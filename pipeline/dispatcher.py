@@ -8,8 +8,10 @@ import time
 
 from channels.base import InboundMessage
 from pipeline.bots import BotRegistry
+from pipeline.conversation import Knowledge
 from pipeline.dialog import dialog_stage
 from pipeline.errors import TurnFailed, TurnRejected, UnknownBot
+from pipeline.llm_stage import llm_stage
 from pipeline.reply import reply_stage
 from pipeline.services import Services
 from pipeline.sessions import session_stage
@@ -19,16 +21,18 @@ from storage.base import Claim
 log = logging.getLogger(__name__)
 
 
-def default_stages() -> list[Stage]:
+def default_stages(*, knowledge: Knowledge | None = None) -> list[Stage]:
     """The chat flow, outermost first.
 
     Order matters: the session must exist before anything reads it; reply wraps
     everything after it, so it runs last on the way out, flushing and saving
-    what the inner stages produced; dialog precedes knowledge and the LLM
-    because a dialog waiting on HEAR owns the next message. Media, knowledge,
-    tools and LLM stages join this list as those capabilities are built.
+    what the inner stages produced; dialog precedes the LLM because a dialog
+    waiting on HEAR owns the next message (the start dialog also sets up the
+    tools, prompt and context the model then gets). The LLM stage searches
+    ``knowledge`` (None: no knowledge base) for its context, or answers from it
+    when the bot has no model. A media stage joins this list when it is built.
     """
-    return [session_stage, reply_stage, dialog_stage]
+    return [session_stage, reply_stage, dialog_stage, llm_stage(knowledge=knowledge)]
 
 
 class Dispatcher:
@@ -37,7 +41,8 @@ class Dispatcher:
     One conversation's messages run one at a time, in arrival order (a lock
     per conversation, shared across instances when the lock store is Redis);
     different conversations run concurrently, at most ``max_concurrent_turns``
-    at once in this process.
+    at once in this process. ``knowledge`` is the knowledge base the default
+    stages search (see :data:`pipeline.conversation.Knowledge`).
     """
 
     def __init__(
@@ -46,13 +51,14 @@ class Dispatcher:
         services: Services,
         *,
         stages: list[Stage] | None = None,
+        knowledge: Knowledge | None = None,
         max_concurrent_turns: int = 256,
         turn_lock_ttl: float = 120.0,
         turn_lock_timeout: float = 60.0,
     ) -> None:
         self._bots = bots
         self._services = services
-        self._chain = build_chain(default_stages() if stages is None else stages)
+        self._chain = build_chain(default_stages(knowledge=knowledge) if stages is None else stages)
         self._slots = asyncio.Semaphore(max_concurrent_turns)
         self._lock_ttl = turn_lock_ttl
         self._lock_timeout = turn_lock_timeout

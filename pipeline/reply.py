@@ -16,15 +16,17 @@ async def reply_stage(turn: Turn, next_: Next) -> None:
     Listed first among the stages after the session so that whatever the later
     stages produced is flushed and saved in one place. When nothing answered,
     the bot's ``Not Understood Message`` (config.csv) is sent so the user is
-    never left without a reply — unless a dialog now waits for the user's answer (it
-    took the message and chose to say nothing).
+    never left without a reply — unless a dialog (or a tool the model called) now waits for
+    the user's answer (it took the message and chose to say nothing).
     """
     await next_(turn)
-    waiting = turn.session is not None and read_state(turn.session).dialog is not None
+    state = read_state(turn.session) if turn.session is not None else None
+    waiting = state is not None and (state.dialog is not None or state.pending_tool is not None)
     if not turn.answered and not waiting:
         fallback = turn.bot.package.config.get("not-understood-message") or DEFAULT_FALLBACK
         await turn.say(fallback)
     await turn.flush()
+    turn.record_leftover_tokens()
     session = turn.session
     assert session is not None, "reply stage runs after the session stage"
     outbox: tuple[OutboxItem, ...] = ()

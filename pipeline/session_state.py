@@ -14,7 +14,9 @@ never spelled anywhere else.  The layout (``version`` 1)::
      "context": {"name": "text"},         SET CONTEXT
      "tools": ["get-price"],              USE TOOL / ADD TOOL
      "knowledge_bases": ["products"],     USE KB (searched once the knowledge base exists)
-     "websites": [{"url", "refresh"}]}    USE WEBSITE (crawled once the knowledge base exists)
+     "websites": [{"url", "refresh"}],    USE WEBSITE (crawled once the knowledge base exists)
+     "pending_tool": {...} | null}        a tool the model called that waits on HEAR
+                                          (pipeline.tool_loop.PendingTool)
 
 State saved before versions existed (no ``version`` key) reads as version 1: its keys are
 the same.  A state of a newer version than this code knows is refused rather than guessed.
@@ -55,6 +57,9 @@ class SessionState:
     tools: list[str] = field(default_factory=list)
     knowledge_bases: list[str] = field(default_factory=list)
     websites: list[Website] = field(default_factory=list)
+    # A tool the model called that waits at HEAR: the next message resumes it, and its
+    # result goes back to the model (the layout is pipeline.tool_loop's to read and write).
+    pending_tool: dict[str, Any] | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> SessionState:
@@ -66,6 +71,7 @@ class SessionState:
                 f"session state version {version!r}; this version reads {SESSION_STATE_VERSION}"
             )
         dialog = data.get("dialog")
+        pending_tool = data.get("pending_tool")
         return cls(
             started=bool(data.get("started", False)),
             dialog=dict(dialog) if isinstance(dialog, Mapping) else None,
@@ -78,6 +84,7 @@ class SessionState:
                 Website(str(w["url"]), str(w.get("refresh") or "1m"))
                 for w in data.get("websites") or ()
             ],
+            pending_tool=dict(pending_tool) if isinstance(pending_tool, Mapping) else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -91,6 +98,7 @@ class SessionState:
             "tools": list(self.tools),
             "knowledge_bases": list(self.knowledge_bases),
             "websites": [{"url": w.url, "refresh": w.refresh} for w in self.websites],
+            "pending_tool": self.pending_tool,
         }
 
     # -- changes keywords make

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from channels.base import InboundMessage, OutboundMessage, Suggestion
@@ -49,39 +49,78 @@ class Turn:
     outbound: list[OutboundMessage] = field(default_factory=list)
     replies: int = 0
     started: float = field(default_factory=time.perf_counter)
-    _pending: str | None = None
+    # Model tokens this turn spent that no history row carries yet: the model's answer
+    # takes them (``say(…, tokens_used=turn.take_tokens())``), else the user's row.
+    unrecorded_tokens: int = 0
+    _pending: tuple[str, int] | None = None
 
     @property
     def text(self) -> str:
         return self.message.text
 
     @property
+    def history_size(self) -> int:
+        """The history rows this turn will append, the held-back message included."""
+        return len(self.history) + (self._pending is not None)
+
+    def add_tokens(self, tokens: int) -> None:
+        """Count model tokens spent for this turn, until a message records them."""
+        self.unrecorded_tokens += max(tokens, 0)
+
+    def take_tokens(self) -> int:
+        """The tokens counted so far, for the message about to be said."""
+        tokens, self.unrecorded_tokens = self.unrecorded_tokens, 0
+        return tokens
+
+    def record_leftover_tokens(self) -> None:
+        """Put tokens no bot message took on the user's row (a turn that said nothing)."""
+        if not self.unrecorded_tokens:
+            return
+        for i, entry in enumerate(self.history):
+            if entry.role == "user":
+                self.history[i] = replace(
+                    entry, tokens_used=entry.tokens_used + self.unrecorded_tokens
+                )
+                self.unrecorded_tokens = 0
+                return
+
+    @property
     def answered(self) -> bool:
         """Whether the turn produced any bot message yet."""
         return self.replies > 0 or self._pending is not None
 
-    async def say(self, text: str) -> None:
-        """Send one bot message (delivered when the next one comes or the turn ends)."""
+    async def say(self, text: str, *, tokens_used: int = 0) -> None:
+        """Send one bot message (delivered when the next one comes or the turn ends);
+        ``tokens_used`` is what the model spent on it, kept on its history row."""
         if self._pending is not None:
-            await self._deliver(self._pending, ())
-        self._pending = text
+            await self._deliver(*self._pending, ())
+        self._pending = (text, tokens_used)
+
+    async def release(self) -> None:
+        """Deliver the held-back message now, without suggestions, because more follows
+        (streamed deltas must not arrive before a message said earlier)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await self._deliver(*pending, ())
 
     async def flush(self) -> None:
         """Deliver the held-back message with the session's current suggestions."""
         if self._pending is None:
             return
-        text, self._pending = self._pending, None
-        await self._deliver(text, self.suggestions())
+        pending, self._pending = self._pending, None
+        await self._deliver(*pending, self.suggestions())
 
     def suggestions(self) -> tuple[Suggestion, ...]:
         if self.session is None:
             return ()
         return tuple(Suggestion(key, label) for key, label in read_state(self.session).suggestions)
 
-    async def _deliver(self, text: str, suggestions: tuple[Suggestion, ...]) -> None:
+    async def _deliver(
+        self, text: str, tokens_used: int, suggestions: tuple[Suggestion, ...]
+    ) -> None:
         msg = self.message
         self.replies += 1
-        self.history.append(HistoryEntry(role="assistant", content=text))
+        self.history.append(HistoryEntry(role="assistant", content=text, tokens_used=tokens_used))
         reply = OutboundMessage(
             channel=msg.channel,
             bot=msg.bot,

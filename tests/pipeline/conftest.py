@@ -86,7 +86,9 @@ def bots_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 async def registry(bots_dir: Path, stores: Stores) -> BotRegistry:
-    bots = BotRegistry(bots_dir, tables=stores.tables)
+    # No model settings from the process environment: these bots have no LLM (the tests of
+    # tests/pipeline/llm_turns give theirs a fake one).
+    bots = BotRegistry(bots_dir, tables=stores.tables, environ={})
     await bots.load_all()
     return bots
 

@@ -131,6 +131,7 @@ async def test_analytics_free_question_needs_an_llm(
         assert await talk("why did errors grow?") == [DIALOG_ERROR_REPLY]
     assert re.search(
         r"analytics\.gbdialog/start\.bas:\d+: LLM needs the host capability "
-        r"'llm', which is not available$",
+        r"'llm', which is not available \(no LLM provider configured: set llm-provider, "
+        r"llm-key and llm-model in the bot's config\.csv, .*\)$",
         logged_error(caplog),
     )

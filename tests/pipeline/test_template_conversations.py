@@ -3,9 +3,9 @@ on real stores, as transcripts: the user's messages and the bot's exact replies.
 on the first message, or says politely that it cannot, and runs until a capability this
 gateway lacks yet (the LLM) is reached.
 
-With no LLM stage, a message no dialog takes gets the bot's Not Understood message; the
-tools the LLM would call are run here as it would run them (``run_tool``), in the same
-package and stores.
+With no LLM provider configured, a message no dialog takes gets the bot's Not Understood
+message; the tools the LLM would call are run here as it would run them (``run_tool``), in
+the same package and stores (tests/pipeline/llm_turns has them called by a model).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ async def corpus(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Bo
     folder = tmp_path_factory.mktemp("corpus")
     for package in CORPUS.glob("*.gbai"):
         shutil.copytree(package, folder / package.name)
-    registry = BotRegistry(folder, tables=stores.tables)
+    registry = BotRegistry(folder, tables=stores.tables, environ={})  # no LLM
     await registry.load_all()
     return registry
 

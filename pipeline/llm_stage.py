@@ -1,0 +1,220 @@
+"""The LLM stage: the model answers what no dialog took, with the session's tools.
+
+It runs after the dialog stage, for a message no dialog waits for (and, as in General Bots,
+for the first message of a session once the start dialog ran to its end). It builds the
+conversation (:mod:`pipeline.conversation`) and runs the tool loop (:mod:`pipeline.tool_loop`)
+over the bot's providers, which were built when the bot loaded.  A message that answers a
+tool waiting at HEAR resumes that tool first.
+
+With no provider configured, the stage answers from the knowledge base when it has one (the
+``knowledge`` seam) and otherwise leaves the turn to the reply stage's Not Understood reply.
+
+A provider that does not answer (a timeout, 429 or 5xx after the provider layer's retries and
+fallbacks, a refused request, a cut stream) gets the user a clear reply and is logged with the
+provider and its HTTP status; the turn then completes as usual.  It is not retried: sending
+the message through the model again would not go better, and the user already has an answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from pipeline.bots import BotModel
+from pipeline.conversation import (
+    Conversation,
+    Knowledge,
+    KnowledgePassage,
+    KnowledgeQuery,
+    build_conversation_off_loop,
+    context_text,
+    history_messages,
+    system_prompt,
+)
+from pipeline.dialog import input_for_hear
+from pipeline.llm import LLMError, Message
+from pipeline.session_state import SessionState, SessionStateError, read_state, write_state
+from pipeline.tool_loop import (
+    DEFAULT_MAX_ROUNDS,
+    PendingTool,
+    ToolLoop,
+    offered_tools,
+    tool_definitions,
+)
+from pipeline.turn import Next, Stage, Turn
+
+log = logging.getLogger(__name__)
+
+LLM_ERROR_REPLY = (
+    "Sorry, I cannot answer right now: the language model is not responding. "
+    "Please try again in a moment."
+)
+NO_LLM_NOTE = (
+    "(Generative answers need a language model, and none is configured for this bot: set "
+    "llm-provider, llm-key and llm-model in its config.csv, or OPENAI_API_KEY, "
+    "ANTHROPIC_API_KEY or LLM_URL in the environment.)"
+)
+NO_LLM_PASSAGES = 3
+
+
+def answer_without_llm(passages: Sequence[KnowledgePassage]) -> str:
+    """The reply from knowledge-base passages alone: the best ones with their sources."""
+    parts = ["Here is what I found:"]
+    for passage in passages[:NO_LLM_PASSAGES]:
+        parts.append(f"{passage.text.strip()}\n\n— {passage.citation}")
+    parts.append(NO_LLM_NOTE)
+    return "\n\n".join(parts)
+
+
+def llm_stage(*, knowledge: Knowledge | None = None) -> Stage:
+    """The stage, searching ``knowledge`` (``None``: no knowledge base) for each question."""
+
+    async def stage(turn: Turn, next_: Next) -> None:
+        session = turn.session
+        assert session is not None, "the LLM stage runs after the session stage"
+        try:
+            state = read_state(session)
+        except SessionStateError:  # the dialog stage logged it and started over
+            state = SessionState()
+        pending = _take_pending(turn, state)
+        model = turn.bot.model
+        if model is None:
+            if pending is not None:
+                log.warning(
+                    "bot %s has no LLM any more: the tool %s waiting in session %s is dropped",
+                    turn.bot.name,
+                    pending.call.name,
+                    session.id,
+                )
+            await _without_model(turn, state, knowledge, next_)
+            return
+        question = pending.question if pending is not None else turn.text
+        try:
+            await _with_model(turn, model, state, knowledge, question, pending)
+        except LLMError as e:
+            log.error(
+                "llm failed bot=%s session=%s message=%s provider=%s status=%s: %s",
+                turn.bot.name,
+                session.id,
+                turn.message.external_id,
+                e.provider,
+                e.status,
+                e,
+            )
+            await turn.say(LLM_ERROR_REPLY)
+
+    return stage
+
+
+def _take_pending(turn: Turn, state: SessionState) -> PendingTool | None:
+    """The tool loop the session saved at a HEAR, taken out of the state (it is saved again
+    if the tool asks again)."""
+    raw = state.pending_tool
+    if raw is None:
+        return None
+    state.pending_tool = None
+    assert turn.session is not None
+    write_state(turn.session, state)
+    try:
+        return PendingTool.from_json(raw)
+    except ValueError as e:
+        log.warning(
+            "session %s: a waiting tool could not be read (%s): dropped", turn.session.id, e
+        )
+        return None
+
+
+async def _search(
+    knowledge: Knowledge | None, turn: Turn, state: SessionState, question: str
+) -> Sequence[KnowledgePassage]:
+    if knowledge is None or not question.strip():
+        return ()
+    query = KnowledgeQuery(turn.bot.name, question, tuple(state.knowledge_bases))
+    try:
+        return await knowledge(query)
+    except Exception:  # the answer can do without passages; the failure is logged
+        log.exception("knowledge search failed bot=%s: answering without passages", turn.bot.name)
+        return ()
+
+
+async def _without_model(
+    turn: Turn, state: SessionState, knowledge: Knowledge | None, next_: Next
+) -> None:
+    passages = await _search(knowledge, turn, state, turn.text)
+    if not passages:
+        await next_(turn)  # the Not Understood reply
+        return
+    await turn.say(answer_without_llm(passages))
+
+
+async def _history(turn: Turn, model: BotModel, pending: PendingTool | None) -> list[Message]:
+    """The last ``history-limit`` stored messages before the question.
+
+    A resumed loop's question and the rows after it (the waiting tool's prompts and the
+    user's answers) are left out: the saved exchange stands for them.
+    """
+    session = turn.session
+    assert session is not None
+    if not session.stored:
+        return []
+    limit = model.history_limit
+    trailing = pending.trailing if pending is not None else 0
+    entries = await turn.services.conversations.history(session.id, limit=limit + trailing)
+    if trailing:
+        entries = entries[:-trailing] if len(entries) > trailing else []
+    return history_messages(entries[-limit:] if limit > 0 else [])
+
+
+async def _with_model(
+    turn: Turn,
+    model: BotModel,
+    state: SessionState,
+    knowledge: Knowledge | None,
+    question: str,
+    pending: PendingTool | None,
+) -> None:
+    passages = await _search(knowledge, turn, state, question)
+    history = await _history(turn, model, pending)
+    tools = offered_tools(turn, state)
+    definitions = tool_definitions(tools)
+    system = system_prompt(turn.bot.system_prompt, state.system_prompt)
+    context = context_text(state.context)
+    budget = max(model.context_window - model.answer_reserve, 1)
+
+    async def build(exchange: Sequence[Message]) -> Conversation:
+        conversation = await build_conversation_off_loop(
+            system=system,
+            context=context,
+            passages=passages,
+            history=history,
+            question=question,
+            tail=exchange,
+            tools=definitions,
+            counter=model.counter,
+            budget=budget,
+        )
+        if conversation.history_dropped or conversation.passages_dropped:
+            log.info(
+                "bot %s: %d history messages and %d passages left out to fit %d tokens",
+                turn.bot.name,
+                conversation.history_dropped,
+                conversation.passages_dropped,
+                budget,
+            )
+        return conversation
+
+    max_rounds = turn.bot.package.config.integer("llm-tool-rounds", DEFAULT_MAX_ROUNDS)
+    loop = ToolLoop(
+        turn,
+        model,
+        state,
+        tools,
+        question=question,
+        build=build,
+        max_rounds=max_rounds if max_rounds > 0 else DEFAULT_MAX_ROUNDS,
+        trailing=pending.trailing if pending is not None else 0,
+    )
+    if pending is not None:
+        await loop.resume(pending, input_for_hear(state, turn.text))
+    else:
+        await loop.run([])
