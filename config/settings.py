@@ -30,6 +30,11 @@ class Settings:
     # Seconds a claimed message or reply is held by an instance without news from it
     # (renewed while it works): how soon another instance takes over after a crash.
     lease: float = 60.0
+    # The knowledge base: a Qdrant server when set, else the embedded index under data_dir;
+    # whether packages' .gbkb folders are indexed as they load.
+    qdrant_url: str | None = None
+    qdrant_api_key: str | None = None
+    kb_ingest_on_load: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -51,6 +56,10 @@ class Settings:
             max_attempts=int(env.get("BOTSERVER_MAX_ATTEMPTS", default.max_attempts)),
             max_message_age=float(env.get("BOTSERVER_MAX_MESSAGE_AGE", default.max_message_age)),
             lease=_positive(float(env.get("BOTSERVER_LEASE", default.lease)), "BOTSERVER_LEASE"),
+            qdrant_url=env.get("QDRANT_URL") or None,
+            qdrant_api_key=env.get("QDRANT_API_KEY") or None,
+            kb_ingest_on_load=env.get("BOTSERVER_KB_INGEST", "on").strip().lower()
+            not in ("0", "off", "false", "no"),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
