@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import logging
-import os
 
 from aiohttp import web
 
 from channels import web as web_channel
 from config.env_values import without_secrets
 from config.packages import valid_bot_name
-from gateway.keys import BOTS, CHANNELS, MESSAGE_PATH, POLLERS, STORES
+from gateway.auth import (
+    Principal,
+    message_user,
+    require_admin,
+    require_caller,
+    without_user_id,
+)
+from gateway.keys import AUTH, BOTS, CHANNELS, INGESTER, MESSAGE_PATH, POLLERS, SETTINGS, STORES
 from gateway.responses import json_error, json_response
 from gateway.sinks import CollectingSink, EventStreamSink, reply_json
 from gateway.webhooks import channel_states
@@ -33,13 +37,19 @@ async def post_message(request: web.Request) -> web.StreamResponse:
     """Run one turn; answer ``{"session_id", "replies"}`` or stream it as server-sent events.
 
     A ``message_id`` sent again answers with the replies of its first delivery.
+    Needs a credential (401 without): the user is the credential's own, and
+    only an ``app`` or ``admin`` names it in the body's ``user_id``.
     """
     bot = request.match_info["bot"]
     if request.app[BOTS].get(bot) is None:
         raise UnknownBot(bot)
+    user = message_user(await require_caller(request, bot))
     if request.content_type not in ("application/json", "application/octet-stream", ""):
         raise web.HTTPUnsupportedMediaType(text="send the message as application/json")
-    message = web_channel.parse_message(bot, web_channel.decode_json_object(await request.read()))
+    data = web_channel.decode_json_object(await request.read())
+    if user is not None:
+        data = without_user_id(data)  # a user's id is its credential's, never the body's
+    message = web_channel.parse_message(bot, data, user_id=user)
     path = request.app[MESSAGE_PATH]
     if not _wants_event_stream(request):
         result = await path.run_inline(message, CollectingSink())
@@ -68,19 +78,26 @@ async def post_message(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/api/v1/bots/{bot}/sessions/{session_id}/messages")
 async def get_history(request: web.Request) -> web.Response:
-    """A session's history, for the user it belongs to (``?user_id=``)."""
+    """A session's history, for the user it belongs to.
+
+    A user (visitor token, JWT, user key) reads only its own sessions; an
+    ``app``, ``agent`` or ``admin`` any session of its bot (``?user_id=``, when
+    given, must be the session's user). Someone else's session is 404, as one
+    that does not exist.
+    """
     bot = request.match_info["bot"]
     session_id = request.match_info["session_id"]
-    user_id = request.query.get("user_id")
-    if not user_id:
-        return json_error(400, "bad_request", "query parameter 'user_id' is required")
+    principal = await require_caller(request, bot)
+    user_id = _reader(principal) or request.query.get("user_id") or None
     try:
         limit = min(max(int(request.query.get("limit", "50")), 1), 500)
     except ValueError:
         return json_error(400, "bad_request", "query parameter 'limit' must be an integer")
     store = request.app[STORES].conversations
     session = await store.get(session_id)
-    if session is None or (session.bot_id, session.user_id) != (bot, user_id):
+    if session is None or session.bot_id != bot:
+        raise UnknownSession(session_id)
+    if user_id is not None and session.user_id != user_id:
         raise UnknownSession(session_id)
     entries = await store.history(session_id, limit=limit)
     return json_response(
@@ -98,25 +115,25 @@ async def get_history(request: web.Request) -> web.Response:
     )
 
 
-def _admin_allowed(request: web.Request) -> bool:
-    """Admin calls need ``BOTSERVER_ADMIN_TOKEN`` as a bearer token; without one, loopback only."""
-    token = os.environ.get("BOTSERVER_ADMIN_TOKEN")
-    if token:
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        return hmac.compare_digest(given.encode(), token.encode())
-    peer = request.remote or ""
-    try:
-        return ipaddress.ip_address(peer).is_loopback
-    except ValueError:
-        return False
+def _reader(principal: Principal) -> str | None:
+    """The only user whose sessions ``principal`` may read; None: any of its bot's."""
+    if principal.acts_for_users or "agent" in principal.roles:
+        return None
+    return message_user(principal)
+
+
+@routes.post("/api/v1/visitors")
+async def new_visitor(request: web.Request) -> web.Response:
+    """A new anonymous visitor: ``{"visitor_token", "user_id"}`` (what the widget keeps)."""
+    token, user_id = request.app[AUTH].visitors.issue()
+    return json_response({"visitor_token": token, "user_id": user_id}, status=201)
 
 
 @routes.post("/api/v1/bots/{bot}/reload")
 async def reload_bot(request: web.Request) -> web.Response:
     """Read a bot's package from disk again and report its dialogs and errors."""
-    if not _admin_allowed(request):
-        return json_error(403, "forbidden", "reload needs the admin token")
     name = request.match_info["bot"]
+    await require_admin(request, name, "reload")
     if not valid_bot_name(name):
         raise UnknownBot(name)
     bot = await request.app[BOTS].reload(name)
@@ -125,6 +142,8 @@ async def reload_bot(request: web.Request) -> web.Response:
     await request.app[STORES].bot_configs.put(bot.name, without_secrets(bot.package.config))
     await request.app[CHANNELS].load(bot.name, bot.package.config)
     await request.app[POLLERS].sync(bot.name)
+    if request.app[SETTINGS].kb_ingest_on_load:
+        request.app[INGESTER].ingest(bot.name, bot.package.path)
     return json_response(
         {
             "bot": bot.name,
@@ -137,9 +156,8 @@ async def reload_bot(request: web.Request) -> web.Response:
 @routes.get("/api/v1/bots/{bot}/channels")
 async def bot_channels(request: web.Request) -> web.Response:
     """Each provider channel of a bot: on or why not, webhook, last inbound, queue, parked."""
-    if not _admin_allowed(request):
-        return json_error(403, "forbidden", "channel state needs the admin token")
     name = request.match_info["bot"]
+    await require_admin(request, name, "channel state")
     if not valid_bot_name(name) or request.app[BOTS].get(name) is None:
         raise UnknownBot(name)
     states = await channel_states(request.app[CHANNELS], request.app[STORES], name)

@@ -12,13 +12,17 @@ from channels.base import WebhookResult
 from channels.hub import PROVIDER_CHANNELS, TWILIO_WHATSAPP, WHATSAPP, ChannelHub
 from config.env_values import without_secrets
 from config.settings import Settings
-from gateway import api, webhooks, ws
+from gateway import api, auth_keys, webhooks, ws
+from gateway.auth import AuthConfig, auth_ctx
 from gateway.errors import error_middleware
 from gateway.keys import (
+    AUTH_CONFIG,
     BOTS,
     CHANNELS,
     DELIVERY,
     DISPATCHER,
+    INGESTER,
+    KNOWLEDGE,
     MESSAGE_PATH,
     POLLERS,
     SETTINGS,
@@ -29,6 +33,8 @@ from gateway.widget import setup_widget
 from pipeline.bots import BotRegistry
 from pipeline.delivery import DeliveryPolicy, DeliveryWorker
 from pipeline.dispatcher import Dispatcher
+from pipeline.kb.service import open_knowledge_base
+from pipeline.knowledge import PackageIngester, knowledge_search
 from pipeline.mail import MailSettings, SmtpMailer
 from pipeline.message_path import MessagePath, PathPolicy
 from pipeline.outbound_http import OutboundHttp
@@ -124,11 +130,26 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
         # Credentials stay in the package (or the environment), out of the database.
         await stores.bot_configs.put(name, without_secrets(bot.package.config))
         await hub.load(name, bot.package.config)
+    settings = app[SETTINGS]
+    kb = await open_knowledge_base(
+        stores.pool,
+        settings.data_dir,
+        qdrant_url=settings.qdrant_url,
+        qdrant_api_key=settings.qdrant_api_key,
+    )
+    app[KNOWLEDGE] = kb
+    ingester = PackageIngester(kb)
+    app[INGESTER] = ingester
+    if settings.kb_ingest_on_load:
+        for name in registry.names():
+            loaded = registry.get(name)
+            assert loaded is not None
+            ingester.ingest(name, loaded.package.path)
     http = OutboundHttp()
     try:
         await http.open()
         services = build_services(stores, http)
-        dispatcher = Dispatcher(registry, services)
+        dispatcher = Dispatcher(registry, services, knowledge=knowledge_search(kb))
         app[DISPATCHER] = dispatcher
         delivery = build_delivery(stores, hub, lease=app[SETTINGS].lease)
         app[DELIVERY] = delivery
@@ -155,21 +176,30 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
             await path.stop()
             await delivery.stop()
     finally:
+        await ingester.close()
+        await kb.close()
         await registry.close()  # the bots' model providers
         await hub.close()
         await http.close()
 
 
-def create_app(settings: Settings) -> web.Application:
-    """The gateway application; stores open on startup and close on cleanup."""
+def create_app(settings: Settings, *, auth: AuthConfig | None = None) -> web.Application:
+    """The gateway application; stores open on startup and close on cleanup.
+
+    ``auth``: the credentials accepted (default: from the environment, see
+    :meth:`AuthConfig.from_env`; a wrong setting is a ``ValueError`` here, not a
+    gateway that starts open)."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
     app[SETTINGS] = settings
+    app[AUTH_CONFIG] = AuthConfig.from_env() if auth is None else auth
     app[BOTS] = BotRegistry(settings.bots_dir)
     app[CHANNELS] = ChannelHub(os.environ)
     # Stores first: loading bots records their configuration in the database.
     app.cleanup_ctx.append(_stores_ctx)
+    app.cleanup_ctx.append(auth_ctx)  # API keys and the visitor key are in the stores
     app.cleanup_ctx.append(_bots_ctx)
     app.add_routes(api.routes)
+    app.add_routes(auth_keys.routes)
     app.add_routes(webhooks.routes)
     ws.setup_websockets(app)
     setup_widget(app)

@@ -1,4 +1,4 @@
-"""The ``botserver`` command: serve, migrate, check, chat and telegram set-webhook."""
+"""The ``botserver`` command: serve, migrate, check, chat, keys and telegram set-webhook."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from pipeline.errors import PipelineError
 from pipeline.outbound_http import OutboundHttp
 from pipeline.package_check import CheckReport, check_dialog, check_package
 from pipeline.tools import tool_schemas
+from storage.api_keys import ROLES
 from storage.services import open_stores, run_migrations
 
 
@@ -229,6 +230,63 @@ def cmd_telegram_set_webhook(args: argparse.Namespace) -> int:
     return asyncio.run(set_webhook(path, args.url, drop_pending_updates=args.drop_pending_updates))
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from gateway import auth_cli
+
+    settings = _settings(args)
+    _configure_logging("WARNING")
+    if args.keys_command == "create":
+        if (args.bot is None) == (not args.all_bots):
+            print("error: name a BOT, or give --all-bots", file=sys.stderr)
+            return 2
+        return asyncio.run(
+            auth_cli.create(settings, args.bot, args.role, name=args.name, user_id=args.user)
+        )
+    if args.keys_command == "list":
+        return asyncio.run(auth_cli.list_keys(settings, args.bot))
+    return asyncio.run(auth_cli.revoke(settings, args.key_id))
+
+
+def cmd_kb_ingest(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _configure_logging("WARNING")
+    path = Path(args.bot)
+    if not (path.is_dir() and path.name.endswith(".gbai")):
+        path = settings.bots_dir / f"{args.bot}.gbai"
+    if not path.is_dir():
+        print(f"error: no bot {args.bot!r} in {settings.bots_dir}", file=sys.stderr)
+        return 1
+    return asyncio.run(_kb_ingest(settings, path.name.removesuffix(".gbai"), path))
+
+
+async def _kb_ingest(settings: Settings, bot: str, path: Path) -> int:
+    from pipeline.kb.progress import ProgressBar
+    from pipeline.kb.service import open_knowledge_base
+
+    stores = await open_stores(settings)
+    try:
+        kb = await open_knowledge_base(
+            stores.pool,
+            settings.data_dir,
+            qdrant_url=settings.qdrant_url,
+            qdrant_api_key=settings.qdrant_api_key,
+        )
+        try:
+            report = await kb.ingest(bot, path, progress=ProgressBar(sys.stderr))
+            await kb.indexing()
+        finally:
+            await kb.close()
+    finally:
+        await stores.close()
+    for name, reason in report.skipped:
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    print(
+        f"{report.indexed} indexed, {report.unchanged} unchanged, {report.removed} removed, "
+        f"{len(report.skipped)} skipped, {report.chunks} chunks in {report.seconds:.1f} s"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="botserver", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -271,6 +329,32 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("bot", metavar="BOT", help="a bot name, or a path to a .gbai package")
     common(chat)
     chat.set_defaults(func=cmd_chat)
+
+    keys = sub.add_parser("keys", help="manage the web API's keys (kept hashed in the database)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="make a key; it is printed this once")
+    create.add_argument("bot", metavar="BOT", nargs="?", help="the bot the key is for")
+    create.add_argument("--all-bots", action="store_true", help="a key for every bot")
+    create.add_argument("--role", required=True, choices=ROLES, help="what the key may do")
+    create.add_argument("--user", help="the user a --role user key acts as")
+    create.add_argument("--name", default="", help="a label, shown by keys list")
+    common(create)
+    create.set_defaults(func=cmd_keys)
+    listing = keys_sub.add_parser("list", help="list keys (never their secrets)")
+    listing.add_argument("bot", metavar="BOT", nargs="?", help="only this bot's (and every bot's)")
+    common(listing)
+    listing.set_defaults(func=cmd_keys)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("key_id", metavar="KEY_ID", help="the id keys list shows")
+    common(revoke)
+    revoke.set_defaults(func=cmd_keys)
+
+    kb = sub.add_parser("kb", help="manage a bot's knowledge base")
+    kb_sub = kb.add_subparsers(dest="kb_command", required=True)
+    ingest = kb_sub.add_parser("ingest", help="index what changed in the bot's .gbkb folders")
+    ingest.add_argument("bot", metavar="BOT", help="a bot name, or a path to a .gbai package")
+    common(ingest)
+    ingest.set_defaults(func=cmd_kb_ingest)
 
     telegram = sub.add_parser("telegram", help="manage a bot's Telegram channel")
     telegram_sub = telegram.add_subparsers(dest="telegram_command", required=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from channels.hub import ChannelHub
@@ -10,8 +12,13 @@ from gateway.polling import TelegramPollers
 from pipeline.bots import BotRegistry
 from pipeline.delivery import DeliveryWorker
 from pipeline.dispatcher import Dispatcher
+from pipeline.kb.service import KnowledgeBase
+from pipeline.knowledge import PackageIngester
 from pipeline.message_path import MessagePath
 from storage.services import Stores
+
+if TYPE_CHECKING:  # gateway.auth reads the stores through these keys
+    from gateway.auth import AuthConfig, Authenticator
 
 SETTINGS = web.AppKey("settings", Settings)
 STORES = web.AppKey("stores", Stores)
@@ -21,4 +28,8 @@ MESSAGE_PATH = web.AppKey("message_path", MessagePath)
 CHANNELS = web.AppKey("channels", ChannelHub)
 DELIVERY = web.AppKey("delivery", DeliveryWorker)
 POLLERS = web.AppKey("pollers", TelegramPollers)
+KNOWLEDGE = web.AppKey("knowledge", KnowledgeBase)
+INGESTER = web.AppKey("ingester", PackageIngester)
 WEBSOCKETS = web.AppKey("websockets", set[web.WebSocketResponse])
+AUTH_CONFIG: web.AppKey[AuthConfig] = web.AppKey("auth_config")
+AUTH: web.AppKey[Authenticator] = web.AppKey("auth")

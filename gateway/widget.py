@@ -5,8 +5,11 @@ vendored under ``gateway/static/vendor`` so the widget works offline. It
 connects to ``/ws/{bot}?format=html``; in that mode the WebSocket handler
 sends :func:`render_frame` of each server frame, an out-of-band fragment that
 htmx swaps into the page. ``static/chat.js`` adds what htmx cannot know: the
-browser's user id and the last session id, both kept in ``localStorage`` so a
-reload continues the conversation.
+browser's visitor token (its identity, signed by the gateway: see
+:mod:`gateway.auth_visitor`) and the last session id, both kept in
+``localStorage`` so a reload continues the conversation, and both sent in the
+socket's first frame, never in its URL. Every page carries a fresh token in
+``data-visitor-token``; the script keeps it only when the browser has none.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from gateway.keys import BOTS
+from gateway.keys import AUTH, BOTS
 from gateway.widget_markdown import markdown_to_html
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -80,8 +83,9 @@ async def chat_page(request: web.Request) -> web.StreamResponse:
     bot: WidgetBot | None = request.app[BOTS].get(name)
     if bot is None:
         return _not_found(request, name)
+    visitor_token, _ = request.app[AUTH].visitors.issue()  # a new visitor's, if it is one
     return web.Response(
-        text=_render_page(bot, _static_urls(request.app)),
+        text=_render_page(bot, _static_urls(request.app), visitor_token),
         content_type="text/html",
         charset="utf-8",
         headers=_PAGE_HEADERS,
@@ -189,7 +193,7 @@ def _static_urls(app: web.Application) -> dict[str, str]:
     }
 
 
-def _render_page(bot: WidgetBot, static: dict[str, str]) -> str:
+def _render_page(bot: WidgetBot, static: dict[str, str], visitor_token: str) -> str:
     title = escape(bot.display_name or bot.name)
     name = escape(bot.name)
     color = bot.theme_color if bot.theme_color and _COLOR.match(bot.theme_color) else ""
@@ -210,7 +214,8 @@ def _render_page(bot: WidgetBot, static: dict[str, str]) -> str:
 </head>
 <body>
 <main id="chat" class="chat" hx-ext="ws" ws-connect="{ws_url}"
-      data-bot="{name}" data-accent="{escape(color)}" aria-labelledby="chat-title">
+      data-bot="{name}" data-accent="{escape(color)}" data-visitor-token="{escape(visitor_token)}"
+      aria-labelledby="chat-title">
   <header class="chat-header">
     <h1 id="chat-title">{title}</h1>
     <span id="status" class="status" role="status" aria-live="polite">Connecting…</span>

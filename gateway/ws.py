@@ -1,20 +1,37 @@
 """The WebSocket route of the web channel: JSON frames, or HTML fragments for the widget.
 
-Client frames: ``{"type": "message", "text", "user_id"?, "session_id"?}``.
-Server frames: ``delta``, ``message``, ``done`` (with the session id) and
-``error``; with ``?format=html`` each is sent rendered for htmx's ws extension,
-and the user's own message is echoed as a ``user`` frame.
+Credentials never travel in the URL. The client's first frame is
+``{"type": "auth", "token", "session_id"?, "user_id"?}`` (within 10 s; the
+token may be left out when the upgrade request carried ``Authorization:
+Bearer …``); the server answers ``{"type": "ready", "user_id"}``, then,
+with a ``session_id``, resumes that session if it is the caller's. A missing
+or refused credential gets an ``unauthorized`` error frame and the socket is
+closed (1008). Then client frames: ``{"type": "message", "text",
+"session_id"?}``, and ``"user_id"`` from an ``app`` only (a user is its
+credential's). Server frames: ``delta``, ``message``, ``done`` (with the
+session id) and ``error``; with ``?format=html`` each is sent rendered for
+htmx's ws extension, and the user's own message is echoed as a ``user`` frame.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from channels import web as web_channel
 from channels.base import OutboundMessage, PayloadError, Suggestion
-from gateway.keys import BOTS, MESSAGE_PATH, SETTINGS, STORES, WEBSOCKETS
+from gateway.auth import (
+    AuthRefused,
+    Principal,
+    Unauthorized,
+    caller,
+    check_bot,
+    message_user,
+    without_user_id,
+)
+from gateway.keys import AUTH, BOTS, MESSAGE_PATH, SETTINGS, STORES, WEBSOCKETS
 from gateway.sinks import WebSocketSink, reply_frame
 from gateway.widget import render_frame
 from pipeline.errors import TurnFailed, TurnRejected, UnknownBot
@@ -26,6 +43,8 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 REPLAY_LIMIT = 50
+AUTH_TIMEOUT = 10.0  # seconds for the first frame, the credential
+_NOT_IN_URL = ("user_id", "session_id", "token", "visitor_token")
 
 
 @routes.get("/ws/{bot}")
@@ -33,9 +52,16 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     bot = request.match_info["bot"]
     if request.app[BOTS].get(bot) is None:
         raise UnknownBot(bot)
+    for name in _NOT_IN_URL:
+        if name in request.query:
+            raise web.HTTPBadRequest(
+                text=f"{name!r} does not go in the URL: send it in the first frame,"
+                ' {"type": "auth", "token": …, "session_id": …}'
+            )
     html = request.query.get("format", "json") == "html"
-    user_id = request.query.get("user_id") or None
-    session_id = request.query.get("session_id") or None
+    header = await caller(request)  # a bad Authorization header is a 401 before the upgrade
+    if header is not None:
+        check_bot(header, bot)
 
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=request.app[SETTINGS].max_body_bytes)
     await ws.prepare(request)
@@ -43,12 +69,74 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     sockets.add(ws)
     try:
         sink = WebSocketSink(ws, render_frame if html else None)
+        hello = await _hello(request, ws, sink, bot, header)
+        if hello is None:
+            return ws
+        principal, user_id, session_id = hello
+        await sink.send({"type": "ready", "user_id": user_id})
         if session_id is not None:
-            session_id = await _resume(request, sink, bot, user_id, session_id, replay=html)
-        await _converse(request, ws, sink, bot, user_id, session_id, html=html)
+            session_id, user_id = await _resume(
+                request, sink, bot, user_id, session_id, replay=html
+            )
+        await _converse(request, ws, sink, bot, principal, user_id, session_id, html=html)
     finally:
         sockets.discard(ws)
     return ws
+
+
+async def _hello(
+    request: web.Request,
+    ws: web.WebSocketResponse,
+    sink: WebSocketSink,
+    bot: str,
+    header: Principal | None,
+) -> tuple[Principal, str | None, str | None] | None:
+    """Read the auth frame: the caller, its user and the session to resume; None: refused."""
+    try:
+        try:
+            frame = await ws.receive(timeout=AUTH_TIMEOUT)
+        except TimeoutError:
+            raise Unauthorized("no auth frame within 10 seconds") from None
+        if frame.type != WSMsgType.TEXT:
+            if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                return None
+            raise Unauthorized('the first frame must be {"type": "auth", "token": …}')
+        try:
+            data = web_channel.decode_json_object(frame.data)
+        except PayloadError as e:
+            raise Unauthorized(f"the first frame must be an auth frame: {e}") from e
+        if data.get("type") != "auth":
+            raise Unauthorized('the first frame must be {"type": "auth", "token": …}')
+        token = data.get("token")
+        if token is None and header is not None:
+            principal = header
+        elif isinstance(token, str):
+            principal = check_bot(await request.app[AUTH].authenticate(token), bot)
+        else:
+            raise Unauthorized("field 'token' of the auth frame must be a string")
+        user_id = message_user(principal)
+        session_id = _optional_string(data, "session_id", 64)
+        if user_id is None:  # an app names its user, here or in each message
+            user_id = _optional_string(data, "user_id", web_channel.MAX_USER_ID)
+    except AuthRefused as e:
+        log.info("refused websocket bot=%s: %s", bot, e.message)
+        await _error(sink, e.code, e.message)
+        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=e.code.encode())
+        return None
+    except PayloadError as e:
+        await _error(sink, "bad_request", str(e))
+        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"bad_request")
+        return None
+    return principal, user_id, session_id
+
+
+def _optional_string(data: dict[str, Any], name: str, max_length: int) -> str | None:
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > max_length:
+        raise PayloadError(f"field {name!r} must be a string of at most {max_length} characters")
+    return value
 
 
 async def _converse(
@@ -56,12 +144,14 @@ async def _converse(
     ws: web.WebSocketResponse,
     sink: WebSocketSink,
     bot: str,
+    principal: Principal,
     user_id: str | None,
     session_id: str | None,
     *,
     html: bool,
 ) -> None:
     """Run a turn for each message frame until the client goes away."""
+    names_user = principal.acts_for_users
     async for frame in ws:
         if frame.type != WSMsgType.TEXT:
             if frame.type == WSMsgType.BINARY:
@@ -72,6 +162,8 @@ async def _converse(
             kind = data.get("type", "message")
             if kind != "message":
                 raise PayloadError(f"unknown frame type {kind!r}")
+            if not names_user:
+                data = without_user_id(data)  # a user is its credential's, never the frame's
             message = web_channel.parse_message(bot, data, user_id=user_id, session_id=session_id)
         except PayloadError as e:
             log.info("bad websocket frame bot=%s: %s", bot, e)
@@ -118,13 +210,19 @@ async def _resume(
     session_id: str,
     *,
     replay: bool,
-) -> str | None:
-    """Check a session named on connect; replay its recent history to the widget."""
+) -> tuple[str | None, str | None]:
+    """Check a session named on connect (the caller's own, or for an app any of its bot's);
+    replay its recent history to the widget. The session and user to go on with."""
     store = request.app[STORES].conversations
     session = await store.get(session_id)
-    if session is None or user_id is None or (session.bot_id, session.user_id) != (bot, user_id):
+    if (
+        session is None
+        or session.bot_id != bot
+        or (user_id is not None and session.user_id != user_id)
+    ):
         await _error(sink, "unknown_session", f"no session {session_id!r} for this user and bot")
-        return None
+        return None, user_id
+    user_id = session.user_id
     if replay:
         entries = await store.history(session_id, limit=REPLAY_LIMIT)
         suggestions = tuple(
@@ -144,7 +242,7 @@ async def _resume(
                 )
                 await sink.send(reply_frame(out))
         await sink.send({"type": "done", "session_id": session.id})
-    return session.id
+    return session.id, user_id
 
 
 async def _error(sink: WebSocketSink, code: str, message: str) -> None:

@@ -14,12 +14,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 import redis.asyncio as aioredis
 
 from config.settings import Settings
+from storage.api_keys import ApiKeyStore, PostgresApiKeyStore
 from storage.base import (
     BotConfigStore,
     Cache,
@@ -70,6 +71,11 @@ class Stores:
     pool: asyncpg.Pool
     redis: aioredis.Redis | None = None
     embedded: EmbeddedPostgres | None = None
+    # The web API's keys (hashed) and the gateway's signing keys, on the same pool.
+    api_keys: ApiKeyStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.api_keys = PostgresApiKeyStore(self.pool)
 
     async def ping(self) -> dict[str, bool]:
         """Whether each configured backend answers, for ``/ready``.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -16,12 +17,18 @@ def _call(request: urllib.request.Request, timeout: float) -> tuple[int, Any]:
         return e.code, json.loads(e.read() or b"null")
 
 
-def get_json(url: str, *, timeout: float = 10.0) -> tuple[int, Any]:
-    return _call(urllib.request.Request(url), timeout)
+def get_json(
+    url: str, *, timeout: float = 10.0, headers: Mapping[str, str] | None = None
+) -> tuple[int, Any]:
+    return _call(urllib.request.Request(url, headers=dict(headers or {})), timeout)
 
 
-def post_json(url: str, payload: Any, *, timeout: float = 10.0) -> tuple[int, Any]:
+def post_json(
+    url: str, payload: Any, *, timeout: float = 10.0, headers: Mapping[str, str] | None = None
+) -> tuple[int, Any]:
     request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+        url,
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json", **(headers or {})},
     )
     return _call(request, timeout)

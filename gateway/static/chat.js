@@ -1,11 +1,13 @@
 // The chat widget's own behaviour; htmx and its ws extension do the rest.
 //
-// What htmx cannot know lives in localStorage: the browser's user id (shared
-// by every bot of this server) and, per bot, the last session id. Both go
-// into the WebSocket URL at every connect and reconnect, so a reload, or a
-// reconnect after a server restart, resumes the session; on such a connect
-// the server replays the session's recent history, which replaces what the
-// page shows.
+// What htmx cannot know lives in localStorage: the browser's visitor token
+// (its identity, signed by the server and shared by every bot of it; the
+// page brings a fresh one, kept only when the browser has none) and, per
+// bot, the last session id. Both go in the first frame of every connect and
+// reconnect, never in the WebSocket URL (URLs end up in logs), so a reload,
+// or a reconnect after a server restart, resumes the session; on such a
+// connect the server replays the session's recent history, which replaces
+// what the page shows.
 (function () {
   "use strict";
 
@@ -13,7 +15,7 @@
   if (!root || !window.htmx) return;
 
   var bot = root.dataset.bot;
-  var USER_KEY = "botserver.user_id";
+  var TOKEN_KEY = "botserver.visitor_token";
   var SESSION_KEY = "botserver." + bot + ".session_id";
 
   var store = openStorage();
@@ -22,6 +24,8 @@
   var statusElt = document.getElementById("status");
   var input = document.getElementById("text");
   var resuming = false; // whether the current connection named a session
+  var renewed = false; // whether this page replaced a refused stored token
+  store.removeItem("botserver.user_id"); // the unsigned id of earlier versions
 
   if (root.dataset.accent) root.style.setProperty("--accent", root.dataset.accent);
 
@@ -33,13 +37,20 @@
   };
 
   // The ws extension calls this for every connect and reconnect.
+  // The credential is the first frame: this listener is added before the
+  // extension's own, so it goes out before any message the extension queued.
   htmx.createWebSocket = function (url) {
-    var target = new URL(url, location.href);
-    target.searchParams.set("user_id", userId());
+    var socket = new WebSocket(new URL(url, location.href).toString());
     var sessionId = store.getItem(SESSION_KEY);
-    if (sessionId) target.searchParams.set("session_id", sessionId);
     resuming = Boolean(sessionId);
-    return new WebSocket(target.toString());
+    socket.addEventListener("open", function () {
+      socket.send(JSON.stringify({
+        type: "auth",
+        token: visitorToken(),
+        session_id: sessionId || undefined,
+      }));
+    });
+    return socket;
   };
 
   root.addEventListener("htmx:wsConnecting", function () {
@@ -56,6 +67,11 @@
     // server shutting down says 1001 "going away", and will likely be back.
     if (evt.detail.event.code === 1001) {
       setTimeout(evt.detail.socketWrapper.reconnect, 500 + Math.random() * 1500);
+    }
+    // 1008: the stored token was refused (the server's key changed). Once,
+    // start over as the new visitor this page brought.
+    if (evt.detail.event.code === 1008 && renew()) {
+      setTimeout(evt.detail.socketWrapper.reconnect, 100);
     }
   });
 
@@ -83,17 +99,23 @@
     scroller.scrollTop = scroller.scrollHeight;
   });
 
-  function userId() {
-    var id = store.getItem(USER_KEY);
-    if (!id) {
-      // crypto.randomUUID needs a secure context; getRandomValues does not.
-      var bytes = crypto.getRandomValues(new Uint8Array(16));
-      id = "web-" + Array.from(bytes, function (b) {
-        return b.toString(16).padStart(2, "0");
-      }).join("");
-      store.setItem(USER_KEY, id);
+  function visitorToken() {
+    var token = store.getItem(TOKEN_KEY);
+    if (!token) {
+      token = root.dataset.visitorToken;
+      store.setItem(TOKEN_KEY, token);
     }
-    return id;
+    return token;
+  }
+
+  function renew() {
+    if (renewed || store.getItem(TOKEN_KEY) === root.dataset.visitorToken) return false;
+    renewed = true;
+    store.setItem(TOKEN_KEY, root.dataset.visitorToken);
+    store.removeItem(SESSION_KEY);
+    var refused = messages.querySelector('[data-error="unauthorized"]');
+    if (refused) refused.remove();
+    return true;
   }
 
   function setStatus(state, text) {

@@ -68,6 +68,10 @@ def write_bot(folder: Path, name: str, config: dict[str, str], dialog: str = REL
     (package / f"{name}.gbot" / "config.csv").write_text("name,value\n" + rows)
 
 
+ADMIN_TOKEN = "gateway-webhooks-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
 @pytest.fixture
 async def telegram() -> AsyncIterator[FakeBotApi]:
     fake = FakeBotApi()
@@ -153,8 +157,11 @@ def bots(
 
 
 @pytest.fixture
-async def client(database: str, bots: Path, tmp_path: Path, aiohttp_client) -> Client:  # type: ignore[no-untyped-def]
+async def client(  # type: ignore[no-untyped-def]
+    database: str, bots: Path, tmp_path: Path, aiohttp_client, monkeypatch: pytest.MonkeyPatch
+) -> Client:
     # The database first: it is dropped only after the gateway has closed its pool.
+    monkeypatch.setenv("BOTSERVER_ADMIN_TOKEN", ADMIN_TOKEN)  # channel state is admin's
     settings = Settings(
         bots_dir=bots,
         data_dir=tmp_path / "data",
@@ -299,7 +306,7 @@ async def test_a_refused_send_is_parked_with_its_reason_for_the_operator(
     async with stores.pool.acquire() as conn:
         error = await conn.fetchval("SELECT last_error FROM outbox WHERE status = 'dead'")
     assert "blocked" in error
-    resp = await client.get("/api/v1/bots/relay/channels")
+    resp = await client.get("/api/v1/bots/relay/channels", headers=ADMIN)
     [state] = [c for c in (await resp.json())["channels"] if c["channel"] == "telegram"]
     assert state["parked_sends"] == 1
     assert len(telegram.calls_to("sendMessage")) == 1  # refused once, not retried
@@ -508,7 +515,7 @@ async def test_a_channel_missing_a_secret_refuses_its_webhooks_and_says_why(
         headers={"X-Telegram-Bot-Api-Secret-Token": "anything"},
     )
     assert resp.status == 404
-    resp = await client.get("/api/v1/bots/halfset/channels")
+    resp = await client.get("/api/v1/bots/halfset/channels", headers=ADMIN)
     assert resp.status == 200
     text = await resp.text()
     states = {c["channel"]: c for c in json.loads(text)["channels"]}
@@ -524,7 +531,7 @@ async def test_channel_state_shows_what_each_channel_has(
 ) -> None:
     await tg_post(client, tg_update(71, "hi"))
     await eventually(lambda: tg_texts(telegram))
-    resp = await client.get("/api/v1/bots/relay/channels")
+    resp = await client.get("/api/v1/bots/relay/channels", headers=ADMIN)
     states = {c["channel"]: c for c in (await resp.json())["channels"]}
     assert set(states) == {"telegram", "whatsapp", "twilio-whatsapp", "twilio-sms"}
     assert all(s["configured"] for s in states.values())

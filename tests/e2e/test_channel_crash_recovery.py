@@ -69,6 +69,9 @@ def echo(text: str) -> str:
 # -- the fake Telegram API --------------------------------------------------------------------
 
 
+ADMIN_TOKEN = "crash-recovery-admin-token"
+
+
 @dataclass
 class HoldingBotApi(FakeBotApi):
     """The fake Bot API; a message to a chat in :attr:`hold` is delivered (recorded, as
@@ -117,6 +120,7 @@ class Gateway:
         env.pop("REDIS_URL", None)
         env["DATABASE_URL"] = database_url
         env["BOTSERVER_LEASE"] = str(LEASE)
+        env["BOTSERVER_ADMIN_TOKEN"] = ADMIN_TOKEN  # the channel state page is admin's
         if redis_url is not None:
             env["REDIS_URL"] = redis_url
         self.env = env
@@ -327,7 +331,10 @@ def _reply_text(message: Any) -> str:
 
 async def parked_sends(http: aiohttp.ClientSession, gateway: Gateway) -> int:
     """What the operator's channel page says is parked (dead or unknown) for Telegram."""
-    async with http.get(f"{gateway.url}/api/v1/bots/{BOT}/channels") as resp:
+    async with http.get(
+        f"{gateway.url}/api/v1/bots/{BOT}/channels",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    ) as resp:
         assert resp.status == 200
         channels = (await resp.json())["channels"]
     [state] = [c for c in channels if c["channel"] == "telegram"]

@@ -3,12 +3,17 @@
 A new user's first conversation with the bundled default bot, typed into
 ``/chat/default``: it greets and asks the name, answers with the name, keeps
 the conversation across a page reload and across a server restart, and a
-suggestion button sends its key. The page must never reach beyond the server
+suggestion button sends its key. The browser's identity is the visitor token
+the server signed for it, sent in the socket's first frame (never its URL): a
+second browser holding the first one's session id can neither read nor
+resume that session. The page must never reach beyond the server
 (htmx is served from the package, not a CDN).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import shutil
@@ -51,6 +56,7 @@ STARTUP_SECONDS = 60.0
 _SERVER_ENV_VARS = ("DATABASE_URL", "REDIS_URL")
 
 SESSION_KEY = "botserver.default.session_id"
+TOKEN_KEY = "botserver.visitor_token"
 
 
 class Server:
@@ -294,3 +300,76 @@ async def test_conversation_survives_a_server_restart(
 
     await say(page, "alan turing")
     await expect(bot_message(page, "Nice to meet you, Alan Turing")).to_be_visible()
+
+
+def _history(server: Server, session_id: str, token: str) -> int:
+    request = urllib.request.Request(
+        f"{server.url}/api/v1/bots/default/sessions/{session_id}/messages",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            json.loads(response.read())
+            return int(response.status)
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+async def test_a_second_browser_cannot_read_or_resume_the_first_ones_session(
+    page: Page,
+    playwright: Playwright,
+    chromium: Path,
+    server: Server,
+    watch: Watch,
+    tmp_path: Path,
+) -> None:
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    await say(page, "hi")
+    await say(page, "grace hopper")
+    await expect(bot_message(page, "Nice to meet you, Grace Hopper")).to_be_visible()
+    session_id = await page.evaluate(f"localStorage.getItem({SESSION_KEY!r})")
+    token = await page.evaluate(f"localStorage.getItem({TOKEN_KEY!r})")
+    assert session_id and token.startswith("bv1.")
+    await page.reload()
+    await expect_online(page)
+    await expect(bot_message(page, "Nice to meet you, Grace Hopper")).to_be_visible()
+    assert sockets, "the widget opened no socket"
+    for url in sockets:  # nothing that identifies the visitor travels in the URL
+        assert "user_id" not in url and "session_id" not in url and "bv1." not in url, url
+
+    second = await playwright.chromium.launch_persistent_context(
+        str(tmp_path / "second-profile"),
+        executable_path=str(chromium),
+        headless=True,
+        args=CHROMIUM_ARGS,
+    )
+    try:
+        second.set_default_timeout(TIMEOUT_MS)
+        await second.route("**/*", watch.route)
+        other = second.pages[0] if second.pages else await second.new_page()
+        other.on("console", watch.console)
+        other.on("pageerror", lambda error: watch.errors.append(f"uncaught: {error}"))
+        await open_chat(other, server)
+        other_token = await other.evaluate(f"localStorage.getItem({TOKEN_KEY!r})")
+        assert other_token.startswith("bv1.") and other_token != token
+
+        # The first browser's session id, as if it had leaked, planted in the second.
+        await other.evaluate(f"localStorage.setItem({SESSION_KEY!r}, {session_id!r})")
+        await other.reload()
+        await expect_online(other)
+        await other.wait_for_function(f"localStorage.getItem({SESSION_KEY!r}) === null")
+        await expect(other.locator(".msg-user")).to_have_count(0)
+        assert "Grace Hopper" not in await other.content()
+
+        # Nor through the API: the session's history is the first visitor's only.
+        assert await asyncio.to_thread(_history, server, session_id, other_token) == 404
+        assert await asyncio.to_thread(_history, server, session_id, token) == 200
+
+        # The second browser talks in a session of its own.
+        await say(other, "hi")
+        await expect(bot_message(other, "what is your name")).to_be_visible()
+        own = await other.evaluate(f"localStorage.getItem({SESSION_KEY!r})")
+        assert own and own != session_id
+    finally:
+        await second.close()

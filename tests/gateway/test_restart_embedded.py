@@ -24,6 +24,9 @@ import pytest
 from tests.http_client import get_json, post_json
 
 BOTSERVER = Path(sys.executable).parent / "botserver"
+# The admin token names the user of each message, as an app backend would.
+ADMIN_TOKEN = "restart-tests-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 TEST_BOTS = Path(__file__).resolve().parent.parent / "bots"
 
 
@@ -42,6 +45,7 @@ def running_server(
     bots: Path | None = None,
 ) -> Iterator[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["BOTSERVER_ADMIN_TOKEN"] = ADMIN_TOKEN
     extra = ["--bots", str(bots)] if bots is not None else []
     proc = subprocess.Popen(
         [str(BOTSERVER), "serve", "--port", str(port), "--data-dir", str(data_dir), *extra],
@@ -80,6 +84,7 @@ def say(
     status, body = post_json(
         f"{base}/api/v1/bots/{bot}/messages",
         {"user_id": user, "text": text, "session_id": session_id},
+        headers=ADMIN,
     )
     assert status == 200, body
     return body
@@ -99,7 +104,8 @@ def test_conversation_survives_restart(tmp_path: Path, stop: signal.Signals) -> 
         assert resumed["session_id"] == session
         assert resumed["replies"][0]["text"] == "Of course: your name is Ada Lovelace."
         status, body = get_json(
-            f"{base}/api/v1/bots/default/sessions/{session}/messages?user_id={user}"
+            f"{base}/api/v1/bots/default/sessions/{session}/messages?user_id={user}",
+            headers=ADMIN,
         )
         assert status == 200
         history = body["messages"]

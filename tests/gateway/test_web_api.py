@@ -8,6 +8,8 @@ import uuid
 import orjson
 from aiohttp.test_utils import TestClient
 
+from tests.gateway.credentials import ADMIN_TOKEN, bearer
+
 URL = "/api/v1/bots/{bot}/messages"
 
 
@@ -163,18 +165,19 @@ async def test_health_and_ready(client: TestClient) -> None:
 
 
 async def test_reload_reports_dialog_errors(client: TestClient) -> None:
-    resp = await client.post("/api/v1/bots/broken/reload")
+    admin = bearer(ADMIN_TOKEN)
+    resp = await client.post("/api/v1/bots/broken/reload", headers=admin)
     assert resp.status == 200
     body = await resp.json()
     assert body["dialogs"] == []
     assert len(body["errors"]) == 1
     assert body["errors"][0].split(":")[0].endswith("start.bas")
 
-    ok = await client.post("/api/v1/bots/default/reload")
+    ok = await client.post("/api/v1/bots/default/reload", headers=admin)
     assert (await ok.json())["dialogs"] == ["start"]
-    missing = await client.post("/api/v1/bots/nope/reload")
+    missing = await client.post("/api/v1/bots/nope/reload", headers=admin)
     assert missing.status == 404
-    traversal = await client.post("/api/v1/bots/..%2F..%2Fetc/reload")
+    traversal = await client.post("/api/v1/bots/..%2F..%2Fetc/reload", headers=admin)
     assert traversal.status == 404
 
 

@@ -1,0 +1,247 @@
+"""JWTs: HS256 with a configured secret, or RS/ES keys from an OIDC issuer's JWKS.
+
+The key decides the algorithm, never the token's header: a secret verifies
+HS256 only, an RSA key of the JWKS its ``alg`` (RS256 when it names none), an
+EC key the algorithm of its curve. A header naming another algorithm
+(``none``, or HS256 over an RSA key's ``kid``: the algorithm confusion) is
+refused before any signature is checked. ``exp`` and ``sub`` are required;
+``nbf``, ``iss`` and ``aud`` are checked (the issuer and audience are
+required with a JWKS, where any application of the issuer could otherwise
+present its tokens).
+
+The JWKS is fetched with aiohttp on first use and kept for ``jwks_max_age``;
+a ``kid`` it lacks (the issuer rotated its keys) makes one refetch, at most
+once every ``jwks_refetch_interval`` seconds, however many tokens name it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import jwt
+import orjson
+
+log = logging.getLogger(__name__)
+
+HMAC_ALGORITHM = "HS256"
+MIN_SECRET_BYTES = 32
+# The asymmetric algorithms a JWKS key may name; a key without one gets its type's default.
+_RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+_EC_ALGORITHMS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
+MAX_JWKS_BYTES = 256 * 1024
+
+
+class InvalidToken(Exception):
+    """The token is refused; the message says why (it never repeats the token)."""
+
+
+class KeysUnavailable(Exception):
+    """The issuer's keys could not be fetched, so no token of it can be checked now."""
+
+
+@dataclass(frozen=True, slots=True)
+class JwtSettings:
+    """How tokens are verified; see :meth:`gateway.auth.AuthConfig.from_env` for the names."""
+
+    secret: bytes | None = field(default=None, repr=False)
+    jwks_url: str | None = None
+    issuer: str | None = None
+    audience: str | None = None
+    leeway: float = 30.0
+    roles_claim: str = "roles"
+    jwks_max_age: float = 3600.0
+    jwks_refetch_interval: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.secret is not None and len(self.secret) < MIN_SECRET_BYTES:
+            raise ValueError(f"BOTSERVER_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long")
+        if self.jwks_url and not (self.issuer and self.audience):
+            raise ValueError(
+                "BOTSERVER_JWKS_URL needs BOTSERVER_JWT_ISSUER and BOTSERVER_JWT_AUDIENCE:"
+                " without them any token of that issuer would be accepted"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return self.secret is not None or bool(self.jwks_url)
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    kid: str | None
+    algorithm: str
+    key: Any
+
+
+def _algorithm_of(jwk: Mapping[str, Any]) -> str | None:
+    """The one algorithm a JWK verifies, from its type (and ``alg`` if it names one)."""
+    kty, named = jwk.get("kty"), jwk.get("alg")
+    if jwk.get("use", "sig") != "sig":
+        return None
+    if kty == "RSA":
+        algorithm = named or "RS256"
+        return algorithm if algorithm in _RSA_ALGORITHMS else None
+    if kty == "EC":
+        algorithm = _EC_ALGORITHMS.get(str(jwk.get("crv")))
+        return algorithm if algorithm is not None and named in (None, algorithm) else None
+    return None  # symmetric ("oct") and other keys have no place in a remote JWKS
+
+
+def _parse_jwks(data: object) -> list[_Key]:
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        raise ValueError("not a JWKS: no 'keys' list")
+    keys = []
+    for jwk in data["keys"]:
+        if not isinstance(jwk, dict):
+            continue
+        algorithm = _algorithm_of(jwk)
+        if algorithm is None:
+            continue
+        try:
+            parsed = jwt.PyJWK(jwk, algorithm=algorithm)
+        except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError) as e:
+            log.warning("JWKS key %r skipped: %s", jwk.get("kid"), e)
+            continue
+        kid = jwk.get("kid")
+        keys.append(_Key(kid if isinstance(kid, str) else None, algorithm, parsed.key))
+    return keys
+
+
+class JwksCache:
+    """An issuer's signing keys, fetched on demand and refetched (rate-limited) on rotation."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_age: float,
+        refetch_interval: float,
+        session: aiohttp.ClientSession,
+    ) -> None:
+        self._url = url
+        self._max_age = max_age
+        self._refetch_interval = refetch_interval
+        self._session = session
+        self._keys: list[_Key] | None = None
+        self._fetched_at = 0.0  # monotonic time of the last fetch attempt
+        self._inflight: asyncio.Future[None] | None = None
+        self._error = "not fetched yet"
+        self.fetches = 0  # attempts, for the operator's curiosity and the tests
+
+    async def find(self, kid: str | None) -> _Key | None:
+        """The key ``kid`` names (or the only key, for a token without one)."""
+        stale = self._keys is None or time.monotonic() - self._fetched_at > self._max_age
+        if stale or self._inflight is not None:
+            await self._refresh()
+        if self._keys is None:
+            raise KeysUnavailable(f"the issuer's keys could not be fetched: {self._error}")
+        found = self._pick(kid)
+        if found is None:  # rotated keys, or a kid nobody publishes
+            await self._refresh()
+            found = self._pick(kid)
+        return found
+
+    def _pick(self, kid: str | None) -> _Key | None:
+        keys = self._keys or []
+        if kid is None:
+            return keys[0] if len(keys) == 1 else None
+        return next((k for k in keys if k.kid == kid), None)
+
+    async def _refresh(self) -> None:
+        """Join the fetch under way, or start one if the interval allows (at most one per
+        interval, whatever the tokens say, and no storm while the issuer is down)."""
+        if self._inflight is None:
+            if self.fetches and time.monotonic() - self._fetched_at < self._refetch_interval:
+                return
+            self._inflight = asyncio.ensure_future(self._fetch())
+            self._inflight.add_done_callback(self._fetched)
+        await asyncio.shield(self._inflight)  # a caller that goes away leaves it running
+
+    def _fetched(self, task: asyncio.Future[None]) -> None:
+        self._inflight = None
+
+    async def _fetch(self) -> None:
+        self._fetched_at = time.monotonic()
+        self.fetches += 1
+        try:
+            async with self._session.get(
+                self._url, timeout=aiohttp.ClientTimeout(total=5), allow_redirects=False
+            ) as resp:
+                resp.raise_for_status()
+                body = await resp.content.read(MAX_JWKS_BYTES + 1)
+            if len(body) > MAX_JWKS_BYTES:
+                raise ValueError("JWKS larger than 256 KiB")
+            self._keys = _parse_jwks(orjson.loads(body))
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+            # Keys fetched before stay in use; without any, tokens get 503 until one works.
+            self._error = str(e) or type(e).__name__
+            log.warning("JWKS fetch from %s failed: %s", self._url, self._error)
+
+
+class JwtVerifier:
+    """Checks a token and answers its claims, or raises :class:`InvalidToken`."""
+
+    def __init__(self, settings: JwtSettings, *, session: aiohttp.ClientSession | None) -> None:
+        self.settings = settings
+        self.jwks: JwksCache | None = None
+        if settings.jwks_url:
+            assert session is not None, "a JWKS is fetched with the gateway's client session"
+            self.jwks = JwksCache(
+                settings.jwks_url,
+                max_age=settings.jwks_max_age,
+                refetch_interval=settings.jwks_refetch_interval,
+                session=session,
+            )
+
+    async def verify(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError as e:
+            raise InvalidToken(f"malformed token: {e}") from e
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise InvalidToken("malformed token: 'kid' must be a string")
+        key = await self._key(kid)
+        if header.get("alg") != key.algorithm:
+            # The header may not choose: 'none', or HS256 over a public key, end here.
+            raise InvalidToken(
+                f"token algorithm {header.get('alg')!r} is not its key's ({key.algorithm})"
+            )
+        required = ["exp", "sub"]
+        if self.settings.issuer:
+            required.append("iss")
+        if self.settings.audience:
+            required.append("aud")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.key,
+                algorithms=[key.algorithm],
+                audience=self.settings.audience,
+                issuer=self.settings.issuer,
+                leeway=self.settings.leeway,
+                options={"require": required},
+            )
+        except jwt.PyJWTError as e:
+            raise InvalidToken(f"token refused: {e}") from e
+        if not isinstance(claims.get("sub"), str) or not claims["sub"].strip():
+            raise InvalidToken("token refused: 'sub' must be a non-empty string")
+        return claims
+
+    async def _key(self, kid: str | None) -> _Key:
+        # A kid the JWKS knows selects its key; a token without one, the secret when set.
+        if self.jwks is not None and (kid is not None or self.settings.secret is None):
+            found = await self.jwks.find(kid)
+            if found is not None:
+                return found
+            if self.settings.secret is None:
+                raise InvalidToken(f"no key {kid!r} in the issuer's JWKS")
+        if self.settings.secret is not None:
+            return _Key(None, HMAC_ALGORITHM, self.settings.secret)
+        raise InvalidToken("no key to check this token with")

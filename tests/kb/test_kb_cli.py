@@ -1,0 +1,64 @@
+"""``botserver kb ingest BOT``, run as a user runs it: what changed is indexed, once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.databases import temporary_database
+
+BOTSERVER = Path(sys.executable).parent / "botserver"
+FAQ = Path(__file__).resolve().parent.parent / "bots" / "faq.gbai"
+
+
+@pytest.fixture
+async def database(server_database_url: str) -> AsyncIterator[str]:
+    async with temporary_database(server_database_url, "botserver_kbcli") as url:
+        yield url
+
+
+async def ingest(bots: Path, data: Path, database: str) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOTSERVER_")}
+    env["DATABASE_URL"] = database
+    process = await asyncio.create_subprocess_exec(
+        str(BOTSERVER),
+        "kb",
+        "ingest",
+        "faq",
+        "--bots",
+        str(bots),
+        "--data-dir",
+        str(data),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_ingest_indexes_what_changed_and_says_so(tmp_path: Path, database: str) -> None:
+    bots = tmp_path / "bots"
+    shutil.copytree(FAQ, bots / "faq.gbai")
+    code, out, err = await ingest(bots, tmp_path / "data", database)
+    assert code == 0, err
+    assert out.startswith("3 indexed, 0 unchanged, 0 removed, 0 skipped")
+    help_dir = bots / "faq.gbai" / "faq.gbkb" / "help"
+    (help_dir / "shipping.md").unlink()
+    (help_dir / "broken.pdf").write_bytes(b"%PDF-1.7 not really a pdf")
+    code, out, err = await ingest(bots, tmp_path / "data", database)
+    assert code == 0, err
+    assert out.startswith("0 indexed, 2 unchanged, 1 removed, 1 skipped"), out
+    assert "broken.pdf" in err
+
+
+async def test_an_unknown_bot_is_a_clear_error(tmp_path: Path, database: str) -> None:
+    code, _, err = await ingest(tmp_path, tmp_path / "data", database)
+    assert code == 1 and "no bot 'faq'" in err
