@@ -12,7 +12,7 @@ from channels.base import WebhookResult
 from channels.hub import PROVIDER_CHANNELS, TWILIO_WHATSAPP, WHATSAPP, ChannelHub
 from config.env_values import without_secrets
 from config.settings import Settings
-from gateway import api, auth_keys, webhooks, ws
+from gateway import api, auth_keys, openapi_route, webhooks, ws
 from gateway.auth import AuthConfig, auth_ctx
 from gateway.errors import error_middleware
 from gateway.keys import (
@@ -201,6 +201,7 @@ def create_app(settings: Settings, *, auth: AuthConfig | None = None) -> web.App
     app.add_routes(api.routes)
     app.add_routes(auth_keys.routes)
     app.add_routes(webhooks.routes)
+    app.add_routes(openapi_route.routes)
     ws.setup_websockets(app)
     setup_widget(app)
     return app

@@ -98,7 +98,7 @@ def test_chat_in_the_terminal(tmp_path: Path) -> None:
     out = result.stdout
     assert "bot> Hello! I am the botserver assistant. What is your name?" in out
     assert "bot> Nice to meet you, Ada Lovelace!" in out
-    assert "[What can you do?] [Do you remember my name?] [Goodbye]" in out
+    assert "[What can you do?] [Do you remember my name?] [Goodbye] [Ask about botserver]" in out
     assert "I am a dialog written in BASIC" in out
 
 

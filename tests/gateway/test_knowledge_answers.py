@@ -85,3 +85,37 @@ async def test_the_index_follows_the_package_on_reload(client: Client, tmp_path:
     [reply] = await ask(client, "How much is gift wrapping?")
     assert "3 euros" in reply and "help/gifts.md" in reply
     assert "help/shipping.md" not in reply
+
+
+async def test_the_bundled_bot_answers_from_its_knowledge_base_on_first_run(
+    tmp_path: Path,
+    gateway_database: str,
+    aiohttp_client,  # type: ignore[no-untyped-def]
+    auth_config: AuthConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "LLM_URL", "LLM_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(data_dir=tmp_path / "data", database_url=gateway_database)
+    client = await aiohttp_client(
+        create_app(settings, auth=auth_config), headers=bearer(hs256_token(roles=["app"]))
+    )
+    app = client.server.app
+    await app[INGESTER].wait()
+    await app[KNOWLEDGE].indexing()
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    session = None
+    replies: list[str] = []
+    for text in ("hi", "Ada", "Ask about botserver", "How do I connect a Telegram bot?"):
+        resp = await client.post(
+            "/api/v1/bots/default/messages",
+            json={"user_id": user, "text": text, "session_id": session},
+        )
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        session = body["session_id"]
+        replies = [r["text"] for r in body["replies"]]
+    [answer] = replies
+    assert "telegram-bot-token" in answer
+    assert "botserver/telegram.md" in answer
+    assert "OPENAI_API_KEY" in answer

@@ -46,6 +46,7 @@ async def test_default_bot_conversation(client: TestClient) -> None:
         "What can you do?",
         "Do you remember my name?",
         "Goodbye",
+        "Ask about botserver",
     ]
 
     # A tapped suggestion arrives as its label; the dialog's menu gets the key.
@@ -55,7 +56,7 @@ async def test_default_bot_conversation(client: TestClient) -> None:
         "What would you like to do next?",
     ]
     assert third["replies"][0]["suggestions"] == []
-    assert len(third["replies"][1]["suggestions"]) == 3
+    assert len(third["replies"][1]["suggestions"]) == 4
 
     bye = await say(client, "bye", user, session)
     assert [r["text"] for r in bye["replies"]] == ["Goodbye, Ada Lovelace! Come back any time."]
