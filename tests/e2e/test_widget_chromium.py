@@ -281,7 +281,7 @@ async def test_reload_keeps_the_conversation_and_suggestions_send_their_key(
     await button.click()
     await expect(page.locator(".msg-user").last).to_have_text("name")
     await expect(bot_message(page, "your name is Grace Hopper")).to_be_visible()
-    await expect(page.locator("#suggestions button")).to_have_count(3)  # the menu again
+    await expect(page.locator("#suggestions button")).to_have_count(4)  # the menu again
 
 
 async def test_conversation_survives_a_server_restart(
