@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from channels import telegram, twilio_channel, whatsapp
+from channels import generic, telegram, twilio_channel, whatsapp
 from channels.base import Channel, ChannelNotConfigured
 from config.env_values import MissingVariable, expand
 
@@ -24,12 +24,20 @@ TELEGRAM = "telegram"
 WHATSAPP = whatsapp.NAME
 TWILIO_WHATSAPP = twilio_channel.WHATSAPP
 TWILIO_SMS = twilio_channel.SMS
-PROVIDER_CHANNELS = (TELEGRAM, WHATSAPP, TWILIO_WHATSAPP, TWILIO_SMS)
+GENERIC = generic.NAME
+PROVIDER_CHANNELS = (TELEGRAM, WHATSAPP, TWILIO_WHATSAPP, TWILIO_SMS, GENERIC)
 
 # The key prefix of each provider's rows: any of them set means the provider is wanted.
-_PREFIXES = {TELEGRAM: "telegram-", WHATSAPP: "whatsapp-", "twilio": "twilio-"}
+_PREFIXES = {
+    TELEGRAM: "telegram-",
+    WHATSAPP: "whatsapp-",
+    "twilio": "twilio-",
+    GENERIC: "webhook-",
+}
 # Rows that only tune a provider do not ask for it.
-_TUNING_ONLY = frozenset({"telegram-mode", "whatsapp-template", "whatsapp-template-language"})
+_TUNING_ONLY = frozenset(
+    {"telegram-mode", "whatsapp-template", "whatsapp-template-language", "webhook-allow-private"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +107,14 @@ def build_channels(bot: str, config: Mapping[str, str], environ: Mapping[str, st
         TELEGRAM: lambda: [telegram.TelegramChannel.from_config(bot, values)],
         WHATSAPP: lambda: [whatsapp.WhatsAppChannel.from_config(bot, values)],
         "twilio": lambda: list(twilio_channel.TwilioChannel.pair_from_config(bot, values)),
+        GENERIC: lambda: [generic.GenericChannel.from_config(bot, values)],
     }
-    names = {TELEGRAM: (TELEGRAM,), WHATSAPP: (WHATSAPP,), "twilio": (TWILIO_WHATSAPP, TWILIO_SMS)}
+    names = {
+        TELEGRAM: (TELEGRAM,),
+        WHATSAPP: (WHATSAPP,),
+        "twilio": (TWILIO_WHATSAPP, TWILIO_SMS),
+        GENERIC: (GENERIC,),
+    }
     for provider, build in builders.items():
         if not _wanted(provider, asked):
             continue

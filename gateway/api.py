@@ -1,4 +1,5 @@
-"""HTTP routes: messages (JSON or server-sent events), history, bot reload, health."""
+"""HTTP routes: messages (JSON or server-sent events), proactive sends, history, bot reload,
+health."""
 
 from __future__ import annotations
 
@@ -7,21 +8,35 @@ import logging
 from aiohttp import web
 
 from channels import web as web_channel
+from channels.base import PayloadError
 from config.env_values import without_secrets
 from config.packages import valid_bot_name
 from gateway.auth import (
+    Forbidden,
     Principal,
     message_user,
     require_admin,
     require_caller,
     without_user_id,
 )
-from gateway.keys import AUTH, BOTS, CHANNELS, INGESTER, MESSAGE_PATH, POLLERS, SETTINGS, STORES
+from gateway.keys import (
+    AUTH,
+    BOTS,
+    CHANNELS,
+    DELIVERY,
+    INGESTER,
+    MESSAGE_PATH,
+    POLLERS,
+    PROACTIVE,
+    SETTINGS,
+    STORES,
+)
 from gateway.responses import json_error, json_response
 from gateway.sinks import CollectingSink, EventStreamSink, reply_json
 from gateway.webhooks import channel_states
 from pipeline.errors import TurnFailed, TurnRejected, UnknownBot, UnknownSession
 from pipeline.message_path import MessageFailed, MessageQueued
+from pipeline.proactive import MAX_ADDRESS
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +91,79 @@ async def post_message(request: web.Request) -> web.StreamResponse:
     return stream.response
 
 
+@routes.post("/api/v1/bots/{bot}/send")
+async def send_proactive(request: web.Request) -> web.Response:
+    """Queue a message the user did not ask for: 202 ``{"outbox_id", "channel", "to"}``.
+
+    ``{"channel", "to", "text"}`` names the address; ``{"user_id", "text"}`` a user the bot
+    has seen, reached on the channel it last talked on. An ``Idempotency-Key`` header (or
+    ``message_id``) sent again answers with the first request's row and queues nothing.
+    Only an ``app`` or ``admin`` of the bot may send.
+    """
+    bot = request.match_info["bot"]
+    if request.app[BOTS].get(bot) is None:
+        raise UnknownBot(bot)
+    principal = await require_caller(request, bot)
+    if not principal.acts_for_users:
+        raise Forbidden("sending proactive messages needs the app or admin role")
+    if request.content_type not in ("application/json", "application/octet-stream", ""):
+        raise web.HTTPUnsupportedMediaType(text="send the message as application/json")
+    data = web_channel.decode_json_object(await request.read())
+    text = _text_field(data, "text")
+    key = _idempotency_key(request, data)
+    sender = request.app[PROACTIVE]
+    if "user_id" in data:
+        if "channel" in data or "to" in data:
+            return json_error(400, "bad_request", "name either user_id or channel and to")
+        recipient = await sender.to_user(bot, _text_field(data, "user_id", limit=MAX_ADDRESS))
+    else:
+        channel = _text_field(data, "channel", limit=50)
+        recipient = await sender.to_address(
+            bot, channel, _text_field(data, "to", limit=MAX_ADDRESS)
+        )
+    queued = await sender.queue(bot, recipient, text, origin="api", idempotency_key=key)
+    request.app[DELIVERY].wake()
+    log.info(
+        "proactive message bot=%s channel=%s outbox=%d%s",
+        bot,
+        recipient.channel,
+        queued.outbox_id,
+        "" if queued.created else " (idempotent repeat)",
+    )
+    return json_response(
+        {
+            "outbox_id": queued.outbox_id,
+            "channel": queued.recipient.channel,
+            "to": queued.recipient.conversation,
+            "status": "queued",
+            "duplicate": not queued.created,
+        },
+        status=202,
+    )
+
+
+def _text_field(data: dict[str, object], name: str, *, limit: int | None = None) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise PayloadError(f"field {name!r} must be a non-empty string")
+    if limit is not None and len(value) > limit:
+        raise PayloadError(f"field {name!r} is longer than {limit} characters")
+    return value
+
+
+def _idempotency_key(request: web.Request, data: dict[str, object]) -> str | None:
+    header = request.headers.get("Idempotency-Key")
+    body = data.get("message_id")
+    if body is not None and (not isinstance(body, str) or not body.strip()):
+        raise PayloadError("field 'message_id' must be a non-empty string")
+    if header is not None and body is not None and header != body:
+        raise PayloadError("Idempotency-Key and message_id differ")
+    key = header if header is not None else body
+    if key is not None and (not key.strip() or len(key) > 200):
+        raise PayloadError("the idempotency key must be 1 to 200 characters")
+    return f"api:{key}" if key is not None else None
+
+
 @routes.get("/api/v1/bots/{bot}/sessions/{session_id}/messages")
 async def get_history(request: web.Request) -> web.Response:
     """A session's history, for the user it belongs to.
@@ -84,6 +172,10 @@ async def get_history(request: web.Request) -> web.Response:
     ``app``, ``agent`` or ``admin`` any session of its bot (``?user_id=``, when
     given, must be the session's user). Someone else's session is 404, as one
     that does not exist.
+
+    Each message carries its ``id``, a cursor: ``?after=<id>`` answers the messages
+    stored after that one, oldest first (an app woken by a push catches up with
+    it), and ``next`` is the cursor to ask with next time.
     """
     bot = request.match_info["bot"]
     session_id = request.match_info["session_id"]
@@ -93,24 +185,33 @@ async def get_history(request: web.Request) -> web.Response:
         limit = min(max(int(request.query.get("limit", "50")), 1), 500)
     except ValueError:
         return json_error(400, "bad_request", "query parameter 'limit' must be an integer")
+    raw_after = request.query.get("after")
+    after = None
+    if raw_after is not None:
+        if not raw_after.isdigit() or len(raw_after) > 19:
+            return json_error(400, "bad_request", "query parameter 'after' must be a message id")
+        after = int(raw_after)
     store = request.app[STORES].conversations
     session = await store.get(session_id)
     if session is None or session.bot_id != bot:
         raise UnknownSession(session_id)
     if user_id is not None and session.user_id != user_id:
         raise UnknownSession(session_id)
-    entries = await store.history(session_id, limit=limit)
+    entries = await store.history(session_id, limit=limit, after=after)
+    last = next((e.seq for e in reversed(entries) if e.seq is not None), after)
     return json_response(
         {
             "session_id": session.id,
             "messages": [
                 {
+                    "id": str(e.seq),
                     "role": e.role,
                     "text": e.content,
                     "at": e.created_at.isoformat() if e.created_at else None,
                 }
                 for e in entries
             ],
+            "next": str(last) if last is not None else None,
         }
     )
 

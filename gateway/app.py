@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -25,6 +26,7 @@ from gateway.keys import (
     KNOWLEDGE,
     MESSAGE_PATH,
     POLLERS,
+    PROACTIVE,
     SETTINGS,
     STORES,
 )
@@ -38,8 +40,10 @@ from pipeline.knowledge import PackageIngester, knowledge_search
 from pipeline.mail import MailSettings, SmtpMailer
 from pipeline.message_path import MessagePath, PathPolicy
 from pipeline.outbound_http import OutboundHttp
+from pipeline.proactive import ProactiveSender
 from pipeline.scheduler import Scheduler
 from pipeline.services import Services
+from storage.outbox import PostgresProactiveOutbox
 from storage.services import Stores, open_stores
 
 log = logging.getLogger(__name__)
@@ -54,11 +58,26 @@ async def _stores_ctx(app: web.Application) -> AsyncIterator[None]:
         await stores.close()
 
 
+def build_proactive(stores: Stores, hub: ChannelHub) -> ProactiveSender:
+    """Proactive messages (the send API, TALK TO) to the channels the hub has on."""
+
+    def channels_on(bot: str) -> list[str]:
+        channels = hub.bot(bot)
+        return [] if channels is None else [a.name for a in channels.adapters()]
+
+    return ProactiveSender(PostgresProactiveOutbox(stores.pool), channels_on)
+
+
 def build_services(
-    stores: Stores, http: OutboundHttp, *, mail: MailSettings | None = None
+    stores: Stores,
+    http: OutboundHttp,
+    *,
+    mail: MailSettings | None = None,
+    hub: ChannelHub | None = None,
 ) -> Services:
-    """What turns may use: the stores, the dialogs' HTTP client and the mail sender
-    (``SMTP_*`` from the environment unless ``mail`` is given)."""
+    """What turns may use: the stores, the dialogs' HTTP client, the mail sender
+    (``SMTP_*`` from the environment unless ``mail`` is given) and, with the ``hub``,
+    proactive messages (TALK TO)."""
     return Services(
         conversations=stores.conversations,
         locks=stores.locks,
@@ -66,6 +85,7 @@ def build_services(
         tables=stores.tables,
         http=http,
         mail=SmtpMailer(MailSettings.from_env() if mail is None else mail),
+        proactive=build_proactive(stores, hub) if hub is not None else None,
     )
 
 
@@ -109,11 +129,17 @@ def build_delivery(stores: Stores, hub: ChannelHub, *, lease: float = 60.0) -> D
         channels = hub.bot(bot)
         return channels.config if channels is not None else {}
 
+    proactive = PostgresProactiveOutbox(stores.pool)
+
+    async def event(bot: str, channel: str, conversation: str, message: dict[str, Any]) -> None:
+        await proactive.enqueue(bot, channel, conversation, message)
+
     return DeliveryWorker(
         stores.outbox,
         stores.windows,
         hub.adapter,
         config=config,
+        events=event,
         policy=DeliveryPolicy(lease=lease, window_channels=frozenset({WHATSAPP})),
     )
 
@@ -148,7 +174,9 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
     http = OutboundHttp()
     try:
         await http.open()
-        services = build_services(stores, http)
+        services = build_services(stores, http, hub=hub)
+        assert services.proactive is not None
+        app[PROACTIVE] = services.proactive
         dispatcher = Dispatcher(registry, services, knowledge=knowledge_search(kb))
         app[DISPATCHER] = dispatcher
         delivery = build_delivery(stores, hub, lease=app[SETTINGS].lease)

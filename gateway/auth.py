@@ -7,9 +7,10 @@ first frame of a WebSocket):
 - an API key (``bsk_…``, ``botserver keys create``): its role, for its bot
   or every bot; a ``user`` key acts as the user it names;
 - a visitor token (``bv1.…``, given to the web widget): the user it names;
-- a JWT (HS256 with ``BOTSERVER_JWT_SECRET``, or from ``BOTSERVER_JWKS_URL``):
-  the user of its ``sub``, with the roles of its roles claim (``user`` when
-  it names none of ours), for every bot.
+- a JWT (HS256 with ``BOTSERVER_JWT_SECRET``, or from a JWKS: ``BOTSERVER_JWKS_URL``
+  or the one an OpenID Connect issuer's discovery document names): the user of its
+  ``sub``, with the roles of its roles claim (``user`` when it names none of ours),
+  for the bots of its bots claim (every bot when it has none).
 
 Roles: ``admin`` (reload, keys, channel state, and anything ``app`` may),
 ``agent`` (human handoff), ``app`` (a backend acting for its users: the
@@ -35,6 +36,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from config.packages import valid_bot_name
 from gateway.auth_jwt import InvalidToken, JwtSettings, JwtVerifier, KeysUnavailable
 from gateway.auth_visitor import VisitorTokens, is_visitor_token
 from gateway.keys import AUTH, AUTH_CONFIG, STORES
@@ -59,8 +61,10 @@ class AuthConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> AuthConfig:
         """``BOTSERVER_ADMIN_TOKEN``, ``BOTSERVER_VISITOR_SECRET``; JWTs:
         ``BOTSERVER_JWT_SECRET`` (HS256, 32 bytes or more), ``BOTSERVER_JWKS_URL`` (with
-        ``BOTSERVER_JWT_ISSUER`` and ``BOTSERVER_JWT_AUDIENCE``, then required),
-        ``BOTSERVER_JWT_ROLES_CLAIM`` (``roles``), ``BOTSERVER_JWT_LEEWAY`` (30 s),
+        ``BOTSERVER_JWT_ISSUER`` and ``BOTSERVER_JWT_AUDIENCE``, then required), or
+        ``BOTSERVER_OIDC_ISSUER`` (the issuer, whose discovery document names its JWKS; with
+        ``BOTSERVER_JWT_AUDIENCE``), ``BOTSERVER_JWT_ROLES_CLAIM`` (``roles``),
+        ``BOTSERVER_JWT_BOTS_CLAIM`` (``bots``), ``BOTSERVER_JWT_LEEWAY`` (30 s),
         ``BOTSERVER_JWKS_REFETCH_INTERVAL`` (60 s). ``ValueError`` names what is wrong."""
         env = os.environ if env is None else env
 
@@ -75,6 +79,10 @@ class AuthConfig:
                 raise ValueError(f"{name} must be a number of seconds, not {raw!r}") from None
 
         secret = value("BOTSERVER_JWT_SECRET")
+        oidc = value("BOTSERVER_OIDC_ISSUER")
+        issuer = value("BOTSERVER_JWT_ISSUER")
+        if oidc is not None and issuer is not None and oidc != issuer:
+            raise ValueError("BOTSERVER_OIDC_ISSUER and BOTSERVER_JWT_ISSUER differ")
         visitor = value("BOTSERVER_VISITOR_SECRET")
         if visitor is not None and len(visitor.encode()) < 32:
             raise ValueError("BOTSERVER_VISITOR_SECRET must be at least 32 bytes long")
@@ -83,10 +91,12 @@ class AuthConfig:
             jwt=JwtSettings(
                 secret=secret.encode() if secret else None,
                 jwks_url=value("BOTSERVER_JWKS_URL"),
-                issuer=value("BOTSERVER_JWT_ISSUER"),
+                discovery=oidc is not None,
+                issuer=oidc or issuer,
                 audience=value("BOTSERVER_JWT_AUDIENCE"),
                 leeway=seconds("BOTSERVER_JWT_LEEWAY", 30.0),
                 roles_claim=value("BOTSERVER_JWT_ROLES_CLAIM") or "roles",
+                bots_claim=value("BOTSERVER_JWT_BOTS_CLAIM") or "bots",
                 jwks_refetch_interval=seconds("BOTSERVER_JWKS_REFETCH_INTERVAL", 60.0),
             ),
             visitor_secret=visitor.encode() if visitor else None,
@@ -102,9 +112,12 @@ class Principal:
     user_id: str | None = None  # the user it is; None for app, agent and admin keys
     bot_id: str | None = None  # the only bot it may use; None: every bot
     key_id: str | None = None
+    bots: frozenset[str] | None = None  # the bots a JWT names (its bots claim); None: every bot
 
     def may_use(self, bot: str) -> bool:
-        return self.bot_id is None or self.bot_id == bot
+        return (self.bot_id is None or self.bot_id == bot) and (
+            self.bots is None or bot in self.bots
+        )
 
     def is_admin_of(self, bot: str) -> bool:
         return "admin" in self.roles and self.may_use(bot)
@@ -201,7 +214,8 @@ class Authenticator:
         if len(sub) > 255:
             raise Unauthorized("token refused: 'sub' is longer than 255 characters")
         roles = _roles(claims.get(self.jwt.settings.roles_claim))
-        return Principal("jwt", roles or frozenset({"user"}), sub)
+        bots = _bots(claims, self.jwt.settings.bots_claim)
+        return Principal("jwt", roles or frozenset({"user"}), sub, bots=bots)
 
     async def admin_configured(self) -> bool:
         """Whether anything can make a caller admin at all."""
@@ -214,6 +228,22 @@ def _roles(raw: Any) -> frozenset[Role]:
     """Our roles among a claim's (a list, or a space-separated string); others are ignored."""
     names = raw.split() if isinstance(raw, str) else raw if isinstance(raw, list) else []
     return frozenset(r for r in ROLES if r in names)
+
+
+def _bots(claims: Mapping[str, Any], name: str) -> frozenset[str] | None:
+    """The bots a token is for: its claim ``name``, a bot's name or a list of them; every bot
+    when it has no such claim. A claim of another shape is refused, never read as "all"."""
+    if name not in claims:
+        return None
+    raw = claims[name]
+    names = [raw] if isinstance(raw, str) else raw
+    if (
+        not isinstance(names, list)
+        or not names
+        or not all(isinstance(n, str) and valid_bot_name(n) for n in names)
+    ):
+        raise Unauthorized(f"token refused: {name!r} must name a bot or a list of bots")
+    return frozenset(names)
 
 
 def bearer(header: str) -> str:
@@ -265,7 +295,8 @@ async def require_caller(request: web.Request, bot: str) -> Principal:
 
 def check_bot(principal: Principal, bot: str) -> Principal:
     if not principal.may_use(bot):
-        raise Forbidden(f"this credential is for bot {principal.bot_id!r}, not {bot!r}")
+        only = principal.bot_id or ", ".join(sorted(principal.bots or ()))
+        raise Forbidden(f"this credential is for bot {only!r}, not {bot!r}")
     return principal
 
 
@@ -292,7 +323,7 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
     stores = app[STORES]
     secret = config.visitor_secret or await stores.api_keys.signing_key(VISITOR_KEY_NAME)
     session: aiohttp.ClientSession | None = None
-    if config.jwt.jwks_url:
+    if config.jwt.remote_keys:
         session = aiohttp.ClientSession()
     try:
         verifier = JwtVerifier(config.jwt, session=session) if config.jwt.enabled else None

@@ -12,6 +12,10 @@ present its tokens).
 The JWKS is fetched with aiohttp on first use and kept for ``jwks_max_age``;
 a ``kid`` it lacks (the issuer rotated its keys) makes one refetch, at most
 once every ``jwks_refetch_interval`` seconds, however many tokens name it.
+With ``discovery`` the JWKS's address is the ``jwks_uri`` of the issuer's
+OpenID Connect discovery document (``{issuer}/.well-known/openid-configuration``),
+read with each fetch of the keys; a document naming another issuer is refused,
+as OpenID Connect Discovery requires.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ MIN_SECRET_BYTES = 32
 _RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _EC_ALGORITHMS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 MAX_JWKS_BYTES = 256 * 1024
+DISCOVERY_PATH = "/.well-known/openid-configuration"
 
 
 class InvalidToken(Exception):
@@ -51,10 +56,12 @@ class JwtSettings:
 
     secret: bytes | None = field(default=None, repr=False)
     jwks_url: str | None = None
+    discovery: bool = False  # the JWKS's address from the issuer's discovery document
     issuer: str | None = None
     audience: str | None = None
     leeway: float = 30.0
     roles_claim: str = "roles"
+    bots_claim: str = "bots"
     jwks_max_age: float = 3600.0
     jwks_refetch_interval: float = 60.0
 
@@ -66,10 +73,22 @@ class JwtSettings:
                 "BOTSERVER_JWKS_URL needs BOTSERVER_JWT_ISSUER and BOTSERVER_JWT_AUDIENCE:"
                 " without them any token of that issuer would be accepted"
             )
+        if self.discovery and not (self.issuer and self.audience):
+            raise ValueError(
+                "BOTSERVER_OIDC_ISSUER needs BOTSERVER_JWT_AUDIENCE: without it any token of"
+                " that issuer would be accepted"
+            )
+        if self.discovery and self.jwks_url:
+            raise ValueError("set BOTSERVER_OIDC_ISSUER or BOTSERVER_JWKS_URL, not both")
 
     @property
     def enabled(self) -> bool:
-        return self.secret is not None or bool(self.jwks_url)
+        return self.secret is not None or bool(self.jwks_url) or self.discovery
+
+    @property
+    def remote_keys(self) -> bool:
+        """Whether keys come from the issuer (a JWKS, named or discovered)."""
+        return bool(self.jwks_url) or self.discovery
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +142,11 @@ class JwksCache:
         max_age: float,
         refetch_interval: float,
         session: aiohttp.ClientSession,
+        discover_issuer: str | None = None,
     ) -> None:
+        """``url``: the JWKS; with ``discover_issuer``, the discovery document naming it."""
         self._url = url
+        self._issuer = discover_issuer
         self._max_age = max_age
         self._refetch_interval = refetch_interval
         self._session = session
@@ -146,6 +168,33 @@ class JwksCache:
             await self._refresh()
             found = self._pick(kid)
         return found
+
+    async def _get(self, url: str, what: str) -> bytes:
+        async with self._session.get(
+            url, timeout=aiohttp.ClientTimeout(total=5), allow_redirects=False
+        ) as resp:
+            resp.raise_for_status()
+            body = await resp.content.read(MAX_JWKS_BYTES + 1)
+        if len(body) > MAX_JWKS_BYTES:
+            raise ValueError(f"{what} larger than 256 KiB")
+        return body
+
+    async def _discover(self) -> str:
+        """The ``jwks_uri`` of the issuer's discovery document (``ValueError`` if unusable)."""
+        document = orjson.loads(await self._get(self._url, "discovery document"))
+        if not isinstance(document, dict):
+            raise ValueError("the discovery document is not a JSON object")
+        if document.get("issuer") != self._issuer:
+            raise ValueError(
+                f"the discovery document names issuer {document.get('issuer')!r},"
+                f" not {self._issuer!r}"
+            )
+        jwks_uri = document.get("jwks_uri")
+        if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
+            raise ValueError("the discovery document has no jwks_uri")
+        if jwks_uri.startswith("http://") and not str(self._issuer).startswith("http://"):
+            raise ValueError("the discovery document's jwks_uri is not https")
+        return jwks_uri
 
     def _pick(self, kid: str | None) -> _Key | None:
         keys = self._keys or []
@@ -170,18 +219,17 @@ class JwksCache:
         self._fetched_at = time.monotonic()
         self.fetches += 1
         try:
-            async with self._session.get(
-                self._url, timeout=aiohttp.ClientTimeout(total=5), allow_redirects=False
-            ) as resp:
-                resp.raise_for_status()
-                body = await resp.content.read(MAX_JWKS_BYTES + 1)
-            if len(body) > MAX_JWKS_BYTES:
-                raise ValueError("JWKS larger than 256 KiB")
-            self._keys = _parse_jwks(orjson.loads(body))
+            url = self._url if self._issuer is None else await self._discover()
+            self._keys = _parse_jwks(orjson.loads(await self._get(url, "JWKS")))
         except (aiohttp.ClientError, TimeoutError, ValueError) as e:
             # Keys fetched before stay in use; without any, tokens get 503 until one works.
             self._error = str(e) or type(e).__name__
             log.warning("JWKS fetch from %s failed: %s", self._url, self._error)
+
+
+def discovery_url(issuer: str) -> str:
+    """Where an issuer publishes its OpenID Connect discovery document."""
+    return issuer.rstrip("/") + DISCOVERY_PATH
 
 
 class JwtVerifier:
@@ -190,13 +238,15 @@ class JwtVerifier:
     def __init__(self, settings: JwtSettings, *, session: aiohttp.ClientSession | None) -> None:
         self.settings = settings
         self.jwks: JwksCache | None = None
-        if settings.jwks_url:
+        if settings.remote_keys:
             assert session is not None, "a JWKS is fetched with the gateway's client session"
+            discovered = settings.discovery and settings.issuer is not None
             self.jwks = JwksCache(
-                settings.jwks_url,
+                discovery_url(str(settings.issuer)) if discovered else str(settings.jwks_url),
                 max_age=settings.jwks_max_age,
                 refetch_interval=settings.jwks_refetch_interval,
                 session=session,
+                discover_issuer=settings.issuer if discovered else None,
             )
 
     async def verify(self, token: str) -> dict[str, Any]:

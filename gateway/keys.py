@@ -15,6 +15,7 @@ from pipeline.dispatcher import Dispatcher
 from pipeline.kb.service import KnowledgeBase
 from pipeline.knowledge import PackageIngester
 from pipeline.message_path import MessagePath
+from pipeline.proactive import ProactiveSender
 from storage.services import Stores
 
 if TYPE_CHECKING:  # gateway.auth reads the stores through these keys
@@ -27,6 +28,7 @@ DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 MESSAGE_PATH = web.AppKey("message_path", MessagePath)
 CHANNELS = web.AppKey("channels", ChannelHub)
 DELIVERY = web.AppKey("delivery", DeliveryWorker)
+PROACTIVE = web.AppKey("proactive", ProactiveSender)
 POLLERS = web.AppKey("pollers", TelegramPollers)
 KNOWLEDGE = web.AppKey("knowledge", KnowledgeBase)
 INGESTER = web.AppKey("ingester", PackageIngester)

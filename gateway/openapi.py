@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from channels.base import MediaKind
 from channels.web import MAX_TEXT, MAX_USER_ID
 from storage.api_keys import ROLES
 
@@ -85,12 +86,100 @@ _REPLY: Schema = _object(
 )
 
 SCHEMAS: dict[str, Schema] = {
+    "SendRequest": {
+        **_object(
+            {
+                "text": _string("The message (markdown).", minLength=1, maxLength=MAX_TEXT),
+                "channel": _string(
+                    "The channel to send on (telegram, whatsapp, twilio-whatsapp, twilio-sms,"
+                    " generic), with `to`.",
+                    maxLength=50,
+                ),
+                "to": _string(
+                    "The address on that channel: a Telegram chat id, a phone number in E.164,"
+                    " a generic webhook user id.",
+                    maxLength=255,
+                ),
+                "user_id": _string(
+                    "Instead of `channel` and `to`: a user the bot has seen, reached on the"
+                    " channel it last talked on.",
+                    maxLength=255,
+                ),
+                "message_id": _string(
+                    "An idempotency key, as the `Idempotency-Key` header.", maxLength=200
+                ),
+            },
+            "text",
+        ),
+        "description": "Name either `channel` and `to`, or `user_id`.",
+        "oneOf": [{"required": ["channel", "to"]}, {"required": ["user_id"]}],
+    },
+    "SendQueued": _object(
+        {
+            "outbox_id": {"type": "integer", "description": "The queued message's id."},
+            "channel": _string("The channel it goes on."),
+            "to": _string("The address it goes to."),
+            "status": {"type": "string", "enum": ["queued"]},
+            "duplicate": {
+                "type": "boolean",
+                "description": "True when the idempotency key named a message queued before"
+                " (nothing new was queued).",
+            },
+        },
+        "outbox_id",
+        "channel",
+        "to",
+        "status",
+        "duplicate",
+    ),
+    "GenericMessage": _object(
+        {
+            "user_id": _string("The user, as the sender knows them.", maxLength=255),
+            "message_id": _string(
+                "The sender's id of the message: the same id twice is one turn.", maxLength=255
+            ),
+            "text": _string("The message; may be empty with attachments.", maxLength=MAX_TEXT),
+            "attachments": {
+                "type": "array",
+                "maxItems": 10,
+                "items": _object(
+                    {
+                        "kind": {
+                            "type": "string",
+                            "enum": [kind.value for kind in MediaKind],
+                        },
+                        "url": _string("An http or https URL of the file.", format="uri"),
+                        "content_type": _string(),
+                        "filename": _string(),
+                        "caption": _string(),
+                    },
+                    "kind",
+                    "url",
+                ),
+            },
+        },
+        "user_id",
+        "message_id",
+        closed=False,
+    ),
+    "GenericAccepted": _object(
+        {
+            "accepted": {
+                "type": "boolean",
+                "description": "False for a `message_id` received before (nothing new runs).",
+            },
+            "message_id": _string(),
+        },
+        "accepted",
+        "message_id",
+    ),
     "Error": {
         **_object(
             {
                 "error": _string(
                     "A stable code: bad_request, unauthorized, forbidden, not_found,"
-                    " unknown_bot, unknown_session, unknown_key, channel_off, revoked,"
+                    " unknown_bot, unknown_session, unknown_key, unknown_recipient, channel_off,"
+                    " revoked, replayed,"
                     " method_not_allowed, body_too_large, unsupported_media_type, queued,"
                     " message_failed, turn_failed, unavailable, internal."
                 ),
@@ -167,6 +256,10 @@ SCHEMAS: dict[str, Schema] = {
                 "description": "Oldest first.",
                 "items": _object(
                     {
+                        "id": _string(
+                            "The message's cursor: `?after=` it answers what came later.",
+                            pattern="^[0-9]+$",
+                        ),
                         "role": {
                             "type": "string",
                             "enum": ["user", "assistant", "bot", "system"],
@@ -175,14 +268,23 @@ SCHEMAS: dict[str, Schema] = {
                         "text": _string(),
                         "at": _nullable(_string(format="date-time")),
                     },
+                    "id",
                     "role",
                     "text",
                     "at",
                 ),
             },
+            "next": _nullable(
+                _string(
+                    "The cursor to ask `?after=` with next: the last message's id (or the"
+                    " `after` given, when nothing came since); null for an empty history.",
+                    pattern="^[0-9]+$",
+                )
+            ),
         },
         "session_id",
         "messages",
+        "next",
     ),
     "Reload": _object(
         {
@@ -399,6 +501,8 @@ _ERROR_TEXT = {
     "unknown_key": f"no key {KEY_ID!r} of bot 'default'",
     "channel_off": "bot 'default' has no telegram channel on",
     "revoked": f"key {KEY_ID!r} is already revoked",
+    "replayed": "this signed request was received before",
+    "unknown_recipient": "user 'u-9' has not talked to bot 'default' on a channel it can send on",
     "body_too_large": "Maximum request body size 1048576 exceeded, actual body size 1048577",
     "unsupported_media_type": "send the message as application/json",
     "queued": "message 'm-1' is queued; its replies will be in the session's history",
@@ -508,9 +612,11 @@ SECURITY_SCHEMES: dict[str, Schema] = {
         "scheme": "bearer",
         "bearerFormat": "JWT",
         "description": "HS256 with `BOTSERVER_JWT_SECRET`, or RS256/ES256… from"
-        " `BOTSERVER_JWKS_URL` (with issuer and audience). The user is its `sub`; its roles are"
+        " `BOTSERVER_JWKS_URL` or the JWKS of `BOTSERVER_OIDC_ISSUER`'s discovery document"
+        " (with issuer and audience). The user is its `sub`; its roles are"
         " those of `BOTSERVER_JWT_ROLES_CLAIM` (default `roles`), `user` when none of ours;"
-        " every bot. `exp` and `sub` required; `nbf`, `iss`, `aud` checked.",
+        " its bots those of `BOTSERVER_JWT_BOTS_CLAIM` (default `bots`), every bot when"
+        " absent. `exp` and `sub` required; `nbf`, `iss`, `aud` checked.",
     },
     "telegramSecretToken": {
         "type": "apiKey",
@@ -524,6 +630,15 @@ SECURITY_SCHEMES: dict[str, Schema] = {
         "name": "X-Hub-Signature-256",
         "description": "`sha256=` and the hex HMAC-SHA256 of the raw body under"
         " `whatsapp-app-secret`.",
+    },
+    "genericSignature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Botserver-Signature",
+        "description": "`sha256=` and the hex HMAC-SHA256, under the bot's `webhook-secret`, of"
+        " `X-Botserver-Timestamp` (unix seconds), a `.` and the raw body. Refused when older"
+        " than 5 minutes, more than 1 minute ahead, or seen before. Callbacks to the bot's"
+        " `webhook-callback-url` are signed the same way.",
     },
     "whatsappVerifyToken": {
         "type": "apiKey",
@@ -776,9 +891,19 @@ def _paths() -> dict[str, Any]:
                         "name": "limit",
                         "in": "query",
                         "required": False,
-                        "description": "At most this many messages, the latest (clamped to 1…500).",
+                        "description": "At most this many messages: the latest, or with"
+                        " `after` the first after it (clamped to 1…500).",
                         "schema": {"type": "integer", "default": 50},
                         "example": 50,
+                    },
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "required": False,
+                        "description": "A message's `id` (a `next` answered before): only the"
+                        " messages stored after it, oldest first.",
+                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                        "example": "1041",
                     },
                 ],
                 "responses": {
@@ -789,13 +914,22 @@ def _paths() -> dict[str, Any]:
                             "history": {
                                 "session_id": SESSION_ID,
                                 "messages": [
-                                    {"role": "user", "text": "hi", "at": AT},
-                                    {"role": "assistant", "text": reply["text"], "at": AT},
+                                    {"id": "1040", "role": "user", "text": "hi", "at": AT},
+                                    {
+                                        "id": "1041",
+                                        "role": "assistant",
+                                        "text": reply["text"],
+                                        "at": AT,
+                                    },
                                 ],
-                            }
+                                "next": "1041",
+                            },
+                            "caught_up": {"session_id": SESSION_ID, "messages": [], "next": "1041"},
                         },
                     ),
-                    "400": _error("`limit` is not an integer.", "bad_request"),
+                    "400": _error(
+                        "`limit` is not an integer, or `after` not an id.", "bad_request"
+                    ),
                     "401": _response("Unauthorized"),
                     "403": _response("Forbidden"),
                     "404": _error("No such session for this bot (and user).", "unknown_session"),
@@ -850,6 +984,84 @@ def _paths() -> dict[str, Any]:
                     "401": _response("Unauthorized"),
                     "403": _response("AdminForbidden"),
                     "404": _response("UnknownBot"),
+                    "503": _response("Unavailable"),
+                    **errors_500,
+                },
+            }
+        },
+        "/api/v1/bots/{bot}/send": {
+            "post": {
+                "operationId": "sendProactive",
+                "tags": ["proactive"],
+                "summary": "Queue a message the user did not ask for",
+                "description": "To an address on a channel, or to a user the bot has seen (on"
+                " the channel they last talked on), through the outbox: paced, retried, parked"
+                " after the limit, and on WhatsApp outside the 24-hour window as the bot's"
+                " `whatsapp-template`. The same `Idempotency-Key` (or `message_id`) sent again"
+                " answers with the first request's row and queues nothing. Roles `app` or"
+                " `admin` of the bot.",
+                "security": [
+                    {"apiKey": ["app", "admin"]},
+                    {"jwt": ["app", "admin"]},
+                    {"adminToken": ["admin"]},
+                ],
+                "parameters": [
+                    BOT,
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "description": "The sender's key of this message (1 to 200 characters).",
+                        "schema": {"type": "string", "maxLength": 200},
+                        "example": "reminder-2026-12-03-u42",
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        JSON: {
+                            "schema": _ref("SendRequest"),
+                            "examples": {
+                                "address": {
+                                    "value": {
+                                        "channel": "telegram",
+                                        "to": "42",
+                                        "text": "Your order has shipped.",
+                                    }
+                                },
+                                "user": {
+                                    "value": {"user_id": "+15551234567", "text": "See you at 3."}
+                                },
+                            },
+                        }
+                    },
+                },
+                "responses": {
+                    "202": _json(
+                        "Queued (or, for a key sent before, the row it queued then).",
+                        "SendQueued",
+                        {
+                            "queued": {
+                                "outbox_id": 1207,
+                                "channel": "telegram",
+                                "to": "42",
+                                "status": "queued",
+                                "duplicate": False,
+                            }
+                        },
+                    ),
+                    "400": _response("BadRequest"),
+                    "401": _response("Unauthorized"),
+                    "403": _response("Forbidden"),
+                    "404": _error(
+                        "No such bot, a channel the bot has off, or a user it has not seen on a"
+                        " channel it can send on.",
+                        "unknown_bot",
+                        "channel_off",
+                        "unknown_recipient",
+                    ),
+                    "413": _response("TooLarge"),
+                    "415": _error("The body is not JSON.", "unsupported_media_type"),
                     "503": _response("Unavailable"),
                     **errors_500,
                 },
@@ -1217,6 +1429,72 @@ def _paths() -> dict[str, Any]:
                 },
             },
         },
+        "/webhooks/generic/{bot}": {
+            "post": {
+                "operationId": "genericWebhook",
+                "tags": ["webhooks"],
+                "summary": "A message from any backend, signed with the bot's secret",
+                "description": "Claimed in the inbox before the answer (the same `message_id`"
+                " is one turn however often it comes); the turn runs in a worker, and the bot's"
+                " replies and events are POSTed, signed, to its `webhook-callback-url`.",
+                "security": [{"genericSignature": []}],
+                "parameters": [
+                    BOT,
+                    {
+                        "name": "X-Botserver-Timestamp",
+                        "in": "header",
+                        "required": True,
+                        "description": "Unix seconds when the request was signed.",
+                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                        "example": "1780000000",
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        JSON: {
+                            "schema": _ref("GenericMessage"),
+                            "examples": {
+                                "text": {
+                                    "value": {"user_id": "u-42", "message_id": "m-1", "text": "hi"}
+                                },
+                                "photo": {
+                                    "value": {
+                                        "user_id": "u-42",
+                                        "message_id": "m-2",
+                                        "text": "",
+                                        "attachments": [
+                                            {
+                                                "kind": "image",
+                                                "url": "https://files.example.com/p/1.jpg",
+                                            }
+                                        ],
+                                    }
+                                },
+                            },
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(
+                        "Claimed; `accepted` false for a message received before.",
+                        "GenericAccepted",
+                        {
+                            "new": {"accepted": True, "message_id": "m-1"},
+                            "again": {"accepted": False, "message_id": "m-1"},
+                        },
+                    ),
+                    "400": _response("BadRequest"),
+                    **webhook_errors,
+                    "403": _error(
+                        "The signature is missing, wrong or stale, or the same signed request"
+                        " came before: nothing of it is run.",
+                        "forbidden",
+                        "replayed",
+                    ),
+                },
+            }
+        },
         "/webhooks/twilio/{bot}": {
             "post": {
                 "operationId": "twilioWebhook",
@@ -1453,6 +1731,10 @@ def build() -> dict[str, Any]:
                 {"name": "web", "description": "The web channel: messages, history, WebSocket."},
                 {"name": "admin", "description": "Reload, channel state, API keys."},
                 {"name": "webhooks", "description": "Provider webhooks, signed by each provider."},
+                {
+                    "name": "proactive",
+                    "description": "Messages the user did not ask for, to any channel.",
+                },
                 {"name": "widget", "description": "The chat page and its files."},
                 {"name": "operations", "description": "Health, readiness, this document."},
             ],

@@ -1,4 +1,5 @@
-"""Provider webhooks: ``/webhooks/telegram|whatsapp|twilio/{bot}``, and the channels' state.
+"""Provider webhooks: ``/webhooks/telegram|whatsapp|twilio|generic/{bot}``, and the channels'
+state.
 
 A webhook is answered only after each message it carries is claimed in the
 inbox, so a 200 means the message is safe; the turn runs later in a worker.
@@ -12,6 +13,15 @@ What is refused, and how:
 - a verified body we cannot read: 200 with the reason logged — the provider
   sent it and would only send it again;
 - a store that cannot be written: 503, so the provider delivers again.
+
+The generic webhook (``channels/generic.py``) is called by backends of our users rather than
+by a provider, so it answers what it did: ``{"accepted": true}``, or ``false`` for a
+``message_id`` already received; a body it cannot read is a 400 saying why. A signed request
+is valid for five minutes; within them the same signature is refused a second time (403
+``replayed``): whoever captured a request cannot have it run again or learn anything from
+the answer, whatever message id it carries. The signature is remembered only once the message
+is claimed, so a request that got a 503 may be sent again as it was; a sender retrying after
+a lost answer signs again with a fresh timestamp, and the inbox drops the duplicate.
 """
 
 from __future__ import annotations
@@ -30,11 +40,13 @@ from channels.base import (
     WebhookResponse,
     WebhookResult,
 )
-from channels.hub import TELEGRAM, TWILIO_SMS, TWILIO_WHATSAPP, WHATSAPP, ChannelHub
+from channels.generic import MAX_AGE, MAX_AHEAD, GenericChannel, parse_message
+from channels.hub import GENERIC, TELEGRAM, TWILIO_SMS, TWILIO_WHATSAPP, WHATSAPP, ChannelHub
 from config.packages import valid_bot_name
 from gateway.keys import BOTS, CHANNELS, MESSAGE_PATH, STORES
-from gateway.responses import json_error
+from gateway.responses import json_error, json_response
 from pipeline.message_path import MessagePath
+from storage.base import Cache, StorageError
 from storage.services import Stores
 
 log = logging.getLogger(__name__)
@@ -45,7 +57,10 @@ routes = web.RouteTableDef()
 WINDOW_CLOSED_CODES = frozenset({"131047", "63016"})
 
 
-async def _webhook(request: web.Request, channel: str) -> web.Response:
+async def _verified(
+    request: web.Request, channel: str
+) -> tuple[str, Channel, WebhookRequest] | web.Response:
+    """The bot, its adapter and the request once its signature is checked; else the refusal."""
     bot = request.match_info["bot"]
     if not valid_bot_name(bot) or request.app[BOTS].get(bot) is None:
         log.info("webhook %s for unknown bot %r refused", channel, bot[:100])
@@ -68,6 +83,14 @@ async def _webhook(request: web.Request, channel: str) -> web.Response:
     except VerificationError as e:
         log.warning("webhook %s for bot %s refused: %s", channel, bot, e)
         return json_error(403, "forbidden", "the request is not signed by the provider")
+    return bot, adapter, webhook
+
+
+async def _webhook(request: web.Request, channel: str) -> web.Response:
+    verified = await _verified(request, channel)
+    if isinstance(verified, web.Response):
+        return verified
+    bot, adapter, webhook = verified
     try:
         result = await adapter.parse(bot, webhook)
     except PayloadError as e:
@@ -147,6 +170,36 @@ async def twilio_webhook(request: web.Request) -> web.Response:
     bot = request.match_info["bot"]
     channel = TWILIO_WHATSAPP if hub.adapter(bot, TWILIO_WHATSAPP) else TWILIO_SMS
     return await _webhook(request, channel)
+
+
+@routes.post("/webhooks/generic/{bot}")
+async def generic_webhook(request: web.Request) -> web.Response:
+    """A signed message from a backend; see the module doc for what it is answered."""
+    verified = await _verified(request, GENERIC)
+    if isinstance(verified, web.Response):
+        return verified
+    bot, adapter, webhook = verified
+    assert isinstance(adapter, GenericChannel)
+    cache = request.app[STORES].cache
+    key = f"webhook-replay:{bot}:{adapter.replay_key(webhook)}"
+    if await cache.get(key) is not None:
+        log.warning("webhook generic for bot %s refused: a replayed signature", bot)
+        return json_error(403, "replayed", "this signed request was received before")
+    message = parse_message(bot, webhook.body)  # PayloadError: a 400 saying why
+    await cache.set(key, b"1", ttl=MAX_AGE + MAX_AHEAD)
+    try:
+        accepted = await request.app[MESSAGE_PATH].accept(message)
+    except StorageError:
+        await _forget(cache, key)  # not claimed: the same request may come again
+        raise
+    return json_response({"accepted": accepted, "message_id": message.external_id})
+
+
+async def _forget(cache: Cache, key: str) -> None:
+    try:
+        await cache.delete(key)
+    except StorageError as e:
+        log.error("replay key not deleted (the sender must sign again): %s", e)
 
 
 # -- the operator's view ---------------------------------------------------------------------

@@ -16,6 +16,12 @@ message. Outside that window the reply is not attempted: the bot's template
 the reply's text as its ``{{1}}``, or, with no template configured, the reply
 is parked with that reason. A provider's "window closed" answer (131047,
 63016) closes the window and takes the same way.
+
+A channel whose adapter has ``send_part`` (the generic webhook) gets each part with an id
+that stays the same on every retry (bot, row and part), for its receiver to drop
+duplicates. A row whose message is an event (``{"event": …}``) goes to the adapter's
+``send_event`` as it is. Once a proactive message (``origin`` api or talk-to) reached its
+provider, a ``delivered`` event is queued for the bot's generic webhook, when it has one on.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
 
 from channels.base import (
     Channel,
@@ -33,6 +40,8 @@ from channels.base import (
     ProviderUnavailable,
     RenderedPart,
     SendError,
+    SendRefused,
+    SendResult,
     WindowClosed,
 )
 from channels.pacing import Pacer
@@ -63,6 +72,24 @@ class DeliveryPolicy:
 AdapterLookup = Callable[[str, str], Channel | None]
 # bot -> its resolved provider configuration (for the template keys).
 ConfigLookup = Callable[[str], Mapping[str, str]]
+# Queue an event row: (bot, channel, conversation, message).
+EventQueue = Callable[[str, str, str, dict[str, Any]], Awaitable[object]]
+
+EVENT_CHANNEL = "generic"
+PROACTIVE_ORIGINS = frozenset({"api", "talk-to"})
+
+
+@runtime_checkable
+class IdentifiedSends(Protocol):
+    """An adapter that carries our id of each part, and events (the generic webhook)."""
+
+    async def send_part(
+        self, conversation: str, part: RenderedPart, *, event_id: str, reply_to: str | None = None
+    ) -> SendResult: ...
+
+    async def send_event(
+        self, event: str, conversation: str, fields: Mapping[str, Any], *, event_id: str
+    ) -> SendResult: ...
 
 
 @dataclass(slots=True)
@@ -85,6 +112,7 @@ class DeliveryWorker:
         adapters: AdapterLookup,
         *,
         config: ConfigLookup = lambda bot: {},
+        events: EventQueue | None = None,
         policy: DeliveryPolicy | None = None,
         retry: RetryPolicy | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -93,6 +121,7 @@ class DeliveryWorker:
         self._windows = windows
         self._adapters = adapters
         self._config = config
+        self._events = events
         self.policy = policy or DeliveryPolicy()
         self._retry = retry or RetryPolicy()
         self._now = now
@@ -176,18 +205,61 @@ class DeliveryWorker:
             error = ProviderUnavailable(f"channel {row.channel} of bot {row.bot_id} is not on")
             await self._failed(row, error, "channel-off")
             return
+        if "event" in row.message:
+            await self._send_event(row, adapter)
+            return
         message = outbound_from_json(row.message)
         if row.channel in self.policy.window_channels and not await self._window_open(row):
             await self._send_template(row, adapter, message, "the 24-hour window is closed")
             return
         parts = self._render(adapter, message)
-        for part in parts[row.parts_sent :]:
-            sent = await self._send(row, adapter, part)
+        for index, part in enumerate(parts[row.parts_sent :], start=row.parts_sent):
+            sent = await self._send(row, adapter, part, index=index, reply_to=message.reply_to)
             if sent is None:
                 return
             row = sent
         await self._outbox.sent(row)
         self.counters.replies += 1
+        await self._delivered(row)
+
+    async def _send_event(self, row: OutboxRow, adapter: Channel) -> None:
+        if not isinstance(adapter, IdentifiedSends):
+            await self._failed(row, SendRefused(f"{row.channel} does not take events"), "event")
+            return
+        fields = {k: v for k, v in row.message.items() if k != "event"}
+        event = str(row.message["event"])
+        event_id = f"evt-{row.bot_id}-{row.seq}"
+        await self._pacer(row, adapter).wait(row.conversation)
+        if not await self._outbox.start_part(row, lease=self.policy.lease):
+            return
+        try:
+            result = await adapter.send_event(event, row.conversation, fields, event_id=event_id)
+        except SendError as e:
+            await self._failed(row, e, "event")
+            return
+        self.counters.parts += 1
+        await self._outbox.sent(await self._outbox.part_sent(row, result.provider_id))
+
+    async def _delivered(self, row: OutboxRow) -> None:
+        """Tell the bot's generic webhook that a proactive message reached its provider."""
+        if (
+            self._events is None
+            or row.channel == EVENT_CHANNEL
+            or row.message.get("origin") not in PROACTIVE_ORIGINS
+            or self._adapters(row.bot_id, EVENT_CHANNEL) is None
+        ):
+            return
+        event = {
+            "event": "delivered",
+            "outbox_id": row.seq,
+            "channel": row.channel,
+            "to": row.conversation,
+            "provider_ids": list(row.provider_ids),
+        }
+        try:
+            await self._events(row.bot_id, EVENT_CHANNEL, row.conversation, event)
+        except StorageError as e:  # the message itself is sent and recorded
+            log.error("outbox row %d: delivered event not queued: %s", row.seq, e)
 
     def _render(self, adapter: Channel, message: OutboundMessage) -> list[RenderedPart]:
         limit = WHATSAPP_INTERACTIVE_TEXT if adapter.name == "whatsapp" else None
@@ -200,7 +272,15 @@ class DeliveryWorker:
             pacer = self._pacers[key] = Pacer(adapter.capabilities)
         return pacer
 
-    async def _send(self, row: OutboxRow, adapter: Channel, part: RenderedPart) -> OutboxRow | None:
+    async def _send(
+        self,
+        row: OutboxRow,
+        adapter: Channel,
+        part: RenderedPart,
+        *,
+        index: int = 0,
+        reply_to: str | None = None,
+    ) -> OutboxRow | None:
         """One part: paced, marked on its way, sent, recorded. ``None`` when the row
         is done with for now (failed, parked, or its lease lost)."""
         pacer = self._pacer(row, adapter)
@@ -209,7 +289,14 @@ class DeliveryWorker:
             log.warning("outbox row %d: lease lost before a send; left to its new holder", row.seq)
             return None
         try:
-            result = await adapter.send(row.conversation, part)
+            result: SendResult
+            if isinstance(adapter, IdentifiedSends):
+                event_id = f"msg-{row.bot_id}-{row.seq}-{index}"
+                result = await adapter.send_part(
+                    row.conversation, part, event_id=event_id, reply_to=reply_to
+                )
+            else:
+                result = await adapter.send(row.conversation, part)
         except WindowClosed as e:
             await self._windows.close_window(row.bot_id, row.channel, row.conversation)
             await self._outbox.retry(row, delay=0.0, error=f"window closed: {e}")
@@ -274,3 +361,4 @@ class DeliveryWorker:
         row = await self._outbox.part_sent(row, result.provider_id)
         await self._outbox.sent(row)
         log.info("outbox row %d: %s, template %r sent instead", row.seq, why, name)
+        await self._delivered(row)

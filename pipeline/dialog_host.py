@@ -4,8 +4,10 @@ What a keyword changes in the conversation (suggestions, system prompt, context,
 knowledge bases, websites) goes to the session's :class:`~pipeline.session_state.SessionState`,
 written through to ``session.state`` at each change.  Bot and user memory, tables, HTTP and
 mail go to the turn's services; ``x = LLM "prompt"`` to the bot's model provider.
-Capabilities that later work brings (knowledge base search, templates, proactive messages,
-human hand-off, media) are deliberately absent, and so is ``llm`` for a bot with no provider
+``TALK TO who, text`` (a proactive message, see :mod:`pipeline.proactive`) goes into the
+turn's outbox, committed with the turn; a scheduled job, which commits nothing, writes its
+outbox row at once.  Capabilities that later work brings (templates, human hand-off, media)
+are deliberately absent, and so is ``llm`` for a bot with no provider
 configured: the interpreter then fails the keyword with ``MissingCapability``.
 
 A dialog's own failures are raised as :class:`basic.errors.ScriptError`, which the interpreter
@@ -24,6 +26,7 @@ from typing import Any
 
 from basic.errors import HostUnavailable, ScriptError
 from basic.tools import is_tool
+from pipeline.errors import TurnRejected
 from pipeline.llm import CompletionRequest, LLMError, UserMessage
 from pipeline.mail import MailError
 from pipeline.outbound_http import HttpCallError
@@ -66,6 +69,7 @@ class DialogHost:
         self._bot = turn.bot
         self._services = turn.services
         self._talk = talk if talk is not None else turn.say
+        self._talked_to = 0
 
     def _changed(self) -> None:
         write_state(self._session, self.state)
@@ -74,6 +78,33 @@ class DialogHost:
 
     async def talk(self, text: str) -> None:
         await self._talk(text)
+
+    @property
+    def talk_to(self) -> Callable[[str, str], Awaitable[None]] | None:
+        """``TALK TO who, text``: present only with proactive messages configured (the
+        gateway's), so that elsewhere (the terminal chat) it fails as a missing capability."""
+        return self._talk_to if self._services.proactive is not None else None
+
+    async def _talk_to(self, recipient: str, text: str) -> None:
+        """A message to anyone the bot can reach, on any channel (see pipeline.proactive)."""
+        sender = self._services.proactive
+        assert sender is not None, "talk_to is only offered with proactive messages"
+        bot = self._bot.name
+        try:
+            with _infrastructure("TALK TO"):
+                to = await sender.parse(bot, str(recipient))
+            message = sender.message(bot, to, str(text))
+        except TurnRejected as e:
+            raise ScriptError(f"TALK TO {str(recipient)!r}: {e.message}") from e
+        self._talked_to += 1
+        if self._turn.claim is not None:  # committed with the turn, or not at all
+            self._turn.talk_to.append(message)
+            return
+        # No commit to join (a scheduled job): written now, named so that running the same
+        # occurrence again would not queue it twice.
+        key = f"talk-to:{self._turn.message.external_id}:{self._talked_to}"[:255]
+        with _infrastructure("TALK TO"):
+            await sender.queue(bot, to, message.text, origin="talk-to", idempotency_key=key)
 
     def add_suggestion(self, key: str, label: str) -> None:
         self.state.add_suggestion(key, label)

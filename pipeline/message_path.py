@@ -260,7 +260,7 @@ class MessagePath:
         finally:
             heartbeat.cancel()
         self.counters.turns += 1
-        if turn.deliver_later and turn.outbound and self._on_commit is not None:
+        if ((turn.deliver_later and turn.outbound) or turn.talk_to) and self._on_commit is not None:
             self._on_commit()
         return turn
 

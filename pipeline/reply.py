@@ -39,6 +39,13 @@ async def reply_stage(turn: Turn, next_: Next) -> None:
                 delivered=not turn.deliver_later,
             )
             for reply in turn.outbound
+        ) + tuple(
+            OutboxItem(
+                channel=message.channel,
+                conversation=message.conversation,
+                message=outbound_to_json(message) | {"origin": "talk-to"},
+            )
+            for message in turn.talk_to
         )
     await turn.services.conversations.save(
         session, append=turn.history, claim=turn.claim, outbox=outbox

@@ -8,8 +8,9 @@ older than ``keep`` (a day by default, far beyond ``grace``) are deleted as the 
 so a job every second does not grow the table without end.
 
 A job runs like a dialog on a session of its own that is never saved: its TALK output goes
-nowhere (proactive ``TALK TO`` fails with the missing-capability error until it lands), a
-HEAR ends it, and its errors are logged with ``file:line``.
+nowhere, ``TALK TO`` queues a proactive message at once (named by the occurrence, so a
+rerun of the same occurrence does not queue it twice), a HEAR ends it, and its errors are
+logged with ``file:line``.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from pipeline.mail import SmtpMailer
 from pipeline.outbound_http import OutboundHttp
+from pipeline.proactive import ProactiveSender
 from storage.base import ConversationStore, Locks, MemoryStore, TableStore
 
 
@@ -23,3 +24,4 @@ class Services:
     tables: TableStore | None = None  # FIND, SAVE, INSERT, UPDATE, DELETE
     http: OutboundHttp | None = None  # GET/POST/PUT/PATCH/DELETE HTTP
     mail: SmtpMailer | None = None  # SEND MAIL
+    proactive: ProactiveSender | None = None  # TALK TO

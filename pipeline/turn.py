@@ -47,6 +47,9 @@ class Turn:
     claim: Claim | None = None
     deliver_later: bool = False
     outbound: list[OutboundMessage] = field(default_factory=list)
+    # TALK TO messages (to anyone, on any channel): outbox rows for the delivery worker,
+    # committed with the turn like its replies.
+    talk_to: list[OutboundMessage] = field(default_factory=list)
     replies: int = 0
     started: float = field(default_factory=time.perf_counter)
     # Model tokens this turn spent that no history row carries yet: the model's answer

@@ -57,6 +57,7 @@ class HistoryEntry:
     content: str
     tokens_used: int = 0
     created_at: datetime | None = None
+    seq: int | None = None  # its place in the history, once stored (a cursor for ``after``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +155,11 @@ class ConversationStore(Protocol):
         for a new one whose id is taken).
         """
 
-    async def history(self, session_id: str, *, limit: int = 50) -> list[HistoryEntry]:
-        """The last ``limit`` entries of a session, oldest first."""
+    async def history(
+        self, session_id: str, *, limit: int = 50, after: int | None = None
+    ) -> list[HistoryEntry]:
+        """The last ``limit`` entries of a session, oldest first; with ``after`` (an entry's
+        ``seq``), the first ``limit`` entries stored after that one."""
 
     async def close(self) -> None:
         """Release what the store holds (before its database pool closes)."""

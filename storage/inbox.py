@@ -136,7 +136,8 @@ FROM inbox WHERE bot_id = $1 AND channel = $2 AND status IN ('pending', 'running
 _OUTCOME = """
 SELECT i.status, i.session_id::text, i.last_error,
        coalesce((SELECT json_agg(o.message ORDER BY o.seq) FROM outbox o
-                 WHERE o.inbox_seq = i.seq), '[]')::jsonb
+                 WHERE o.inbox_seq = i.seq AND o.channel = i.channel
+                   AND o.conversation = i.conversation), '[]')::jsonb
 FROM inbox i
 WHERE i.bot_id = $1 AND i.channel = $2 AND i.external_id = $3
 """

@@ -8,18 +8,20 @@ part on its way is handed out again and goes on from the next unconfirmed
 part; a row with a part on its way may or may not have reached the user, and
 becomes ``unknown`` for the operator instead of being sent twice.
 
-Also here: the conversation windows (when each user last wrote) and the
-providers' delivery reports.
+Also here: the conversation windows (when each user last wrote), the
+providers' delivery reports, and rows queued with no turn (proactive messages).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
-from storage.base import OutboxRow
+from storage.base import OutboxRow, StorageError
 from storage.postgres import translate_errors
 
 _CLAIM = """
@@ -219,3 +221,61 @@ class PostgresConversationWindows:
     async def close_window(self, bot_id: str, channel: str, conversation: str) -> None:
         with translate_errors:
             await self._pool.execute(_CLOSE_WINDOW, bot_id, channel, conversation)
+
+
+_ENQUEUE = """
+INSERT INTO outbox (bot_id, channel, conversation, message, idempotency_key)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (bot_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING seq
+"""
+
+_BY_KEY = "SELECT seq FROM outbox WHERE bot_id = $1 AND idempotency_key = $2"
+
+# The channel of the user's most recently used session among those that can be sent to
+# (a session's user is the conversation it belongs to: the chat, the phone number).
+_LAST_CHANNEL = """
+SELECT channel FROM user_sessions
+WHERE user_id = $2 AND bot_id = $1 AND channel = ANY($3::text[])
+ORDER BY updated_at DESC
+LIMIT 1
+"""
+
+
+class PostgresProactiveOutbox:
+    """Outbox rows with no turn behind them (proactive messages), and where a user was last
+    seen. The rows are the delivery worker's like any reply: paced, retried, parked."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def enqueue(
+        self,
+        bot_id: str,
+        channel: str,
+        conversation: str,
+        message: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+    ) -> tuple[int, bool]:
+        """Queue one message; its outbox id, and ``False`` when ``idempotency_key`` named a
+        row queued before (whose id it is then)."""
+        with translate_errors:
+            async with self._pool.acquire() as conn:
+                seq: int | None = await conn.fetchval(
+                    _ENQUEUE, bot_id, channel, conversation, message, idempotency_key
+                )
+                if seq is not None:
+                    return seq, True
+                existing: int | None = await conn.fetchval(_BY_KEY, bot_id, idempotency_key)
+        if existing is None:  # deleted between the two statements: nothing to answer with
+            raise StorageError(f"outbox row of idempotency key {idempotency_key!r} vanished")
+        return existing, False
+
+    async def last_channel(self, bot_id: str, user_id: str, channels: Sequence[str]) -> str | None:
+        """The channel among ``channels`` on which ``user_id`` last talked to the bot."""
+        with translate_errors:
+            channel: str | None = await self._pool.fetchval(
+                _LAST_CHANNEL, bot_id, user_id, list(channels)
+            )
+        return channel

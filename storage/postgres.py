@@ -109,9 +109,16 @@ SELECT id::text, created_at, updated_at FROM s
 """
 
 _HISTORY = """
-SELECT role, content, tokens_used, created_at FROM message_history
+SELECT role, content, tokens_used, created_at, seq FROM message_history
 WHERE session_id = $1
 ORDER BY seq DESC
+LIMIT $2
+"""
+
+_HISTORY_AFTER = """
+SELECT role, content, tokens_used, created_at, seq FROM message_history
+WHERE session_id = $1 AND seq > $3
+ORDER BY seq
 LIMIT $2
 """
 
@@ -396,13 +403,18 @@ class PostgresConversationStore:
         saved = {row[0]: (row[1], row[2]) for row in rows}
         return [saved.get(item.session.id) or _not_saved(item) for item in items]
 
-    async def history(self, session_id: str, *, limit: int = 50) -> list[HistoryEntry]:
+    async def history(
+        self, session_id: str, *, limit: int = 50, after: int | None = None
+    ) -> list[HistoryEntry]:
         key = _as_uuid(session_id)
         if key is None or limit <= 0:
             return []
         with translate_errors:
-            rows = await self._db.fetch(_HISTORY, key, limit)
-        return [HistoryEntry(r[0], r[1], r[2], r[3]) for r in reversed(rows)]
+            if after is None:
+                rows = list(reversed(await self._db.fetch(_HISTORY, key, limit)))
+            else:
+                rows = await self._db.fetch(_HISTORY_AFTER, key, limit, after)
+        return [HistoryEntry(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     async def close(self) -> None:
         await self._db.close()

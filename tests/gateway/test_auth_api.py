@@ -102,6 +102,25 @@ async def test_a_jwt_user_is_its_subject_never_the_body(anonymous: TestClient) -
     assert (await history(anonymous, stranger, session)).status == 404
 
 
+async def test_a_jwt_naming_its_bots_is_refused_on_the_others(anonymous: TestClient) -> None:
+    for claim in ("default", ["shop", "default"]):
+        scoped = bearer(hs256_token(sub=f"jwt-{uuid.uuid4().hex[:8]}", bots=claim))
+        assert "session_id" in await say(anonymous, scoped, "hi")
+    only_shop = bearer(hs256_token(sub="jwt-shop", bots=["shop"]))
+    resp = await anonymous.post(
+        MESSAGES.format(bot="default"), json={"text": "hi"}, headers=only_shop
+    )
+    assert resp.status == 403
+    assert "for bot 'shop', not 'default'" in (await resp.json())["message"]
+    for malformed in ([], "../etc", 7, ["default", 3]):
+        resp = await anonymous.post(
+            MESSAGES.format(bot="default"),
+            json={"text": "hi"},
+            headers=bearer(hs256_token(bots=malformed)),
+        )
+        assert resp.status == 401, malformed
+
+
 @pytest.mark.parametrize(
     "token",
     [
@@ -180,7 +199,7 @@ async def test_keys_are_created_shown_once_listed_and_revoked(
     assert created["role"] == "app" and created["bot"] == "default" and key.startswith("bsk_")
 
     listed = await (await anonymous.get("/api/v1/bots/default/keys", headers=ADMIN)).text()
-    assert created["id"] in listed and key not in listed and key.split("_")[2] not in listed
+    assert created["id"] in listed and key not in listed and key.split("_", 2)[2] not in listed
 
     # The key acts for its users, on its bot only.
     app = bearer(key)
@@ -305,12 +324,32 @@ def test_the_configuration_comes_from_the_environment_and_keeps_its_secrets() ->
     assert config.visitor_secret == b"v" * 40
     assert "admin-secret-value" not in repr(config) and "jjjj" not in repr(config)
     assert AuthConfig.from_env({}) == AuthConfig()
+    oidc = AuthConfig.from_env(
+        {
+            "BOTSERVER_OIDC_ISSUER": "https://id.example.test/realm",
+            "BOTSERVER_JWT_AUDIENCE": "botserver",
+            "BOTSERVER_JWT_BOTS_CLAIM": "tenants",
+        }
+    ).jwt
+    assert (oidc.discovery, oidc.issuer, oidc.jwks_url, oidc.bots_claim) == (
+        True,
+        "https://id.example.test/realm",
+        None,
+        "tenants",
+    )
+    assert oidc.enabled and oidc.remote_keys
 
     for bad in (
         {"BOTSERVER_JWT_SECRET": "short"},
         {"BOTSERVER_JWKS_URL": "https://id.example.test/jwks"},  # no issuer nor audience
         {"BOTSERVER_VISITOR_SECRET": "short"},
         {"BOTSERVER_JWT_LEEWAY": "soon"},
+        {"BOTSERVER_OIDC_ISSUER": "https://id.example.test/"},  # no audience
+        {
+            "BOTSERVER_OIDC_ISSUER": "https://id.example.test/",
+            "BOTSERVER_JWT_ISSUER": "https://other.example.test/",
+            "BOTSERVER_JWT_AUDIENCE": "botserver",
+        },
     ):
         with pytest.raises(ValueError):
             AuthConfig.from_env(bad)

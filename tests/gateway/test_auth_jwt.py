@@ -287,3 +287,45 @@ def test_settings_that_would_accept_too_much_are_refused() -> None:
         JwtSettings(jwks_url="https://id.example.test/jwks", issuer=ISSUER)
     with pytest.raises(ValueError, match="32 bytes"):
         JwtSettings(secret=b"short")
+
+
+async def test_the_jwks_is_found_through_the_issuers_discovery_document(
+    session: aiohttp.ClientSession,
+) -> None:
+    keys = JwksServer()
+    signer = rsa_signer("disc-1")
+    keys.keys = [signer.jwk]
+    named: dict[str, Any] = {}
+
+    async def configuration(request: web.Request) -> web.Response:
+        return web.json_response(named)
+
+    app = web.Application()
+    app.router.add_get("/realm/.well-known/openid-configuration", configuration)
+    app.router.add_get("/realm/certs", keys.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        issuer = str(server.make_url("/realm"))
+        named.update(issuer=issuer, jwks_uri=str(server.make_url("/realm/certs")))
+        settings = JwtSettings(discovery=True, issuer=issuer, audience=AUDIENCE)
+        verifier = JwtVerifier(settings, session=session)
+        token = signer.sign(claims(sub="d", iss=issuer))
+        assert (await verifier.verify(token))["sub"] == "d"
+        assert keys.fetches == 1
+
+        # A document that names another issuer is not believed: no keys, no tokens.
+        named["issuer"] = "https://evil.example.test/"
+        liar = JwtVerifier(settings, session=session)
+        with pytest.raises(KeysUnavailable, match="names issuer"):
+            await liar.verify(token)
+        assert keys.fetches == 1
+    finally:
+        await server.close()
+
+
+def test_discovery_needs_an_audience_and_excludes_a_jwks_url() -> None:
+    with pytest.raises(ValueError, match="AUDIENCE"):
+        JwtSettings(discovery=True, issuer=ISSUER)
+    with pytest.raises(ValueError, match="not both"):
+        JwtSettings(discovery=True, issuer=ISSUER, audience=AUDIENCE, jwks_url="https://x/j")

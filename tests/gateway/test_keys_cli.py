@@ -58,7 +58,7 @@ async def test_create_list_and_revoke(database: str) -> None:
     rows = {line.split("\t")[0]: line.split("\t") for line in lines[1:]}
     assert rows[key_id][1:5] == ["default", "admin", "-", "ops"] and rows[key_id][6] == "-"
     assert {r[1] for r in rows.values()} == {"default", "*"} and len(rows) == 3
-    assert key not in listed.stdout and key.split("_")[2] not in listed.stdout
+    assert key not in listed.stdout and key.split("_", 2)[2] not in listed.stdout
 
     pool = await create_pool(database)
     try:

@@ -193,11 +193,11 @@ async def _nothing(request: web.Request) -> web.Response:
 
 def test_a_new_route_or_a_stale_one_would_be_noticed(tmp_path: Path) -> None:
     app = new_app(tmp_path)
-    app.router.add_post("/api/v1/bots/{bot}/send", _nothing)
+    app.router.add_post("/api/v1/bots/{bot}/broadcast", _nothing)
     stale = openapi.build()
     stale["paths"]["/api/v1/bots/{bot}/handoff"] = {"get": stale["paths"]["/health"]["get"]}
     assert route_differences(app, stale) == (
-        {("post", "/api/v1/bots/{bot}/send")},
+        {("post", "/api/v1/bots/{bot}/broadcast")},
         {("get", "/api/v1/bots/{bot}/handoff")},
     )
 

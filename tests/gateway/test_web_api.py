@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import orjson
 from aiohttp.test_utils import TestClient
@@ -105,6 +106,44 @@ async def test_history_is_kept_in_order(client: TestClient) -> None:
         f"/api/v1/bots/default/sessions/{session}/messages", params={"user_id": "someone"}
     )
     assert other.status == 404
+
+
+async def test_history_is_caught_up_after_a_cursor(client: TestClient) -> None:
+    user = new_user()
+    session = (await say(client, "hi", user))["session_id"]
+    url = f"/api/v1/bots/default/sessions/{session}/messages"
+
+    async def page(**params: str) -> dict[str, Any]:
+        resp = await client.get(url, params={"user_id": user, **params})
+        assert resp.status == 200
+        body: dict[str, Any] = await resp.json()
+        return body
+
+    first = await page()
+    assert [m["text"] for m in first["messages"]] == [
+        "hi",
+        "Hello! I am the botserver assistant. What is your name?",
+    ]
+    cursor = first["next"]
+    assert cursor == first["messages"][-1]["id"]
+    caught_up = await page(after=cursor)
+    assert (caught_up["messages"], caught_up["next"]) == ([], cursor)
+
+    await say(client, "ada", user, session)
+    later = await page(after=cursor)
+    assert [(m["role"], m["text"]) for m in later["messages"]] == [
+        ("user", "ada"),
+        ("assistant", "Nice to meet you, Ada!"),
+        ("assistant", "What would you like to do next?"),
+    ]
+    # Oldest first, a page at a time: the limit counts from the cursor, not from the end.
+    one = await page(after=cursor, limit="1")
+    assert [m["text"] for m in one["messages"]] == ["ada"]
+    two = await page(after=one["next"], limit="1")
+    assert [m["text"] for m in two["messages"]] == ["Nice to meet you, Ada!"]
+    for bad in ("x", "-1", "1" * 25):
+        resp = await client.get(url, params={"user_id": user, "after": bad})
+        assert resp.status == 400, bad
 
 
 async def test_event_stream_ends_with_done(client: TestClient) -> None:

@@ -15,10 +15,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from basic import BasicRuntimeError, Interpreter, compile_source
+from channels.private_addresses import forbidden
 from config.packages import parse_config_csv
 from pipeline.bots import http_policy_from_config
 from pipeline.dialog_host import DialogHost
-from pipeline.outbound_http import HttpCallError, HttpPolicy, OutboundHttp, forbidden
+from pipeline.outbound_http import HttpCallError, HttpPolicy, OutboundHttp
 from pipeline.turn import Turn
 
 Talk = Callable[[str], Any]

@@ -110,7 +110,24 @@ async def test_given_created_at_is_kept(store: ConversationStore, session: Sessi
     await store.save(session, append=[HistoryEntry("system", "note", 0, at)])
 
     [entry] = await store.history(session.id)
-    assert entry == HistoryEntry("system", "note", 0, at)
+    assert entry.seq is not None
+    assert entry == HistoryEntry("system", "note", 0, at, entry.seq)
+
+
+async def test_history_after_an_entry_is_what_came_later_oldest_first(
+    store: ConversationStore, session: Session
+) -> None:
+    await store.save(session, append=[HistoryEntry("user", f"m{i}") for i in range(5)])
+    every = await store.history(session.id)
+    seqs = [e.seq for e in every]
+    assert all(s is not None for s in seqs) and seqs == sorted(seqs)
+    cursor = every[1].seq
+    assert [e.content for e in await store.history(session.id, after=cursor)] == ["m2", "m3", "m4"]
+    assert [e.content for e in await store.history(session.id, after=cursor, limit=2)] == [
+        "m2",
+        "m3",
+    ]
+    assert await store.history(session.id, after=every[-1].seq) == []
 
 
 async def test_save_is_atomic_state_and_history_together(
