@@ -13,7 +13,7 @@ from channels.base import WebhookResult
 from channels.hub import PROVIDER_CHANNELS, TWILIO_WHATSAPP, WHATSAPP, ChannelHub
 from config.env_values import without_secrets
 from config.settings import Settings
-from gateway import api, auth_keys, openapi_route, webhooks, ws
+from gateway import api, auth_keys, llm_cache_route, openapi_route, webhooks, ws
 from gateway.auth import AuthConfig, auth_ctx
 from gateway.errors import error_middleware
 from gateway.keys import (
@@ -24,6 +24,7 @@ from gateway.keys import (
     DISPATCHER,
     INGESTER,
     KNOWLEDGE,
+    LLM_CACHE,
     MESSAGE_PATH,
     POLLERS,
     PROACTIVE,
@@ -35,8 +36,10 @@ from gateway.widget import setup_widget
 from pipeline.bots import BotRegistry
 from pipeline.delivery import DeliveryPolicy, DeliveryWorker
 from pipeline.dispatcher import Dispatcher
+from pipeline.kb.local_embedder import load_local_embedder
 from pipeline.kb.service import open_knowledge_base
 from pipeline.knowledge import PackageIngester, knowledge_search
+from pipeline.llm_cache import LLMCache
 from pipeline.mail import MailSettings, SmtpMailer
 from pipeline.message_path import MessagePath, PathPolicy
 from pipeline.outbound_http import OutboundHttp
@@ -68,16 +71,23 @@ def build_proactive(stores: Stores, hub: ChannelHub) -> ProactiveSender:
     return ProactiveSender(PostgresProactiveOutbox(stores.pool), channels_on)
 
 
+def build_llm_cache(stores: Stores) -> LLMCache:
+    """The semantic cache in front of the bots' models: answers in the stores (Redis when
+    configured), questions embedded by the packaged local model when it is installed."""
+    return LLMCache(stores.answers, embedder=load_local_embedder())
+
+
 def build_services(
     stores: Stores,
     http: OutboundHttp,
     *,
     mail: MailSettings | None = None,
     hub: ChannelHub | None = None,
+    llm_cache: LLMCache | None = None,
 ) -> Services:
     """What turns may use: the stores, the dialogs' HTTP client, the mail sender
-    (``SMTP_*`` from the environment unless ``mail`` is given) and, with the ``hub``,
-    proactive messages (TALK TO)."""
+    (``SMTP_*`` from the environment unless ``mail`` is given), with the ``hub``
+    proactive messages (TALK TO), and the LLM cache (one on the stores unless given)."""
     return Services(
         conversations=stores.conversations,
         locks=stores.locks,
@@ -86,6 +96,7 @@ def build_services(
         http=http,
         mail=SmtpMailer(MailSettings.from_env() if mail is None else mail),
         proactive=build_proactive(stores, hub) if hub is not None else None,
+        llm_cache=build_llm_cache(stores) if llm_cache is None else llm_cache,
     )
 
 
@@ -164,7 +175,9 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
         qdrant_api_key=settings.qdrant_api_key,
     )
     app[KNOWLEDGE] = kb
-    ingester = PackageIngester(kb)
+    llm_cache = build_llm_cache(stores)
+    app[LLM_CACHE] = llm_cache
+    ingester = PackageIngester(kb, llm_cache=llm_cache)
     app[INGESTER] = ingester
     if settings.kb_ingest_on_load:
         for name in registry.names():
@@ -174,7 +187,7 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
     http = OutboundHttp()
     try:
         await http.open()
-        services = build_services(stores, http, hub=hub)
+        services = build_services(stores, http, hub=hub, llm_cache=llm_cache)
         assert services.proactive is not None
         app[PROACTIVE] = services.proactive
         dispatcher = Dispatcher(registry, services, knowledge=knowledge_search(kb))
@@ -228,6 +241,7 @@ def create_app(settings: Settings, *, auth: AuthConfig | None = None) -> web.App
     app.cleanup_ctx.append(_bots_ctx)
     app.add_routes(api.routes)
     app.add_routes(auth_keys.routes)
+    app.add_routes(llm_cache_route.routes)
     app.add_routes(webhooks.routes)
     app.add_routes(openapi_route.routes)
     ws.setup_websockets(app)

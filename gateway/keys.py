@@ -14,6 +14,7 @@ from pipeline.delivery import DeliveryWorker
 from pipeline.dispatcher import Dispatcher
 from pipeline.kb.service import KnowledgeBase
 from pipeline.knowledge import PackageIngester
+from pipeline.llm_cache import LLMCache
 from pipeline.message_path import MessagePath
 from pipeline.proactive import ProactiveSender
 from storage.services import Stores
@@ -32,6 +33,7 @@ PROACTIVE = web.AppKey("proactive", ProactiveSender)
 POLLERS = web.AppKey("pollers", TelegramPollers)
 KNOWLEDGE = web.AppKey("knowledge", KnowledgeBase)
 INGESTER = web.AppKey("ingester", PackageIngester)
+LLM_CACHE = web.AppKey("llm_cache", LLMCache)
 WEBSOCKETS = web.AppKey("websockets", set[web.WebSocketResponse])
 AUTH_CONFIG: web.AppKey[AuthConfig] = web.AppKey("auth_config")
 AUTH: web.AppKey[Authenticator] = web.AppKey("auth")

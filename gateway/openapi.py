@@ -72,6 +72,8 @@ _API_KEY_FIELDS: dict[str, Schema] = {
     "revoked_at": _nullable(_string(format="date-time")),
 }
 
+_COUNT: Schema = {"type": "integer", "minimum": 0}
+
 _REPLY: Schema = _object(
     {
         "text": _string("The bot's message (markdown)."),
@@ -377,6 +379,48 @@ SCHEMAS: dict[str, Schema] = {
         closed=False,
     ),
     "KeyRevoked": _object({"id": _string(), "revoked": {"const": True}}, "id", "revoked"),
+    "LlmCacheState": _object(
+        {
+            "bot": _string(),
+            "enabled": {"type": "boolean", "description": "`llm-cache` (default false)."},
+            "semantic": {
+                "type": "boolean",
+                "description": "The similarity tier runs: `llm-cache-semantic` (default true)"
+                " and an embedding model installed.",
+            },
+            "threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            "ttl": {"type": "number", "exclusiveMinimum": 0, "description": "Seconds."},
+            "max_entries": {"type": "integer", "minimum": 1},
+            "embedding_model": _nullable(_string("The question's embedding model.")),
+            "counters": _object(
+                {
+                    "exact": _object({"hits": _COUNT, "misses": _COUNT}, "hits", "misses"),
+                    "similar": _object(
+                        {"hits": _COUNT, "misses": _COUNT, "refused": _COUNT},
+                        "hits",
+                        "misses",
+                        "refused",
+                    ),
+                    "stored": _COUNT,
+                    "skipped": _COUNT,
+                    "errors": _COUNT,
+                },
+                "exact",
+                "similar",
+                "stored",
+                "skipped",
+                "errors",
+            ),
+        },
+        "bot",
+        "enabled",
+        "semantic",
+        "threshold",
+        "ttl",
+        "max_entries",
+        "embedding_model",
+        "counters",
+    ),
     "Health": _object({"status": {"const": "ok"}}, "status"),
     "Ready": _object(
         {
@@ -1103,6 +1147,46 @@ def _paths() -> dict[str, Any]:
                     "403": _response("AdminForbidden"),
                     "404": _response("UnknownBot"),
                     "503": _response("Unavailable"),
+                    **errors_500,
+                },
+            }
+        },
+        "/api/v1/bots/{bot}/llm-cache": {
+            "get": {
+                "operationId": "llmCacheState",
+                "tags": ["admin"],
+                "summary": "The bot's semantic LLM cache",
+                "description": "Its settings (config.csv) and this process's counters since it"
+                " started: hits and misses by tier, near matches the guard refused (negation,"
+                " numbers, names, other words), answers stored, turns that could not use it.",
+                "security": ADMIN,
+                "parameters": [BOT],
+                "responses": {
+                    "200": _json(
+                        "The bot's cache.",
+                        "LlmCacheState",
+                        {
+                            "on": {
+                                "bot": "default",
+                                "enabled": True,
+                                "semantic": True,
+                                "threshold": 0.95,
+                                "ttl": 3600.0,
+                                "max_entries": 100,
+                                "embedding_model": "all-MiniLM-L6-v2-onnx-int8",
+                                "counters": {
+                                    "exact": {"hits": 12, "misses": 9},
+                                    "similar": {"hits": 3, "misses": 6, "refused": 1},
+                                    "stored": 6,
+                                    "skipped": 4,
+                                    "errors": 0,
+                                },
+                            }
+                        },
+                    ),
+                    "401": _response("Unauthorized"),
+                    "403": _response("AdminForbidden"),
+                    "404": _response("UnknownBot"),
                     **errors_500,
                 },
             }

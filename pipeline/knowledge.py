@@ -4,7 +4,9 @@ A session that chose collections with ``USE KB`` searches those; one that chose
 none searches every collection of its bot (so a bot with a ``.gbkb`` folder
 answers from it with no dialog code at all). A package's documents are indexed
 when it loads and when it is reloaded, in the background: a turn never waits
-for an ingestion, and only changed files are read again.
+for an ingestion, and only changed files are read again. A run that indexed or
+removed anything tells the semantic cache, whose answers for that bot were given
+from the knowledge base as it was (:meth:`pipeline.llm_cache.LLMCache.knowledge_changed`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from pipeline.conversation import Knowledge, KnowledgePassage, KnowledgeQuery
 from pipeline.kb.service import KnowledgeBase
+from pipeline.llm_cache import LLMCache
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +34,12 @@ def knowledge_search(kb: KnowledgeBase, *, limit: int = 5) -> Knowledge:
 
 
 class PackageIngester:
-    """Indexes bots' ``.gbkb`` folders in background tasks, one run per bot at a time."""
+    """Indexes bots' ``.gbkb`` folders in background tasks, one run per bot at a time; a
+    run that changed a bot's knowledge base drops that bot's answers from ``llm_cache``."""
 
-    def __init__(self, kb: KnowledgeBase) -> None:
+    def __init__(self, kb: KnowledgeBase, *, llm_cache: LLMCache | None = None) -> None:
         self._kb = kb
+        self._llm_cache = llm_cache
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     def ingest(self, bot: str, package_dir: Path) -> None:
@@ -60,6 +65,8 @@ class PackageIngester:
         for name, reason in report.skipped:
             log.warning("kb: bot %s: %s skipped: %s", bot, name, reason)
         if report.indexed or report.removed:
+            if self._llm_cache is not None:
+                await self._llm_cache.knowledge_changed(bot)
             log.info(
                 "kb: bot %s: %d files indexed, %d removed, %d unchanged, %d chunks in %.1f s",
                 bot,

@@ -13,12 +13,25 @@ A provider that does not answer (a timeout, 429 or 5xx after the provider layer'
 fallbacks, a refused request, a cut stream) gets the user a clear reply and is logged with the
 provider and its HTTP status; the turn then completes as usual.  It is not retried: sending
 the message through the model again would not go better, and the user already has an answer.
+
+The semantic cache (:mod:`pipeline.llm_cache`, ``llm-cache`` in config.csv) answers before
+the knowledge base is searched and the model asked, and keeps the model's answer after, but
+only for a request it can key whole.  That is a question whose request carries no history
+(the first user message the model sees in the conversation, or a bot with ``history-limit``
+0: a follow-up such as "and the second one?" means something else in every conversation),
+no attachment, no tool waiting on HEAR; everything else the model reads (system prompt,
+``SET CONTEXT`` text, tools offered, knowledge-base collections and version) is part of the
+entry's scope, so a context written for one user can only ever answer that same context.
+Only an answer the model gave in one request, calling no tool and not cut by its token
+limit, is kept.  A cached answer streams through the reply sink like the model's, and its
+history row records 0 tokens.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from pipeline.bots import BotModel
 from pipeline.conversation import (
@@ -32,7 +45,15 @@ from pipeline.conversation import (
     system_prompt,
 )
 from pipeline.dialog import input_for_hear
-from pipeline.llm import LLMError, Message
+from pipeline.llm import LLMError, Message, ToolDefinition, UserMessage
+from pipeline.llm_cache import (
+    AnswerRecorder,
+    CacheRequest,
+    CacheSettings,
+    LLMCache,
+    Lookup,
+    stream_pieces,
+)
 from pipeline.session_state import SessionState, SessionStateError, read_state, write_state
 from pipeline.tool_loop import (
     DEFAULT_MAX_ROUNDS,
@@ -55,6 +76,7 @@ NO_LLM_NOTE = (
     "ANTHROPIC_API_KEY or LLM_URL in the environment.)"
 )
 NO_LLM_PASSAGES = 3
+MAX_CACHED_QUESTION = 2000  # characters; a longer message is not worth keying
 
 
 def answer_without_llm(passages: Sequence[KnowledgePassage]) -> str:
@@ -165,6 +187,73 @@ async def _history(turn: Turn, model: BotModel, pending: PendingTool | None) -> 
     return history_messages(entries[-limit:] if limit > 0 else [])
 
 
+def _model_identity(model: BotModel) -> list[list[object]]:
+    """What of the bot's providers decides an answer, for the cache's scope."""
+    return [
+        [p.kind, p.base_url, p.model, p.temperature, p.max_tokens] for p in model.settings.providers
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class _CacheUse:
+    """The cache as one turn uses it: the bot's settings and what the lookup found."""
+
+    cache: LLMCache
+    settings: CacheSettings
+    lookup: Lookup
+
+    async def keep(self, answer: str) -> None:
+        await self.cache.store(self.lookup, answer, self.settings)
+
+
+async def _cache_lookup(
+    turn: Turn,
+    model: BotModel,
+    state: SessionState,
+    question: str,
+    *,
+    pending: PendingTool | None,
+    history: Sequence[Message],
+    system: str,
+    context: str | None,
+    tools: Sequence[ToolDefinition],
+) -> _CacheUse | None:
+    """The cache's lookup, when the bot has the cache on and the request can be keyed."""
+    cache = turn.services.llm_cache
+    if cache is None:
+        return None
+    settings = cache.settings(turn.bot.name, turn.bot.package.config)
+    if not settings.enabled:
+        return None
+    if (
+        pending is not None
+        or turn.message.attachments
+        or any(isinstance(m, UserMessage) for m in history)
+        or not question.strip()
+        or len(question) > MAX_CACHED_QUESTION
+    ):
+        cache.skipped(turn.bot.name)
+        return None
+    request = CacheRequest(
+        bot=turn.bot.name,
+        question=question,
+        model=_model_identity(model),
+        system=system,
+        context=context,
+        tools=tools,
+        collections=state.knowledge_bases,
+    )
+    return _CacheUse(cache, settings, await cache.lookup(request, settings))
+
+
+async def _say_cached(turn: Turn, answer: str) -> None:
+    """A cached answer, delivered the way the tool loop delivers a streamed one."""
+    await turn.release()  # what was said before goes out first
+    for piece in stream_pieces(answer):
+        await turn.sink.delta(piece)
+    await turn.say(answer, tokens_used=turn.take_tokens())
+
+
 async def _with_model(
     turn: Turn,
     model: BotModel,
@@ -173,12 +262,26 @@ async def _with_model(
     question: str,
     pending: PendingTool | None,
 ) -> None:
-    passages = await _search(knowledge, turn, state, question)
     history = await _history(turn, model, pending)
     tools = offered_tools(turn, state)
     definitions = tool_definitions(tools)
     system = system_prompt(turn.bot.system_prompt, state.system_prompt)
     context = context_text(state.context)
+    cached = await _cache_lookup(
+        turn,
+        model,
+        state,
+        question,
+        pending=pending,
+        history=history,
+        system=system,
+        context=context,
+        tools=definitions,
+    )
+    if cached is not None and cached.lookup.answer is not None:
+        await _say_cached(turn, cached.lookup.answer)
+        return
+    passages = await _search(knowledge, turn, state, question)
     budget = max(model.context_window - model.answer_reserve, 1)
 
     async def build(exchange: Sequence[Message]) -> Conversation:
@@ -204,9 +307,10 @@ async def _with_model(
         return conversation
 
     max_rounds = turn.bot.package.config.integer("llm-tool-rounds", DEFAULT_MAX_ROUNDS)
+    recorder = AnswerRecorder(model.provider) if cached is not None else None
     loop = ToolLoop(
         turn,
-        model,
+        model if recorder is None else replace(model, provider=recorder),
         state,
         tools,
         question=question,
@@ -218,3 +322,5 @@ async def _with_model(
         await loop.resume(pending, input_for_hear(state, turn.text))
     else:
         await loop.run([])
+    if cached is not None and recorder is not None and recorder.answer is not None:
+        await cached.keep(recorder.answer)

@@ -2,7 +2,8 @@
 
 ``DATABASE_URL`` set: an asyncpg pool to that server; unset: the embedded
 PostgreSQL under ``<data_dir>/postgres``. Migrations are applied on open.
-``REDIS_URL`` set: cache, locks and pub/sub in Redis; unset: in-process.
+``REDIS_URL`` set: cache, locks, pub/sub and the LLM answer cache in Redis; unset:
+in-process.
 
 The gateway opens :class:`Stores` once in its ``cleanup_ctx`` (see
 :func:`stores`) and keeps it under a ``web.AppKey``.
@@ -35,6 +36,9 @@ from storage.base import (
 )
 from storage.embedded_postgres import EmbeddedPostgres
 from storage.inbox import PostgresInbox
+from storage.llm_cache_base import AnswerStore
+from storage.llm_cache_memory import MemoryAnswers
+from storage.llm_cache_redis import RedisAnswers
 from storage.memory import MemoryCache, MemoryLocks, MemoryPubSub
 from storage.migrate import migrate
 from storage.outbox import PostgresConversationWindows, PostgresOutbox
@@ -71,6 +75,8 @@ class Stores:
     pool: asyncpg.Pool
     redis: aioredis.Redis | None = None
     embedded: EmbeddedPostgres | None = None
+    # The semantic cache's answers (pipeline.llm_cache), beside the cache they share Redis with.
+    answers: AnswerStore = field(default_factory=MemoryAnswers)
     # The web API's keys (hashed) and the gateway's signing keys, on the same pool.
     api_keys: ApiKeyStore = field(init=False)
 
@@ -144,8 +150,10 @@ async def open_stores(
             cache: Cache = RedisCache(client, prefix=redis_prefix)
             locks: Locks = RedisLocks(client, prefix=redis_prefix)
             pubsub: PubSub = RedisPubSub(client, prefix=redis_prefix)
+            answers: AnswerStore = RedisAnswers(client, prefix=redis_prefix)
         else:
             cache, locks, pubsub = MemoryCache(), MemoryLocks(), MemoryPubSub()
+            answers = MemoryAnswers()
     except BaseException:
         if client is not None:
             await client.aclose()
@@ -168,6 +176,7 @@ async def open_stores(
         pool=pool,
         redis=client,
         embedded=embedded,
+        answers=answers,
     )
 
 
