@@ -32,7 +32,6 @@ STATEMENTS = _table(
     Keyword("ADD TOOL", "use_tool", 1, 1),
     Keyword("CLEAR TOOLS", "clear_tools", 0, 0),
     Keyword("SEND MAIL", "send_mail", 3, 4),  # General Bots' 4th argument: attachments
-    Keyword("SEND TEMPLATE", "send_template", 1, 10),
     Keyword("TALK TO", "talk_to", 2, 2),
     Keyword("TRANSFER TO HUMAN", "transfer_to_human", 0, 1),
     Keyword("SAVE", "save", 2, 100),
@@ -60,6 +59,12 @@ VALUES = _table(
     Keyword("DELETE", "delete", 1, 2),  # DELETE "t.csv", "filter"; DELETE "https://..." is HTTP
     Keyword("FIND", "find", 1, 2),
     Keyword("LLM", "llm", 1, 1),
+    # result = SEND TEMPLATE name, recipient, channel[, variables] (or name[, params] to the
+    # user of the conversation); SEND TEMPLATE TO recipient, name, or General Bots'
+    # SEND_TEMPLATE_TO / BULK_SEND name, recipients, channel[, variables]
+    Keyword("SEND TEMPLATE", "send_template", 1, 10),
+    Keyword("SEND TEMPLATE TO", "send_template_to", 2, 4),
+    Keyword("BULK SEND", "send_template_to", 3, 4),
     Keyword("LIST BOTS", "list_bots", 0, 0),
     Keyword("FILTER", "filter_rows", 2, 2),
     Keyword("AGGREGATE", "aggregate", 3, 3),

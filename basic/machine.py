@@ -783,6 +783,8 @@ _CAPABILITY = {
     "CLEAR TOOLS": "clear_tools",
     "SEND MAIL": "send_mail",
     "SEND TEMPLATE": "send_template",
+    "SEND TEMPLATE TO": "send_template_to",
+    "BULK SEND": "send_template_to",
     "TALK TO": "talk_to",
     "TRANSFER TO HUMAN": "transfer_to_human",
     "LLM": "llm",

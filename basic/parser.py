@@ -483,8 +483,11 @@ KEYWORD_FUNCTIONS = {
     "use_website": "USE WEBSITE",
     "set_bot_memory": "SET BOT MEMORY",
     "get_bot_memory": "GET BOT MEMORY",
+    "send_template": "SEND TEMPLATE",
+    "send_template_to": "SEND TEMPLATE TO",
+    "bulk_send": "BULK SEND",
 }
-_VALUE_KEYWORDS = frozenset({"GET BOT MEMORY"})
+_VALUE_KEYWORDS = frozenset({"GET BOT MEMORY", "SEND TEMPLATE", "SEND TEMPLATE TO", "BULK SEND"})
 
 
 def _unquote(token: str) -> str:

@@ -79,8 +79,21 @@ class InboundMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class TemplateRef:
+    """A provider-approved template (WhatsApp's), the only message a provider lets a bot
+    send outside its window: its name, language and body parameters, positional
+    (``{{1}}``, ``{{2}}``…) or named (``{{customer}}``)."""
+
+    name: str
+    language: str
+    params: tuple[str, ...] = ()
+    named: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class OutboundMessage:
-    """One reply to deliver to a conversation."""
+    """One reply to deliver to a conversation; with ``template``, that template is sent
+    (``text`` then says what it is, for the history and the operator)."""
 
     channel: str
     bot: str
@@ -89,6 +102,7 @@ class OutboundMessage:
     suggestions: tuple[Suggestion, ...] = ()
     attachments: tuple[Attachment, ...] = ()
     reply_to: str | None = None
+    template: TemplateRef | None = None
 
 
 class TextFormat(enum.StrEnum):

@@ -215,13 +215,19 @@ class WhatsAppChannel:
         return await self._post(message_payload(conversation, part))
 
     async def send_template(
-        self, conversation: str, name: str, language: str, params: Sequence[str] = ()
+        self,
+        conversation: str,
+        name: str,
+        language: str,
+        params: Sequence[str] = (),
+        named: Sequence[tuple[str, str]] = (),
     ) -> SendResult:
         """Send an approved template, the only message allowed outside the 24-hour window.
 
-        ``params`` fill the body's ``{{1}}``, ``{{2}}``… in order.
+        ``params`` fill the body's ``{{1}}``, ``{{2}}``… in order; ``named`` its named
+        parameters.
         """
-        return await self._post(template_payload(conversation, name, language, params))
+        return await self._post(template_payload(conversation, name, language, params, named))
 
     async def edit(self, conversation: str, provider_id: str, part: RenderedPart) -> None:
         """WhatsApp cannot edit a sent message: always :class:`SendRefused`."""
@@ -385,14 +391,19 @@ def _list(part: RenderedPart) -> dict[str, Any]:
 
 
 def template_payload(
-    conversation: str, name: str, language: str, params: Sequence[str] = ()
+    conversation: str,
+    name: str,
+    language: str,
+    params: Sequence[str] = (),
+    named: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
-    """The Graph API body of a template message with text body parameters."""
+    """The Graph API body of a template message with text body parameters: positional
+    (``{{1}}``…) or named (``{{customer}}``, with ``parameter_name``)."""
     template: dict[str, Any] = {"name": name, "language": {"code": language}}
-    if params:
-        template["components"] = [
-            {"type": "body", "parameters": [{"type": "text", "text": p} for p in params]}
-        ]
+    parameters: list[dict[str, str]] = [{"type": "text", "text": p} for p in params]
+    parameters += [{"type": "text", "parameter_name": k, "text": v} for k, v in named]
+    if parameters:
+        template["components"] = [{"type": "body", "parameters": parameters}]
     return {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",

@@ -8,7 +8,7 @@ import logging
 from aiohttp import web
 
 from channels import web as web_channel
-from channels.base import PayloadError
+from channels.base import PayloadError, TemplateRef
 from config.env_values import without_secrets
 from config.packages import valid_bot_name
 from gateway.auth import (
@@ -34,6 +34,8 @@ from gateway.keys import (
 from gateway.responses import json_error, json_response
 from gateway.sinks import CollectingSink, EventStreamSink, reply_json
 from gateway.webhooks import channel_states
+from pipeline import templates
+from pipeline.bots import Bot
 from pipeline.errors import TurnFailed, TurnRejected, UnknownBot, UnknownSession
 from pipeline.message_path import MessageFailed, MessageQueued
 from pipeline.proactive import MAX_ADDRESS
@@ -109,7 +111,8 @@ async def send_proactive(request: web.Request) -> web.Response:
     if request.content_type not in ("application/json", "application/octet-stream", ""):
         raise web.HTTPUnsupportedMediaType(text="send the message as application/json")
     data = web_channel.decode_json_object(await request.read())
-    text = _text_field(data, "text")
+    template = _template_field(data, request.app[BOTS].get(bot))
+    text = _text_field(data, "text") if template is None else ""
     key = _idempotency_key(request, data)
     sender = request.app[PROACTIVE]
     if "user_id" in data:
@@ -121,7 +124,9 @@ async def send_proactive(request: web.Request) -> web.Response:
         recipient = await sender.to_address(
             bot, channel, _text_field(data, "to", limit=MAX_ADDRESS)
         )
-    queued = await sender.queue(bot, recipient, text, origin="api", idempotency_key=key)
+    queued = await sender.queue(
+        bot, recipient, text, origin="api", idempotency_key=key, template=template
+    )
     request.app[DELIVERY].wake()
     log.info(
         "proactive message bot=%s channel=%s outbox=%d%s",
@@ -140,6 +145,26 @@ async def send_proactive(request: web.Request) -> web.Response:
         },
         status=202,
     )
+
+
+def _template_field(data: dict[str, object], bot: Bot | None) -> TemplateRef | None:
+    """``{"template": {"name", "params"?: [..] | {..}}}``: a provider template instead of
+    text (sent in the WhatsApp window and out of it), in the bot's template language."""
+    raw = data.get("template")
+    if raw is None:
+        return None
+    if "text" in data:
+        raise PayloadError("send either text or a template")
+    if not isinstance(raw, dict) or set(raw) - {"name", "params"}:
+        raise PayloadError("'template' must be an object with 'name' and optional 'params'")
+    params = raw.get("params")
+    if params is not None and not isinstance(params, list | dict):
+        raise PayloadError("the template's 'params' must be a list or an object")
+    language = templates.language_of(bot.package.config if bot is not None else {})
+    try:
+        return templates.template_ref(raw.get("name"), params, language)
+    except templates.TemplateRefused as e:
+        raise PayloadError(str(e)) from e
 
 
 def _text_field(data: dict[str, object], name: str, *, limit: int | None = None) -> str:

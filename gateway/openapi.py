@@ -110,11 +110,29 @@ SCHEMAS: dict[str, Schema] = {
                 "message_id": _string(
                     "An idempotency key, as the `Idempotency-Key` header.", maxLength=200
                 ),
+                "template": _object(
+                    {
+                        "name": _string("The approved template's name.", maxLength=512),
+                        "params": {
+                            "description": "Body parameters: a list fills `{{1}}`, `{{2}}`…;"
+                            " an object the named ones.",
+                            "oneOf": [
+                                {"type": "array", "items": {"type": "string"}},
+                                {"type": "object", "additionalProperties": {"type": "string"}},
+                            ],
+                        },
+                    },
+                    "name",
+                ),
             },
-            "text",
         ),
-        "description": "Name either `channel` and `to`, or `user_id`.",
-        "oneOf": [{"required": ["channel", "to"]}, {"required": ["user_id"]}],
+        "description": "Name either `channel` and `to`, or `user_id`; send either `text` or a"
+        " WhatsApp `template` (in the bot's `whatsapp-template-language`, sent in the 24-hour"
+        " window and out of it).",
+        "allOf": [
+            {"oneOf": [{"required": ["channel", "to"]}, {"required": ["user_id"]}]},
+            {"oneOf": [{"required": ["text"]}, {"required": ["template"]}]},
+        ],
     },
     "SendQueued": _object(
         {
@@ -1075,6 +1093,16 @@ def _paths() -> dict[str, Any]:
                                 },
                                 "user": {
                                     "value": {"user_id": "+15551234567", "text": "See you at 3."}
+                                },
+                                "template": {
+                                    "value": {
+                                        "channel": "whatsapp",
+                                        "to": "+15551234567",
+                                        "template": {
+                                            "name": "table_ready",
+                                            "params": {"customer": "Ada", "table": "4"},
+                                        },
+                                    }
                                 },
                             },
                         }

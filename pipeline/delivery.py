@@ -42,6 +42,7 @@ from channels.base import (
     SendError,
     SendRefused,
     SendResult,
+    TemplateRef,
     WindowClosed,
 )
 from channels.pacing import Pacer
@@ -209,6 +210,9 @@ class DeliveryWorker:
             await self._send_event(row, adapter)
             return
         message = outbound_from_json(row.message)
+        if message.template is not None:  # SEND TEMPLATE: allowed in the window and out of it
+            await self._send_named_template(row, adapter, message.template)
+            return
         if row.channel in self.policy.window_channels and not await self._window_open(row):
             await self._send_template(row, adapter, message, "the 24-hour window is closed")
             return
@@ -330,6 +334,34 @@ class DeliveryWorker:
     async def _window_open(self, row: OutboxRow) -> bool:
         last = await self._windows.last_inbound(row.bot_id, row.channel, row.conversation)
         return last is not None and self._now() - last < WINDOW
+
+    async def _send_named_template(
+        self, row: OutboxRow, adapter: Channel, template: TemplateRef
+    ) -> None:
+        """A template the bot named (SEND TEMPLATE, the send API): sent as it is."""
+        send_template = getattr(adapter, "send_template", None)
+        if send_template is None:
+            await self._failed(
+                row, SendRefused(f"{row.channel} has no message templates"), "template"
+            )
+            return
+        if row.parts_sent:  # sent before a crash, its outcome recorded: not sent twice
+            await self._outbox.sent(row)
+            return
+        await self._pacer(row, adapter).wait(row.conversation)
+        if not await self._outbox.start_part(row, lease=self.policy.lease):
+            return
+        try:
+            result = await send_template(
+                row.conversation, template.name, template.language, template.params, template.named
+            )
+        except SendError as e:
+            await self._failed(row, e, "template")
+            return
+        self.counters.templates += 1
+        await self._outbox.sent(await self._outbox.part_sent(row, result.provider_id))
+        log.info("outbox row %d: template %r sent", row.seq, template.name)
+        await self._delivered(row)
 
     async def _send_template(
         self, row: OutboxRow, adapter: Channel, message: OutboundMessage, why: str

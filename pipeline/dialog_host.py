@@ -6,7 +6,8 @@ written through to ``session.state`` at each change.  Bot and user memory, table
 mail go to the turn's services; ``x = LLM "prompt"`` to the bot's model provider.
 ``TALK TO who, text`` (a proactive message, see :mod:`pipeline.proactive`) goes into the
 turn's outbox, committed with the turn; a scheduled job, which commits nothing, writes its
-outbox row at once.  Capabilities that later work brings (templates, human hand-off, media)
+outbox row at once; ``SEND TEMPLATE`` (see :mod:`pipeline.templates`) the same way.
+Capabilities that later work brings (human hand-off, media)
 are deliberately absent, and so is ``llm`` for a bot with no provider
 configured: the interpreter then fails the keyword with ``MissingCapability``.
 
@@ -26,10 +27,12 @@ from typing import Any
 
 from basic.errors import HostUnavailable, ScriptError
 from basic.tools import is_tool
+from pipeline import templates
 from pipeline.errors import TurnRejected
 from pipeline.llm import CompletionRequest, LLMError, UserMessage
 from pipeline.mail import MailError
 from pipeline.outbound_http import HttpCallError
+from pipeline.proactive import ProactiveSender, Recipient
 from pipeline.session_state import SessionState, Website, read_state, write_state
 from pipeline.table_conditions import ConditionError, parse_conditions
 from pipeline.turn import Turn
@@ -105,6 +108,94 @@ class DialogHost:
         key = f"talk-to:{self._turn.message.external_id}:{self._talked_to}"[:255]
         with _infrastructure("TALK TO"):
             await sender.queue(bot, to, message.text, origin="talk-to", idempotency_key=key)
+
+    @property
+    def send_template(self) -> Callable[..., Awaitable[dict[str, Any]]] | None:
+        """``SEND TEMPLATE``: present only with proactive messages configured."""
+        return self._send_template if self._services.proactive is not None else None
+
+    @property
+    def send_template_to(self) -> Callable[..., Awaitable[dict[str, Any]]] | None:
+        """``SEND TEMPLATE TO``, ``SEND_TEMPLATE_TO``, ``BULK_SEND`` (see pipeline.templates)."""
+        return self._send_template_to if self._services.proactive is not None else None
+
+    async def _send_template(self, *args: Any) -> dict[str, Any]:
+        sender = self._services.proactive
+        assert sender is not None, "send_template is only offered with proactive messages"
+        bot = self._bot.name
+        language = templates.language_of(self._bot.package.config)
+        try:
+            if templates.is_channel_form(args):
+                with _infrastructure("SEND TEMPLATE"):
+                    to = await templates.resolve(sender, bot, args[1], str(args[2]))
+                variables = args[3] if len(args) > 3 else None
+            else:  # to the user of this conversation
+                message = self._turn.message
+                to = Recipient(message.channel, message.conversation)
+                variables = list(args[1:])
+            ref = templates.template_ref(args[0], variables, language)
+            send = templates.prepared(sender, bot, to, ref)
+        except templates.TemplateRefused as e:
+            return templates.refused_result(e, bot, "SEND TEMPLATE")
+        await self._queue_template(sender, send, "SEND TEMPLATE")
+        return templates.sent_result(send)
+
+    async def _send_template_to(self, *args: Any) -> dict[str, Any]:
+        sender = self._services.proactive
+        assert sender is not None, "send_template_to is only offered with proactive messages"
+        bot = self._bot.name
+        language = templates.language_of(self._bot.package.config)
+        keyword = "SEND TEMPLATE TO"
+        if len(args) == 2:  # SEND TEMPLATE TO recipient, name: whom TALK TO would reach
+            try:
+                ref = templates.template_ref(args[1], None, language)
+                with _infrastructure(keyword):
+                    to = await templates.resolve(sender, bot, args[0], None)
+                send = templates.prepared(sender, bot, to, ref)
+            except templates.TemplateRefused as e:
+                return templates.refused_result(e, bot, keyword)
+            await self._queue_template(sender, send, keyword)
+            return templates.sent_result(send)
+        try:
+            ref = templates.template_ref(args[0], args[3] if len(args) > 3 else None, language)
+            recipients = templates.recipients_of(args[1])
+        except templates.TemplateRefused as e:
+            return templates.refused_result(e, bot, keyword)
+        sent, errors = 0, []
+        for recipient in recipients:
+            try:
+                with _infrastructure(keyword):
+                    to = await templates.resolve(sender, bot, recipient, str(args[2]))
+                send = templates.prepared(sender, bot, to, ref)
+            except templates.TemplateRefused as e:
+                errors.append(f"{recipient}: {e}")
+                continue
+            await self._queue_template(sender, send, keyword)
+            sent += 1
+        if errors:
+            log.warning("bot %s: %s: %d of %d refused", bot, keyword, len(errors), len(recipients))
+        return templates.batch_result(sent, errors)
+
+    async def _queue_template(
+        self, sender: ProactiveSender, send: templates.TemplateSend, keyword: str
+    ) -> None:
+        """Committed with the turn, or, in a scheduled job, written now under a key that a
+        rerun of the same occurrence finds."""
+        message = sender.template_message(self._bot.name, send.recipient, send.template)
+        self._talked_to += 1
+        if self._turn.claim is not None:
+            self._turn.talk_to.append(message)
+            return
+        key = f"template:{self._turn.message.external_id}:{self._talked_to}"[:255]
+        with _infrastructure(keyword):
+            await sender.queue(
+                self._bot.name,
+                send.recipient,
+                message.text,
+                origin="talk-to",
+                idempotency_key=key,
+                template=send.template,
+            )
 
     def add_suggestion(self, key: str, label: str) -> None:
         self.state.add_suggestion(key, label)

@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from channels.base import Attachment, InboundMessage, MediaKind, OutboundMessage, Suggestion
+from channels.base import (
+    Attachment,
+    InboundMessage,
+    MediaKind,
+    OutboundMessage,
+    Suggestion,
+    TemplateRef,
+)
 
 
 def _attachment(a: Attachment) -> dict[str, Any]:
@@ -75,6 +82,14 @@ def outbound_to_json(message: OutboundMessage, *, session_id: str | None = None)
     }
     if message.attachments:
         data["attachments"] = [_attachment(a) for a in message.attachments]
+    if message.template is not None:
+        t = message.template
+        data["template"] = {
+            "name": t.name,
+            "language": t.language,
+            "params": list(t.params),
+            "named": [[k, v] for k, v in t.named],
+        }
     if session_id is not None:
         data["session_id"] = session_id
     return data
@@ -89,4 +104,16 @@ def outbound_from_json(data: dict[str, Any]) -> OutboundMessage:
         suggestions=tuple(Suggestion(key, label) for key, label in data.get("suggestions", ())),
         attachments=tuple(_attachment_from(a) for a in data.get("attachments", ())),
         reply_to=data.get("reply_to"),
+        template=_template_from(data.get("template")),
+    )
+
+
+def _template_from(data: dict[str, Any] | None) -> TemplateRef | None:
+    if data is None:
+        return None
+    return TemplateRef(
+        name=data["name"],
+        language=data["language"],
+        params=tuple(data.get("params", ())),
+        named=tuple((k, v) for k, v in data.get("named", ())),
     )

@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from channels.base import OutboundMessage
+from channels.base import OutboundMessage, TemplateRef
 from pipeline.errors import TurnRejected
 from pipeline.message_codec import outbound_to_json
 
@@ -30,6 +30,8 @@ MAX_ADDRESS = 255
 # not connected yet). The phone channels in the order a bare number tries them.
 SENDABLE = ("telegram", "whatsapp", "twilio-whatsapp", "twilio-sms", "generic")
 PHONE_CHANNELS = ("whatsapp", "twilio-whatsapp", "twilio-sms")
+# Channels whose provider sends approved templates (the Cloud API's).
+TEMPLATE_CHANNELS = ("whatsapp",)
 _PHONE = re.compile(r"^\+?[0-9][0-9 ()\-.]{5,20}$")
 
 
@@ -169,6 +171,23 @@ class ProactiveSender:
             reply_to=None,
         )
 
+    @staticmethod
+    def template_message(bot: str, recipient: Recipient, template: TemplateRef) -> OutboundMessage:
+        """A template message; only channels with provider templates (WhatsApp) take one."""
+        if recipient.channel not in TEMPLATE_CHANNELS:
+            raise TurnRejected(
+                "bad_request",
+                f"{recipient.channel} has no message templates (only"
+                f" {', '.join(TEMPLATE_CHANNELS)}): send text instead",
+            )
+        return OutboundMessage(
+            channel=recipient.channel,
+            bot=bot,
+            conversation=recipient.conversation,
+            text=f"[template {template.name}]",
+            template=template,
+        )
+
     async def queue(
         self,
         bot: str,
@@ -177,9 +196,15 @@ class ProactiveSender:
         *,
         origin: str,
         idempotency_key: str | None = None,
+        template: TemplateRef | None = None,
     ) -> Queued:
-        """Write the message's outbox row now (no turn to commit it with)."""
-        message = self.message(bot, recipient, text)
+        """Write the message's outbox row now (no turn to commit it with): ``text``, or the
+        ``template``."""
+        message = (
+            self.message(bot, recipient, text)
+            if template is None
+            else self.template_message(bot, recipient, template)
+        )
         data = outbound_to_json(message)
         data["origin"] = origin
         seq, created = await self._store.enqueue(
