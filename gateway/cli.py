@@ -274,6 +274,10 @@ async def _kb_ingest(settings: Settings, bot: str, path: Path) -> int:
         try:
             report = await kb.ingest(bot, path, progress=ProgressBar(sys.stderr))
             await kb.indexing()
+            if report.indexed or report.removed:
+                # Cached answers came from the knowledge base as it was (shared with the
+                # gateways through Redis; an in-process cache is the gateway's own).
+                await stores.answers.bump_kb_version(bot)
         finally:
             await kb.close()
     finally:

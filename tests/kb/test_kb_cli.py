@@ -10,11 +10,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as redis
 
+from storage.llm_cache_redis import RedisAnswers
+from storage.redis import DEFAULT_PREFIX
 from tests.databases import temporary_database
 
 BOTSERVER = Path(sys.executable).parent / "botserver"
 FAQ = Path(__file__).resolve().parent.parent / "bots" / "faq.gbai"
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture
@@ -23,9 +27,10 @@ async def database(server_database_url: str) -> AsyncIterator[str]:
         yield url
 
 
-async def ingest(bots: Path, data: Path, database: str) -> tuple[int, str, str]:
+async def ingest(bots: Path, data: Path, database: str, **more: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOTSERVER_")}
     env["DATABASE_URL"] = database
+    env.update(more)
     process = await asyncio.create_subprocess_exec(
         str(BOTSERVER),
         "kb",
@@ -62,3 +67,23 @@ async def test_ingest_indexes_what_changed_and_says_so(tmp_path: Path, database:
 async def test_an_unknown_bot_is_a_clear_error(tmp_path: Path, database: str) -> None:
     code, _, err = await ingest(tmp_path, tmp_path / "data", database)
     assert code == 1 and "no bot 'faq'" in err
+
+
+async def test_an_ingest_that_changed_something_drops_the_cached_answers(
+    tmp_path: Path, database: str
+) -> None:
+    # With Redis, the gateways' semantic cache is shared: the CLI's ingest must reach it.
+    client = redis.Redis.from_url(REDIS_URL)
+    answers = RedisAnswers(client, prefix=DEFAULT_PREFIX)
+    try:
+        before = await answers.kb_version("faq")
+        bots = tmp_path / "bots"
+        shutil.copytree(FAQ, bots / "faq.gbai")
+        code, _, err = await ingest(bots, tmp_path / "data", database, REDIS_URL=REDIS_URL)
+        assert code == 0, err
+        assert await answers.kb_version("faq") == before + 1
+        code, out, err = await ingest(bots, tmp_path / "data", database, REDIS_URL=REDIS_URL)
+        assert code == 0 and out.startswith("0 indexed, 3 unchanged"), err
+        assert await answers.kb_version("faq") == before + 1  # nothing changed: kept
+    finally:
+        await client.aclose()
