@@ -483,8 +483,10 @@ KEYWORD_FUNCTIONS = {
     "use_website": "USE WEBSITE",
     "set_bot_memory": "SET BOT MEMORY",
     "get_bot_memory": "GET BOT MEMORY",
+    "transfer_to_human": "TRANSFER TO HUMAN",
+    "transfer_to_human_ex": "TRANSFER TO HUMAN",  # one map: name, department, priority…
 }
-_VALUE_KEYWORDS = frozenset({"GET BOT MEMORY"})
+_VALUE_KEYWORDS = frozenset({"GET BOT MEMORY", "TRANSFER TO HUMAN"})
 
 
 def _unquote(token: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.handoff import HandoffDesk
 from pipeline.mail import SmtpMailer
 from pipeline.outbound_http import OutboundHttp
 from pipeline.proactive import ProactiveSender
@@ -25,3 +26,4 @@ class Services:
     http: OutboundHttp | None = None  # GET/POST/PUT/PATCH/DELETE HTTP
     mail: SmtpMailer | None = None  # SEND MAIL
     proactive: ProactiveSender | None = None  # TALK TO
+    handoffs: HandoffDesk | None = None  # TRANSFER TO HUMAN, and the agents' side
