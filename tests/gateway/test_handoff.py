@@ -466,3 +466,45 @@ async def test_an_abandoned_conversation_returns_to_the_bot_with_a_message(clien
     assert texts(await turn(ws, "ok")) == ["Welcome back! You said: ok"]
     await ws.close()
     await feed.close()
+
+
+# -- two instances ----------------------------------------------------------------------------
+
+
+async def test_on_two_instances_the_agent_on_one_reaches_the_user_on_the_other(  # type: ignore[no-untyped-def]
+    database: str, bots: Path, tmp_path: Path, aiohttp_client
+) -> None:
+    """Instances sharing PostgreSQL and Redis: the user's socket is on one, the agent's
+    console and API calls on the other; each hears the other live."""
+
+    def instance(name: str) -> Settings:
+        return Settings(
+            bots_dir=bots,
+            data_dir=tmp_path / name,
+            database_url=database,
+            redis_url="redis://127.0.0.1:6379/0",
+            max_body_bytes=64 * 1024,
+            handoff_sweep_interval=0.2,
+        )
+
+    first = await aiohttp_client(create_app(instance("first"), auth=AUTH))
+    second = await aiohttp_client(create_app(instance("second"), auth=AUTH))
+    feed = await agent_feed(second, GRACE)
+    ws, session_id = await web_user(first)
+    assert (await until_frame(feed, type="handoff", action="transferred"))["handoff"][
+        "session_id"
+    ] == session_id
+    base = f"/api/v1/bots/concierge/handoffs/{session_id}"
+    assert (await call(second, "POST", f"{base}/take", GRACE))[0] == 200
+    assert [f["type"] for f in await turn(ws, "hello from the first")] == ["done"]
+    heard = await until_frame(feed, type="message", role="user")
+    assert heard["text"] == "hello from the first"
+    assert (await call(second, "POST", f"{base}/messages", GRACE, text="hi from the second"))[
+        0
+    ] == 201
+    pushed = await until_frame(ws, type="message")
+    assert (pushed["text"], pushed["from"]) == ("hi from the second", "agent")
+    assert (await call(first, "POST", f"{base}/release", GRACE))[0] == 200
+    assert texts(await turn(ws, "bye")) == ["Welcome back! You said: bye"]
+    await ws.close()
+    await feed.close()
