@@ -29,6 +29,12 @@ from pipeline.session_state import read_state
 from storage.services import Stores
 from tests.pipeline.conftest import Replies
 
+CONCIERGE = (
+    Path(__file__).resolve().parent.parent
+    / "bots"
+    / "concierge.gbai"
+    / ("concierge.gbdialog/start.bas")
+)
 GRACE = Agent("key:grace", "Grace")
 ALAN = Agent("key:alan", "Alan")
 GREETING = "Hello! I am the concierge. Say human to talk to a person."
@@ -308,3 +314,36 @@ async def empty_queue(desk: HandoffDesk) -> AsyncIterator[None]:
     """Each test finds the concierge's queue empty (the stores are the session's)."""
     await expire_all(desk, "concierge")
     yield
+
+
+async def test_the_timeout_returns_each_conversation_once_whoever_sweeps(
+    stores: Stores, http_client: OutboundHttp, tmp_path: Path
+) -> None:
+    """Instances sweeping at once (each its own desk over the same database): every silent
+    conversation goes back to the bot once, its user told once."""
+    package = tmp_path / "bots" / "hasty.gbai"
+    (package / "hasty.gbdialog").mkdir(parents=True)
+    (package / "hasty.gbot").mkdir()
+    (package / "hasty.gbdialog" / "start.bas").write_text(CONCIERGE.read_text())
+    (package / "hasty.gbot" / "config.csv").write_text(
+        "name,value\ncrm-enabled,true\nqueue-timeout-minutes,0.002\n"
+        "queue-timeout-message,Back with the bot.\n"
+    )
+    registry = BotRegistry(tmp_path / "bots", tables=stores.tables, environ={})
+    await registry.load_all()
+    instances = [
+        build_services(stores, http_client, mail=MailSettings(), bots=registry) for _ in range(3)
+    ]
+    dispatcher = Dispatcher(registry, instances[0])
+    users = [User(dispatcher, stores, "hasty", f"u-{uuid.uuid4().hex[:8]}") for _ in range(3)]
+    sessions = [await transfer(u) for u in users]
+    desks = [i.handoffs for i in instances if i.handoffs is not None]
+    await desks[0].take("hasty", sessions[0], GRACE)
+    await asyncio.sleep(0.3)  # past the 0.12 s of silence
+
+    returned = await asyncio.gather(*(d.expire() for d in desks))
+    assert sorted(h.session_id for found in returned for h in found) == sorted(sessions)
+    for u in users:
+        assert (await u.history()).count(("assistant", "Back with the bot.")) == 1
+        assert await u.says("hi") == ["Welcome back! You said: hi"]
+    assert await desks[1].queue("hasty") == []
