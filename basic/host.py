@@ -78,7 +78,17 @@ class FullHost(Host, Protocol):
     async def send_template(self, *args: Any) -> Any: ...
     async def send_template_to(self, *args: Any) -> Any: ...
     async def talk_to(self, recipient: str, text: str) -> None: ...
-    async def transfer_to_human(self, note: str | None) -> None: ...
+    async def transfer_to_human(
+        self,
+        *,
+        name: str | None = None,
+        department: str | None = None,
+        priority: str | None = None,
+        reason: str | None = None,
+        context: str | None = None,
+    ) -> dict[str, Any]:
+        """TRANSFER TO HUMAN: hand the conversation to a person; General Bots' result
+        (``success``, ``status``, ``queue_position``, ``message``…)."""
 
     def offer_choice(self, key: str, label: str) -> None:
         """HEAR x AS "A", "B": offer an option as a button, keeping the label of a suggestion

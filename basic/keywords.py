@@ -33,7 +33,6 @@ STATEMENTS = _table(
     Keyword("CLEAR TOOLS", "clear_tools", 0, 0),
     Keyword("SEND MAIL", "send_mail", 3, 4),  # General Bots' 4th argument: attachments
     Keyword("TALK TO", "talk_to", 2, 2),
-    Keyword("TRANSFER TO HUMAN", "transfer_to_human", 0, 1),
     Keyword("SAVE", "save", 2, 100),
     Keyword("INSERT", "insert", 2, 100),
     Keyword("UPDATE", "update", 3, 3),
@@ -68,4 +67,7 @@ VALUES = _table(
     Keyword("LIST BOTS", "list_bots", 0, 0),
     Keyword("FILTER", "filter_rows", 2, 2),
     Keyword("AGGREGATE", "aggregate", 3, 3),
+    # General Bots': name | department, priority [, reason] | a map (transfer_to_human_ex);
+    # its value is the transfer's result (success, status, queue_position, message)
+    Keyword("TRANSFER TO HUMAN", "transfer_to_human", 0, 3),
 )

@@ -714,9 +714,12 @@ class Machine:
             if isinstance(problem, str):  # General Bots carries on without the tool: so do we
                 log.warning("%s:%d: warning: %s", f.program.filename, self.line_of(f), problem)
             return None
-        if keyword in ("CLEAR KB", "TRANSFER TO HUMAN"):
+        if keyword == "CLEAR KB":
             method = self.capability(_CAPABILITY[keyword], keyword)
             return await self.host_wait(method(to_text(args[0]) if args else None))
+        if keyword == "TRANSFER TO HUMAN":
+            method = self.capability(_CAPABILITY[keyword], keyword)
+            return await self.host_wait(method(**_transfer_request(args)))
         method = self.capability(_CAPABILITY[keyword], keyword)
         return await self.host_wait(
             method(*[a if isinstance(a, list | dict) else to_text(a) for a in args])
@@ -758,6 +761,21 @@ class Machine:
         f.store(ins.var, plain(value))
         f.pc += 1
         return 0
+
+
+_TRANSFER_FIELDS = ("name", "department", "priority", "reason", "context")
+
+
+def _transfer_request(args: list[Any]) -> dict[str, str]:
+    """General Bots' forms of TRANSFER TO HUMAN: ``"name"``; ``"department", "priority"``;
+    ``"department", "priority", "reason"``; ``transfer_to_human_ex(#{name, department,
+    priority, reason, context})``."""
+    if len(args) == 1 and isinstance(args[0], dict):
+        fields = {str(k).lower(): v for k, v in args[0].items()}
+        return {k: to_text(fields[k]) for k in _TRANSFER_FIELDS if fields.get(k) is not None}
+    if len(args) == 1:
+        return {"name": to_text(args[0])}
+    return dict(zip(("department", "priority", "reason"), map(to_text, args), strict=False))
 
 
 def _row(values: list[Any], names: tuple[str | None, ...]) -> dict[str, Any]:

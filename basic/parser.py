@@ -486,8 +486,12 @@ KEYWORD_FUNCTIONS = {
     "send_template": "SEND TEMPLATE",
     "send_template_to": "SEND TEMPLATE TO",
     "bulk_send": "BULK SEND",
+    "transfer_to_human": "TRANSFER TO HUMAN",
+    "transfer_to_human_ex": "TRANSFER TO HUMAN",  # one map: name, department, priority…
 }
-_VALUE_KEYWORDS = frozenset({"GET BOT MEMORY", "SEND TEMPLATE", "SEND TEMPLATE TO", "BULK SEND"})
+_VALUE_KEYWORDS = frozenset(
+    {"GET BOT MEMORY", "SEND TEMPLATE", "SEND TEMPLATE TO", "BULK SEND", "TRANSFER TO HUMAN"}
+)
 
 
 def _unquote(token: str) -> str:

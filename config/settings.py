@@ -35,6 +35,9 @@ class Settings:
     qdrant_url: str | None = None
     qdrant_api_key: str | None = None
     kb_ingest_on_load: bool = True
+    # Seconds between looks for handed-off conversations whose agent went silent past
+    # their bot's queue-timeout-minutes.
+    handoff_sweep_interval: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -60,6 +63,10 @@ class Settings:
             qdrant_api_key=env.get("QDRANT_API_KEY") or None,
             kb_ingest_on_load=env.get("BOTSERVER_KB_INGEST", "on").strip().lower()
             not in ("0", "off", "false", "no"),
+            handoff_sweep_interval=_positive(
+                float(env.get("BOTSERVER_HANDOFF_SWEEP", default.handoff_sweep_interval)),
+                "BOTSERVER_HANDOFF_SWEEP",
+            ),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -13,7 +13,9 @@ from channels.base import WebhookResult
 from channels.hub import PROVIDER_CHANNELS, TWILIO_WHATSAPP, WHATSAPP, ChannelHub
 from config.env_values import without_secrets
 from config.settings import Settings
-from gateway import api, auth_keys, llm_cache_route, openapi_route, webhooks, ws
+from gateway import api, auth_keys, handoff_api, llm_cache_route, openapi_route, webhooks, ws
+from gateway.agent_console import setup_agent_console
+from gateway.agent_ws import setup_agent_socket
 from gateway.auth import AuthConfig, auth_ctx
 from gateway.errors import error_middleware
 from gateway.keys import (
@@ -22,8 +24,10 @@ from gateway.keys import (
     CHANNELS,
     DELIVERY,
     DISPATCHER,
+    HANDOFFS,
     INGESTER,
     KNOWLEDGE,
+    LIVE,
     LLM_CACHE,
     MESSAGE_PATH,
     POLLERS,
@@ -31,11 +35,14 @@ from gateway.keys import (
     SETTINGS,
     STORES,
 )
+from gateway.live import live_feeds
 from gateway.polling import TelegramPollers
 from gateway.widget import setup_widget
 from pipeline.bots import BotRegistry
 from pipeline.delivery import DeliveryPolicy, DeliveryWorker
 from pipeline.dispatcher import Dispatcher
+from pipeline.handoff import HandoffDesk
+from pipeline.handoff_sweep import HandoffSweeper
 from pipeline.kb.local_embedder import load_local_embedder
 from pipeline.kb.service import open_knowledge_base
 from pipeline.knowledge import PackageIngester, knowledge_search
@@ -61,14 +68,49 @@ async def _stores_ctx(app: web.Application) -> AsyncIterator[None]:
         await stores.close()
 
 
+# Seconds to wait at startup for the live news subscriptions (an agent's message published
+# before the web socket's instance listens would reach nobody live; it is in the history).
+LIVE_READY_TIMEOUT = 5.0
+
+
+async def _live_ctx(app: web.Application) -> AsyncIterator[None]:
+    """This instance's subscriptions to live news (agents' consoles, web users' sockets)."""
+    feeds = live_feeds(app[STORES].pubsub)
+    app[LIVE] = feeds
+    feeds.start()
+    if not await feeds.wait_ready(LIVE_READY_TIMEOUT):
+        log.warning("live news not subscribed yet; the gateway goes on and keeps trying")
+    try:
+        yield
+    finally:
+        await feeds.stop()
+
+
 def build_proactive(stores: Stores, hub: ChannelHub) -> ProactiveSender:
     """Proactive messages (the send API, TALK TO) to the channels the hub has on."""
+    return ProactiveSender(PostgresProactiveOutbox(stores.pool), channels_on(hub))
 
-    def channels_on(bot: str) -> list[str]:
+
+def channels_on(hub: ChannelHub) -> Callable[[str], list[str]]:
+    """The channels of a bot the hub has on."""
+
+    def on(bot: str) -> list[str]:
         channels = hub.bot(bot)
         return [] if channels is None else [a.name for a in channels.adapters()]
 
-    return ProactiveSender(PostgresProactiveOutbox(stores.pool), channels_on)
+    return on
+
+
+def build_handoffs(stores: Stores, bots: BotRegistry, hub: ChannelHub | None) -> HandoffDesk:
+    """Human handoff: agents' replies on provider channels go through the delivery worker
+    (which the composition root sets as its ``wake``), on the web through users' sockets."""
+    return HandoffDesk(
+        stores.handoffs,
+        stores.pubsub,
+        bots,
+        channels_on=channels_on(hub) if hub is not None else lambda bot: (),
+        delivered_by_worker=PROVIDER_CHANNELS,
+    )
 
 
 def build_llm_cache(stores: Stores) -> LLMCache:
@@ -84,10 +126,12 @@ def build_services(
     mail: MailSettings | None = None,
     hub: ChannelHub | None = None,
     llm_cache: LLMCache | None = None,
+    bots: BotRegistry | None = None,
 ) -> Services:
     """What turns may use: the stores, the dialogs' HTTP client, the mail sender
     (``SMTP_*`` from the environment unless ``mail`` is given), with the ``hub``
-    proactive messages (TALK TO), and the LLM cache (one on the stores unless given)."""
+    proactive messages (TALK TO), the LLM cache (one on the stores unless given), and with
+    the ``bots`` human handoff (TRANSFER TO HUMAN)."""
     return Services(
         conversations=stores.conversations,
         locks=stores.locks,
@@ -97,6 +141,7 @@ def build_services(
         mail=SmtpMailer(MailSettings.from_env() if mail is None else mail),
         proactive=build_proactive(stores, hub) if hub is not None else None,
         llm_cache=build_llm_cache(stores) if llm_cache is None else llm_cache,
+        handoffs=build_handoffs(stores, bots, hub) if bots is not None else None,
     )
 
 
@@ -187,13 +232,15 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
     http = OutboundHttp()
     try:
         await http.open()
-        services = build_services(stores, http, hub=hub, llm_cache=llm_cache)
-        assert services.proactive is not None
+        services = build_services(stores, http, hub=hub, llm_cache=llm_cache, bots=registry)
+        assert services.proactive is not None and services.handoffs is not None
         app[PROACTIVE] = services.proactive
+        app[HANDOFFS] = services.handoffs
         dispatcher = Dispatcher(registry, services, knowledge=knowledge_search(kb))
         app[DISPATCHER] = dispatcher
         delivery = build_delivery(stores, hub, lease=app[SETTINGS].lease)
         app[DELIVERY] = delivery
+        services.handoffs.wake = delivery.wake  # agents' replies, timeout notices, events
         path = build_message_path(app[SETTINGS], dispatcher, stores, on_commit=delivery.wake)
         app[MESSAGE_PATH] = path
 
@@ -203,15 +250,19 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
         pollers = TelegramPollers(hub, polled)
         # SET SCHEDULE jobs: each occurrence claimed in the database, so it runs once.
         scheduler = Scheduler(registry, services, stores.pool)
+        # Handed-off conversations whose agent went silent go back to their bot.
+        sweeper = HandoffSweeper(services.handoffs, interval=settings.handoff_sweep_interval)
         path.start()
         delivery.start()
         scheduler.start()
+        sweeper.start()
         for name in registry.names():
             await pollers.sync(name)
         app[POLLERS] = pollers
         try:
             yield
         finally:
+            await sweeper.stop()
             await scheduler.stop()  # waits for the jobs it started, before the stores close
             await pollers.close()
             await path.stop()
@@ -237,6 +288,7 @@ def create_app(settings: Settings, *, auth: AuthConfig | None = None) -> web.App
     app[CHANNELS] = ChannelHub(os.environ)
     # Stores first: loading bots records their configuration in the database.
     app.cleanup_ctx.append(_stores_ctx)
+    app.cleanup_ctx.append(_live_ctx)
     app.cleanup_ctx.append(auth_ctx)  # API keys and the visitor key are in the stores
     app.cleanup_ctx.append(_bots_ctx)
     app.add_routes(api.routes)
@@ -244,6 +296,9 @@ def create_app(settings: Settings, *, auth: AuthConfig | None = None) -> web.App
     app.add_routes(llm_cache_route.routes)
     app.add_routes(webhooks.routes)
     app.add_routes(openapi_route.routes)
+    app.add_routes(handoff_api.routes)
     ws.setup_websockets(app)
+    setup_agent_socket(app)
     setup_widget(app)
+    setup_agent_console(app)
     return app

@@ -113,6 +113,7 @@ class Principal:
     bot_id: str | None = None  # the only bot it may use; None: every bot
     key_id: str | None = None
     bots: frozenset[str] | None = None  # the bots a JWT names (its bots claim); None: every bot
+    name: str | None = None  # a label to show people: the key's name, the JWT's name claim
 
     def may_use(self, bot: str) -> bool:
         return (self.bot_id is None or self.bot_id == bot) and (
@@ -188,7 +189,12 @@ class Authenticator:
             if key is None:
                 raise Unauthorized("unknown or revoked API key")
             return Principal(
-                "api_key", frozenset({key.role}), key.user_id, key.bot_id, key_id=key.id
+                "api_key",
+                frozenset({key.role}),
+                key.user_id,
+                key.bot_id,
+                key_id=key.id,
+                name=key.name or None,
             )
         if is_visitor_token(token):
             user_id = self.visitors.verify(token)
@@ -215,7 +221,9 @@ class Authenticator:
             raise Unauthorized("token refused: 'sub' is longer than 255 characters")
         roles = _roles(claims.get(self.jwt.settings.roles_claim))
         bots = _bots(claims, self.jwt.settings.bots_claim)
-        return Principal("jwt", roles or frozenset({"user"}), sub, bots=bots)
+        name = claims.get("name")
+        label = name[:255] if isinstance(name, str) and name.strip() else None
+        return Principal("jwt", roles or frozenset({"user"}), sub, bots=bots, name=label)
 
     async def admin_configured(self) -> bool:
         """Whether anything can make a caller admin at all."""
@@ -291,6 +299,34 @@ async def require_caller(request: web.Request, bot: str) -> Principal:
             " POST /api/v1/visitors), a JWT, or an API key"
         )
     return check_bot(principal, bot)
+
+
+async def require_agent(request: web.Request, bot: str) -> Principal:
+    """A caller with the ``agent`` (or ``admin``) role for ``bot``: 401 without a credential,
+    403 with another role or for another bot."""
+    principal = await require_caller(request, bot)
+    if not {"agent", "admin"} & principal.roles:
+        raise Forbidden("human handoff needs the agent or admin role")
+    return principal
+
+
+def agent_id(principal: Principal) -> str:
+    """The stable id of a person answering conversations, whatever credential they use."""
+    if principal.via == "admin_token":
+        return "admin"
+    if principal.via == "api_key":
+        return f"key:{principal.key_id}"
+    return f"{principal.via}:{principal.user_id}"
+
+
+def agent_name(principal: Principal) -> str:
+    if principal.name:
+        return principal.name
+    if principal.via == "admin_token":
+        return "admin"
+    if principal.via == "api_key":
+        return f"agent {principal.key_id}"
+    return principal.user_id or "agent"
 
 
 def check_bot(principal: Principal, bot: str) -> Principal:

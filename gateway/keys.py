@@ -8,10 +8,12 @@ from aiohttp import web
 
 from channels.hub import ChannelHub
 from config.settings import Settings
+from gateway.live import LiveFeeds
 from gateway.polling import TelegramPollers
 from pipeline.bots import BotRegistry
 from pipeline.delivery import DeliveryWorker
 from pipeline.dispatcher import Dispatcher
+from pipeline.handoff import HandoffDesk
 from pipeline.kb.service import KnowledgeBase
 from pipeline.knowledge import PackageIngester
 from pipeline.llm_cache import LLMCache
@@ -35,5 +37,7 @@ KNOWLEDGE = web.AppKey("knowledge", KnowledgeBase)
 INGESTER = web.AppKey("ingester", PackageIngester)
 LLM_CACHE = web.AppKey("llm_cache", LLMCache)
 WEBSOCKETS = web.AppKey("websockets", set[web.WebSocketResponse])
+HANDOFFS = web.AppKey("handoffs", HandoffDesk)
+LIVE = web.AppKey("live", LiveFeeds)
 AUTH_CONFIG: web.AppKey[AuthConfig] = web.AppKey("auth_config")
 AUTH: web.AppKey[Authenticator] = web.AppKey("auth")

@@ -199,7 +199,7 @@ SCHEMAS: dict[str, Schema] = {
                 "error": _string(
                     "A stable code: bad_request, unauthorized, forbidden, not_found,"
                     " unknown_bot, unknown_session, unknown_key, unknown_recipient, channel_off,"
-                    " revoked, replayed,"
+                    " unknown_handoff, held_by_another, not_taken, revoked, replayed,"
                     " method_not_allowed, body_too_large, unsupported_media_type, queued,"
                     " message_failed, turn_failed, unavailable, internal."
                 ),
@@ -282,8 +282,9 @@ SCHEMAS: dict[str, Schema] = {
                         ),
                         "role": {
                             "type": "string",
-                            "enum": ["user", "assistant", "bot", "system"],
-                            "description": "`user` the user's messages, `assistant` the bot's.",
+                            "enum": ["user", "assistant", "bot", "system", "agent"],
+                            "description": "`user` the user's messages, `assistant` the bot's,"
+                            " `agent` a person's in a handoff.",
                         },
                         "text": _string(),
                         "at": _nullable(_string(format="date-time")),
@@ -439,6 +440,191 @@ SCHEMAS: dict[str, Schema] = {
         "embedding_model",
         "counters",
     ),
+    # -- human handoff ----------------------------------------------------------------------
+    "Handoff": _object(
+        {
+            "session_id": _string("The conversation's session."),
+            "channel": _string("The conversation's channel: where the agent's messages go."),
+            "user_id": _string("The user on that channel (a chat id, a phone number…)."),
+            "status": {
+                "type": "string",
+                "enum": ["waiting", "active", "resolved", "abandoned"],
+                "description": "`waiting` for an agent, `active` held by one; then `resolved`"
+                " (released to the bot) or `abandoned` (returned by the queue timeout).",
+            },
+            "attendant": _nullable(_string("A person the bot asked for by name.")),
+            "department": _nullable(_string("The department the bot asked for.")),
+            "priority": {"type": "string", "enum": ["low", "normal", "high", "urgent"]},
+            "reason": _nullable(_string("Why the bot transferred it.")),
+            "context": _nullable(_string("What the bot told the agent about it.")),
+            "agent": {
+                "type": ["object", "null"],
+                "properties": {"id": _string(), "name": _string()},
+                "required": ["id", "name"],
+                "additionalProperties": False,
+                "description": "The agent holding (or who last held) it.",
+            },
+            "requested_at": _string(format="date-time"),
+            "taken_at": _nullable(_string(format="date-time")),
+            "agent_active_at": _string(
+                "The transfer, the take or the agent's last message: the queue timeout"
+                " (`queue-timeout-minutes`) counts from it.",
+                format="date-time",
+            ),
+            "resolved_at": _nullable(_string(format="date-time")),
+            "release_mode": {
+                "type": ["string", "null"],
+                "enum": ["continue", "restart", None],
+                "description": "How the bot took it back: its dialog went on, or started over.",
+            },
+            "last_message": _object(
+                {"text": _string(), "at": _nullable(_string(format="date-time"))},
+                "text",
+                "at",
+            ),
+        },
+        "session_id",
+        "channel",
+        "user_id",
+        "status",
+        "attendant",
+        "department",
+        "priority",
+        "reason",
+        "context",
+        "agent",
+        "requested_at",
+        "taken_at",
+        "agent_active_at",
+        "resolved_at",
+        "release_mode",
+    ),
+    "HandoffList": _object(
+        {
+            "bot": _string(),
+            "handoffs": {
+                "type": "array",
+                "items": _ref("Handoff"),
+                "description": "Waiting first (by priority, then age), then those held; each"
+                " with the user's last message.",
+            },
+        },
+        "bot",
+        "handoffs",
+    ),
+    "HandoffAnswer": _object({"handoff": _ref("Handoff")}, "handoff"),
+    "HandoffTaken": _object(
+        {
+            "handoff": _ref("Handoff"),
+            "taken": {
+                "type": "boolean",
+                "description": "False when this agent already held it: nothing changed.",
+            },
+        },
+        "handoff",
+        "taken",
+    ),
+    "AgentMessageRequest": _object(
+        {"text": _string("The agent's message (markdown).", minLength=1, maxLength=4096 * 4)},
+        "text",
+        closed=False,
+    ),
+    "AgentMessageSent": _object(
+        {
+            "id": _string(
+                "Its history id (a cursor of the session's history).", pattern="^[0-9]+$"
+            ),
+            "at": _string(format="date-time"),
+            "outbox_id": {
+                "type": "integer",
+                "description": "Its outbox row: on a provider channel the delivery worker sends"
+                " it (paced, retried, WhatsApp's window and template); on the web it went to"
+                " the user's open sockets and is replayed from the history.",
+            },
+            "handoff": _ref("Handoff"),
+        },
+        "id",
+        "at",
+        "outbox_id",
+        "handoff",
+    ),
+    "ReleaseRequest": _object(
+        {
+            "mode": {
+                "type": "string",
+                "enum": ["continue", "restart"],
+                "description": "`continue`: the dialog goes on where it waited; `restart`: the"
+                " conversation starts over. Default: the bot's `handoff-release-mode`"
+                " (continue).",
+            },
+            "message": _string(
+                "A last message from the agent to the user.", minLength=1, maxLength=4096 * 4
+            ),
+        },
+        closed=False,
+    ),
+    "AgentWsAuthFrame": _object(
+        {
+            "type": {"const": "auth"},
+            "token": _string(
+                "An agent's (or admin's) credential; may be left out when the upgrade"
+                " carried `Authorization`."
+            ),
+        },
+        "type",
+        closed=False,
+    ),
+    "AgentWsQueueRequest": _object({"type": {"const": "queue"}}, "type"),
+    "AgentWsReadyFrame": _object(
+        {
+            "type": {"const": "ready"},
+            "agent": _object({"id": _string(), "name": _string()}, "id", "name"),
+        },
+        "type",
+        "agent",
+    ),
+    "AgentWsQueueFrame": _object(
+        {"type": {"const": "queue"}, "handoffs": {"type": "array", "items": _ref("Handoff")}},
+        "type",
+        "handoffs",
+    ),
+    "AgentWsHandoffFrame": _object(
+        {
+            "type": {"const": "handoff"},
+            "action": {
+                "type": "string",
+                "enum": ["transferred", "taken", "released", "abandoned"],
+            },
+            "handoff": _ref("Handoff"),
+        },
+        "type",
+        "action",
+        "handoff",
+    ),
+    "AgentWsMessageFrame": _object(
+        {
+            "type": {"const": "message"},
+            "session_id": _string(),
+            "role": {
+                "type": "string",
+                "enum": ["user", "agent", "assistant"],
+                "description": "The user's, an agent's, or the bot's (the timeout's notice).",
+            },
+            "text": _string(),
+            "at": _string(format="date-time"),
+            "agent": {
+                "type": ["object", "null"],
+                "properties": {"id": _string(), "name": _string()},
+                "required": ["id", "name"],
+                "additionalProperties": False,
+            },
+        },
+        "type",
+        "session_id",
+        "role",
+        "text",
+        "at",
+    ),
     "Health": _object({"status": {"const": "ok"}}, "status"),
     "Ready": _object(
         {
@@ -499,6 +685,13 @@ SCHEMAS: dict[str, Schema] = {
                 "type": "array",
                 "items": _object({"key": _string(), "label": _string()}, "key", "label"),
             },
+            "from": {
+                "type": "string",
+                "enum": ["agent", "bot"],
+                "description": "On a message between turns: an agent's (a person has the"
+                " conversation), or the bot's (a handoff that timed out).",
+            },
+            "agent": _string("The agent's name, on an agent's message."),
         },
         "type",
         "text",
@@ -565,6 +758,9 @@ _ERROR_TEXT = {
     "revoked": f"key {KEY_ID!r} is already revoked",
     "replayed": "this signed request was received before",
     "unknown_recipient": "user 'u-9' has not talked to bot 'default' on a channel it can send on",
+    "unknown_handoff": f"no conversation {SESSION_ID!r} of bot 'default' was handed to a person",
+    "held_by_another": f"conversation {SESSION_ID!r} is held by Grace",
+    "not_taken": f"take conversation {SESSION_ID!r} before answering it",
     "body_too_large": "Maximum request body size 1048576 exceeded, actual body size 1048577",
     "unsupported_media_type": "send the message as application/json",
     "queued": "message 'm-1' is queued; its replies will be in the session's history",
@@ -731,6 +927,11 @@ READER = [
     {"adminToken": ["admin"]},
 ]
 ADMIN = [{"adminToken": ["admin"]}, {"apiKey": ["admin"]}, {"jwt": ["admin"]}]
+AGENT = [
+    {"apiKey": ["agent", "admin"]},
+    {"jwt": ["agent", "admin"]},
+    {"adminToken": ["admin"]},
+]
 PUBLIC: list[dict[str, list[str]]] = []
 
 
@@ -1661,6 +1862,7 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        **_handoff_paths(),
         "/chat/{bot}": {
             "get": {
                 "operationId": "chatPage",
@@ -1720,8 +1922,9 @@ def _paths() -> dict[str, Any]:
                 "tags": ["widget"],
                 "summary": "The widget's static files",
                 "description": "`chat.js`, `chat.css`, `vendor/htmx-2.0.11.min.js`,"
-                " `vendor/htmx-ext-ws-2.0.4.min.js` (the path may hold `/`; the page"
-                " links them with a `?v=` content hash).",
+                " `vendor/htmx-ext-ws-2.0.4.min.js`, and the agents' console's `agent.js` and"
+                " `agent.css` (the path may hold `/`; the pages link them with a `?v=` content"
+                " hash).",
                 "security": PUBLIC,
                 "x-static-directory": True,
                 "parameters": [_path_param("path", "A file under gateway/static.", "chat.js")],
@@ -1807,6 +2010,347 @@ def _paths() -> dict[str, Any]:
     }
 
 
+_HANDOFF = {
+    "session_id": SESSION_ID,
+    "channel": "telegram",
+    "user_id": "424242",
+    "status": "waiting",
+    "attendant": None,
+    "department": "support",
+    "priority": "high",
+    "reason": "asked for a person",
+    "context": None,
+    "agent": None,
+    "requested_at": AT,
+    "taken_at": None,
+    "agent_active_at": AT,
+    "resolved_at": None,
+    "release_mode": None,
+    "last_message": {"text": "Can a person help me?", "at": AT},
+}
+_HELD = {
+    **_HANDOFF,
+    "status": "active",
+    "agent": {"id": f"key:{KEY_ID}", "name": "Grace"},
+    "taken_at": AT,
+}
+_RELEASED = {**_HELD, "status": "resolved", "resolved_at": AT, "release_mode": "continue"}
+
+_AGENT_WS_DESCRIPTION = """\
+The agents' live feed, a WebSocket of JSON text frames (`x-websocket` lists them). As on
+`/ws/{bot}`, the credential is the first frame, never the URL: `{"type": "auth", "token"}`
+within 10 s, from an `agent` or `admin` of the bot (a `token` in the query is a 400). A
+refused credential gets an `unauthorized` or `forbidden` error frame and a 1008 close.
+
+The server answers `ready` (the agent), then `queue` (the conversations waiting and held,
+as `GET /api/v1/bots/{bot}/handoffs`), then, as they happen on any instance, `handoff`
+frames (transferred, taken, released, abandoned) and `message` frames (the user's messages
+while a person has the conversation, the agents' messages, the timeout's notice). A client
+`{"type": "queue"}` frame asks for the queue again.
+"""
+
+
+def _handoff_paths() -> dict[str, Any]:
+    """Human handoff: the agents' API, their live feed and their console."""
+    errors_500 = {"500": _response("Internal")}
+    session = _path_param("session_id", "A conversation (session) of this bot.", SESSION_ID)
+    not_found = _error(
+        "No such bot, or no handoff of this bot for that conversation (also another bot's"
+        " conversation: nothing of it is read or changed).",
+        "unknown_bot",
+        "unknown_handoff",
+    )
+    common = {
+        "401": _response("Unauthorized"),
+        "403": _error(
+            "A credential without the agent or admin role, or another bot's.", "forbidden"
+        ),
+        "404": not_found,
+        "503": _response("Unavailable"),
+        **errors_500,
+    }
+    held = _error("Another agent holds the conversation.", "held_by_another")
+    return {
+        "/api/v1/bots/{bot}/handoffs": {
+            "get": {
+                "operationId": "listHandoffs",
+                "tags": ["handoff"],
+                "summary": "The conversations waiting for a person, and those held",
+                "description": "Waiting first, by priority then age, then those agents hold;"
+                " each with the user's last message. `/agent-ws/{bot}` tells of changes live.",
+                "security": AGENT,
+                "parameters": [BOT],
+                "responses": {
+                    "200": _json(
+                        "The queue.",
+                        "HandoffList",
+                        {
+                            "queue": {"bot": "default", "handoffs": [_HANDOFF, _HELD]},
+                            "empty": {"bot": "default", "handoffs": []},
+                        },
+                    ),
+                    **common,
+                    "404": _response("UnknownBot"),
+                },
+            }
+        },
+        "/api/v1/bots/{bot}/handoffs/{session_id}": {
+            "get": {
+                "operationId": "getHandoff",
+                "tags": ["handoff"],
+                "summary": "A conversation's handoff",
+                "description": "The open one, else its last.",
+                "security": AGENT,
+                "parameters": [BOT, session],
+                "responses": {
+                    "200": _json(
+                        "The handoff.",
+                        "HandoffAnswer",
+                        {"waiting": {"handoff": _HANDOFF}, "released": {"handoff": _RELEASED}},
+                    ),
+                    **common,
+                },
+            }
+        },
+        "/api/v1/bots/{bot}/handoffs/{session_id}/take": {
+            "post": {
+                "operationId": "takeHandoff",
+                "tags": ["handoff"],
+                "summary": "Hold a waiting conversation",
+                "description": "From then on only this agent answers it (an admin too). Taking"
+                " it again answers the same and changes nothing; when two agents take it at"
+                " once, one gets it and the other a 409. No body read.",
+                "security": AGENT,
+                "parameters": [BOT, session],
+                "responses": {
+                    "200": _json(
+                        "Held by the caller.",
+                        "HandoffTaken",
+                        {
+                            "taken": {"handoff": _HELD, "taken": True},
+                            "again": {"handoff": _HELD, "taken": False},
+                        },
+                    ),
+                    **common,
+                    "404": _error(
+                        "No such bot, or the conversation does not wait for a person (never"
+                        " transferred, released, or another bot's).",
+                        "unknown_bot",
+                        "unknown_handoff",
+                    ),
+                    "409": held,
+                },
+            }
+        },
+        "/api/v1/bots/{bot}/handoffs/{session_id}/messages": {
+            "post": {
+                "operationId": "sayInHandoff",
+                "tags": ["handoff"],
+                "summary": "Answer the user, as a person",
+                "description": "The message reaches the user through the conversation's own"
+                " channel: the outbox and the delivery worker for Telegram, WhatsApp, Twilio and"
+                " the generic webhook; the user's open sockets (on any instance) for the web,"
+                " and the history either way. The queue timeout counts again from it.",
+                "security": AGENT,
+                "parameters": [BOT, session],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        JSON: {
+                            "schema": _ref("AgentMessageRequest"),
+                            "examples": {
+                                "answer": {"value": {"text": "Hi, I am Grace. How can I help?"}}
+                            },
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _json(
+                        "Written, and on its way.",
+                        "AgentMessageSent",
+                        {
+                            "sent": {
+                                "id": "1042",
+                                "at": AT,
+                                "outbox_id": 1207,
+                                "handoff": _HELD,
+                            }
+                        },
+                    ),
+                    "400": _response("BadRequest"),
+                    **common,
+                    "409": _error(
+                        "Another agent holds it, or nobody took it yet.",
+                        "held_by_another",
+                        "not_taken",
+                    ),
+                    "413": _response("TooLarge"),
+                    "415": _error("The body is not JSON.", "unsupported_media_type"),
+                },
+            }
+        },
+        "/api/v1/bots/{bot}/handoffs/{session_id}/release": {
+            "post": {
+                "operationId": "releaseHandoff",
+                "tags": ["handoff"],
+                "summary": "Hand the conversation back to the bot",
+                "description": "By the agent holding it (an admin, or any agent while it still"
+                " waits). The user's next message goes to the bot: to its dialog where it"
+                " waited (`continue`), or to a conversation started over (`restart`). A"
+                " `message` is sent to the user first. The body may be empty.",
+                "security": AGENT,
+                "parameters": [BOT, session],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        JSON: {
+                            "schema": _ref("ReleaseRequest"),
+                            "examples": {
+                                "continue": {"value": {}},
+                                "restart": {
+                                    "value": {
+                                        "mode": "restart",
+                                        "message": "Glad I could help. The assistant is back.",
+                                    }
+                                },
+                            },
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(
+                        "Back with the bot.", "HandoffAnswer", {"released": {"handoff": _RELEASED}}
+                    ),
+                    "400": _error("A `mode` that is not continue or restart.", "bad_request"),
+                    **common,
+                    "409": held,
+                    "413": _response("TooLarge"),
+                    "415": _error("The body is not JSON.", "unsupported_media_type"),
+                },
+            }
+        },
+        "/agent-ws/{bot}": {
+            "get": {
+                "operationId": "agentSocket",
+                "tags": ["handoff"],
+                "summary": "The agents' live feed as a WebSocket",
+                "description": _AGENT_WS_DESCRIPTION,
+                "security": [*AGENT, {}],
+                "parameters": [BOT],
+                "responses": {
+                    "101": {"description": "Switching protocols: the WebSocket is open."},
+                    "400": _error("A credential in the query string.", "bad_request"),
+                    "401": _response("Unauthorized"),
+                    "403": _response("Forbidden"),
+                    "404": _response("UnknownBot"),
+                    "503": _response("Unavailable"),
+                    **errors_500,
+                },
+                "x-websocket": {
+                    "auth_timeout_seconds": 10,
+                    "close_codes": {
+                        "1001": "server shutdown",
+                        "1008": "refused or missing credential, not an agent of the bot",
+                    },
+                    "client_frames": _frames(
+                        auth=("AgentWsAuthFrame", [{"type": "auth", "token": API_KEY}]),
+                        queue=("AgentWsQueueRequest", [{"type": "queue"}]),
+                    ),
+                    "server_frames": _frames(
+                        ready=(
+                            "AgentWsReadyFrame",
+                            [{"type": "ready", "agent": {"id": f"key:{KEY_ID}", "name": "Grace"}}],
+                        ),
+                        queue=("AgentWsQueueFrame", [{"type": "queue", "handoffs": [_HANDOFF]}]),
+                        handoff=(
+                            "AgentWsHandoffFrame",
+                            [{"type": "handoff", "action": "taken", "handoff": _HELD}],
+                        ),
+                        message=(
+                            "AgentWsMessageFrame",
+                            [
+                                {
+                                    "type": "message",
+                                    "session_id": SESSION_ID,
+                                    "role": "user",
+                                    "text": "Are you there?",
+                                    "at": AT,
+                                },
+                                {
+                                    "type": "message",
+                                    "session_id": SESSION_ID,
+                                    "role": "agent",
+                                    "text": "Yes, I am here.",
+                                    "at": AT,
+                                    "agent": {"id": f"key:{KEY_ID}", "name": "Grace"},
+                                },
+                            ],
+                        ),
+                        error=(
+                            "WsErrorFrame",
+                            [
+                                {
+                                    "type": "error",
+                                    "error": "forbidden",
+                                    "message": "the agents' feed needs the agent or admin role",
+                                }
+                            ],
+                        ),
+                    ),
+                },
+            }
+        },
+        "/agent/{bot}": {
+            "get": {
+                "operationId": "agentConsole",
+                "tags": ["handoff"],
+                "summary": "The agents' console",
+                "description": "An HTML page (`/static/agent.js`, `/static/agent.css`): the"
+                " agent signs in with an agent key or JWT (kept in the tab's sessionStorage,"
+                " sent in the live feed's first frame and as the REST calls' bearer, never in"
+                " a URL), sees the queue live, takes a conversation, answers and releases it."
+                " Strict CSP, no inline code.",
+                "security": PUBLIC,
+                "parameters": [BOT],
+                "responses": {
+                    "200": {
+                        "description": "The page.",
+                        "content": {
+                            "text/html": {
+                                "schema": {"type": "string"},
+                                "examples": {"page": {"value": "<!doctype html>\n<html>…</html>"}},
+                            }
+                        },
+                    },
+                    "404": {
+                        "description": "No such bot (HTML, or JSON as the widget's page).",
+                        "content": {
+                            "text/html": {
+                                "schema": {"type": "string"},
+                                "examples": {
+                                    "page": {"value": "<!doctype html><h1>Bot not found</h1>"}
+                                },
+                            },
+                            JSON: {
+                                "schema": _ref("Error"),
+                                "examples": {
+                                    "unknown_bot": {
+                                        "value": {
+                                            "error": "unknown_bot",
+                                            "message": _ERROR_TEXT["unknown_bot"],
+                                        }
+                                    }
+                                },
+                            },
+                        },
+                    },
+                    **errors_500,
+                },
+            }
+        },
+    }
+
+
 _DESCRIPTION = """\
 The HTTP API of the botserver gateway: the web channel (JSON, server-sent
 events, a WebSocket), the chat widget, the provider webhooks, the admin
@@ -1815,8 +2359,9 @@ endpoints and health checks.
 Every call of the web API brings one credential, `Authorization: Bearer …` (on
 the WebSocket, its first frame): an API key `bsk_…`, a visitor token `bv1.…`,
 a JWT, or the admin token. Roles: `admin` (reload, keys, channel state, and what
-an app may), `agent` (reads its bot's sessions), `app` (names the user of each
-message, reads its bot's sessions), `user` (itself only). The role names in each
+an app or an agent may), `agent` (human handoff: takes, answers and releases the
+conversations its bot hands to people; reads its bot's sessions), `app` (names the
+user of each message, reads its bot's sessions), `user` (itself only). The role names in each
 operation's `security` are those the credential must have; a JWT of any role is
 a user (of its `sub`) unless it has `app` or `admin`.
 
@@ -1848,6 +2393,10 @@ def build() -> dict[str, Any]:
                     "description": "Messages the user did not ask for, to any channel.",
                 },
                 {"name": "widget", "description": "The chat page and its files."},
+                {
+                    "name": "handoff",
+                    "description": "Human handoff: the agents' queue, API, live feed, console.",
+                },
                 {"name": "operations", "description": "Health, readiness, this document."},
             ],
             "paths": _paths(),

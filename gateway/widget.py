@@ -36,7 +36,7 @@ _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'self'"
 )
-_PAGE_HEADERS = {
+PAGE_HEADERS = {
     "Content-Security-Policy": _CSP,
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -82,13 +82,13 @@ async def chat_page(request: web.Request) -> web.StreamResponse:
     name = request.match_info["bot"]
     bot: WidgetBot | None = request.app[BOTS].get(name)
     if bot is None:
-        return _not_found(request, name)
+        return not_found_page(request, name)
     visitor_token, _ = request.app[AUTH].visitors.issue()  # a new visitor's, if it is one
     return web.Response(
         text=_render_page(bot, _static_urls(request.app), visitor_token),
         content_type="text/html",
         charset="utf-8",
-        headers=_PAGE_HEADERS,
+        headers=PAGE_HEADERS,
     )
 
 
@@ -119,7 +119,11 @@ def render_frame(frame: dict[str, Any]) -> str | None:
             return None
         return f'<div id="draft" hx-swap-oob="beforeend">{escape(text)}</div>'
     if kind == "message":
-        parts = [_append_bot_message(_text(frame.get("text"))), _DRAFT_EMPTY]
+        text = _text(frame.get("text"))
+        if frame.get("from") == "agent":  # a person answering, in a handoff
+            parts = [_append_agent_message(text, _text(frame.get("agent")))]
+        else:
+            parts = [_append_bot_message(text), _DRAFT_EMPTY]
         suggestions = _suggestion_buttons(frame.get("suggestions"))
         if suggestions:
             parts.append('<div id="suggestions" hx-swap-oob="innerHTML">' + suggestions + "</div>")
@@ -154,6 +158,15 @@ def _append_bot_message(text: str) -> str:
     return (
         '<div id="messages" hx-swap-oob="beforeend">'
         f'<div class="msg msg-bot">{markdown_to_html(text)}</div></div>'
+    )
+
+
+def _append_agent_message(text: str, agent: str) -> str:
+    """A person's message: formatted as the bot's, marked as theirs."""
+    who = f'<span class="msg-from">{escape(agent)}</span>' if agent else ""
+    return (
+        '<div id="messages" hx-swap-oob="beforeend">'
+        f'<div class="msg msg-bot msg-agent">{who}{markdown_to_html(text)}</div></div>'
     )
 
 
@@ -240,7 +253,7 @@ def _render_page(bot: WidgetBot, static: dict[str, str], visitor_token: str) -> 
 """
 
 
-def _not_found(request: web.Request, name: str) -> web.Response:
+def not_found_page(request: web.Request, name: str) -> web.Response:
     message = f"no bot named {name!r}"
     accept = request.headers.get("Accept", "")
     if "application/json" in accept and "text/html" not in accept:
@@ -249,7 +262,7 @@ def _not_found(request: web.Request, name: str) -> web.Response:
         status=404,
         content_type="text/html",
         charset="utf-8",
-        headers=_PAGE_HEADERS,
+        headers=PAGE_HEADERS,
         text=(
             '<!doctype html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'

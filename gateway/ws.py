@@ -11,6 +11,9 @@ closed (1008). Then client frames: ``{"type": "message", "text",
 credential's). Server frames: ``delta``, ``message``, ``done`` (with the
 session id) and ``error``; with ``?format=html`` each is sent rendered for
 htmx's ws extension, and the user's own message is echoed as a ``user`` frame.
+A ``message`` may also come between turns: an agent's (``"from": "agent"``) while
+a person has the conversation, or the bot's when a handoff timed out; it reaches
+every socket the user has open with the bot, on whichever instance.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from gateway.auth import (
     message_user,
     without_user_id,
 )
-from gateway.keys import AUTH, BOTS, MESSAGE_PATH, SETTINGS, STORES, WEBSOCKETS
+from gateway.keys import AUTH, BOTS, LIVE, MESSAGE_PATH, SETTINGS, STORES, WEBSOCKETS
+from gateway.live import Follower, user_key
 from gateway.sinks import WebSocketSink, reply_frame
 from gateway.widget import render_frame
 from pipeline.errors import TurnFailed, TurnRejected, UnknownBot
+from pipeline.handoff import AGENT_ROLE
 from pipeline.message_path import MessageFailed, MessageQueued
 from storage.base import StorageError
 
@@ -74,14 +79,28 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             return ws
         principal, user_id, session_id = hello
         await sink.send({"type": "ready", "user_id": user_id})
-        if session_id is not None:
-            session_id, user_id = await _resume(
-                request, sink, bot, user_id, session_id, replay=html
+        # What reaches the user without a turn of theirs (an agent's message), from any
+        # instance: pushed to every socket the user has open with this bot.
+        pushes = Follower(request.app[LIVE].users, lambda event: sink.send(event["frame"]))
+        try:
+            pushes.follow(_push_key(bot, user_id))
+            if session_id is not None:
+                session_id, user_id = await _resume(
+                    request, sink, bot, user_id, session_id, replay=html
+                )
+                pushes.follow(_push_key(bot, user_id))
+            await _converse(
+                request, ws, sink, bot, principal, user_id, session_id, html=html, pushes=pushes
             )
-        await _converse(request, ws, sink, bot, principal, user_id, session_id, html=html)
+        finally:
+            await pushes.close()
     finally:
         sockets.discard(ws)
     return ws
+
+
+def _push_key(bot: str, user_id: str | None) -> tuple[str, str, str] | None:
+    return user_key(bot, web_channel.NAME, user_id) if user_id is not None else None
 
 
 async def _hello(
@@ -149,6 +168,7 @@ async def _converse(
     session_id: str | None,
     *,
     html: bool,
+    pushes: Follower,
 ) -> None:
     """Run a turn for each message frame until the client goes away."""
     names_user = principal.acts_for_users
@@ -186,6 +206,7 @@ async def _converse(
             for reply in result.replies:
                 await sink.message(reply)
         user_id, session_id = message.conversation, result.session_id
+        pushes.follow(_push_key(bot, user_id))
         await sink.send({"type": "done", "session_id": session_id})
 
 
@@ -240,7 +261,10 @@ async def _resume(
                     text=entry.content,
                     suggestions=suggestions if last else (),
                 )
-                await sink.send(reply_frame(out))
+                frame = reply_frame(out)
+                if entry.role == AGENT_ROLE:  # a person's message, in a handoff
+                    frame["from"] = "agent"
+                await sink.send(frame)
         await sink.send({"type": "done", "session_id": session.id})
     return session.id, user_id
 

@@ -114,14 +114,15 @@ def passages_text(passages: Sequence[KnowledgePassage]) -> str | None:
 
 
 def history_messages(entries: Sequence[HistoryEntry]) -> list[Message]:
-    """The stored history as model messages (user and bot rows; others are not shown)."""
+    """The stored history as model messages: user rows, and the bot's rows with what a person
+    said for it in a handoff (``agent``) as the assistant's; others are not shown."""
     out: list[Message] = []
     for entry in entries:
         if not entry.content.strip():
             continue
         if entry.role == "user":
             out.append(UserMessage(entry.content))
-        elif entry.role in ("assistant", "bot"):
+        elif entry.role in ("assistant", "bot", "agent"):
             out.append(AssistantMessage(entry.content))
     return out
 

@@ -106,5 +106,5 @@ async def dialog_stage(turn: Turn, next_: Next) -> None:
         return
     state.dialog = outcome.state
     write_state(session, state)
-    if waiting is None and outcome.state is None:
+    if waiting is None and outcome.state is None and turn.transfer is None:
         await next_(turn)  # the start dialog ended: the model answers the message too

@@ -7,8 +7,9 @@ mail go to the turn's services; ``x = LLM "prompt"`` to the bot's model provider
 ``TALK TO who, text`` (a proactive message, see :mod:`pipeline.proactive`) goes into the
 turn's outbox, committed with the turn; a scheduled job, which commits nothing, writes its
 outbox row at once; ``SEND TEMPLATE`` (see :mod:`pipeline.templates`) the same way.
-Capabilities that later work brings (human hand-off, media)
-are deliberately absent, and so is ``llm`` for a bot with no provider
+``TRANSFER TO HUMAN`` hands the conversation to a person (see :mod:`pipeline.handoff`),
+committed with the turn too.  Capabilities that later work brings (media) are deliberately
+absent, and so is ``llm`` for a bot with no provider
 configured: the interpreter then fails the keyword with ``MissingCapability``.
 
 A dialog's own failures are raised as :class:`basic.errors.ScriptError`, which the interpreter
@@ -29,6 +30,7 @@ from basic.errors import HostUnavailable, ScriptError
 from basic.tools import is_tool
 from pipeline import templates
 from pipeline.errors import TurnRejected
+from pipeline.handoff import CRM_DISABLED, priority_of
 from pipeline.llm import CompletionRequest, LLMError, UserMessage
 from pipeline.mail import MailError
 from pipeline.outbound_http import HttpCallError
@@ -36,13 +38,20 @@ from pipeline.proactive import ProactiveSender, Recipient
 from pipeline.session_state import SessionState, Website, read_state, write_state
 from pipeline.table_conditions import ConditionError, parse_conditions
 from pipeline.turn import Turn
-from storage.base import Condition, MemoryStore, StorageError, TableStore
+from storage.base import Condition, MemoryStore, StorageError, TableStore, TransferItem
 
 log = logging.getLogger(__name__)
 
 SESSION_FIELDS = ("user_id", "user_email", "user_phone", "channel", "bot")
+# The channel of a scheduled job's turn (pipeline.scheduler): no user to answer.
+JOB_CHANNEL = "schedule"
 
 Talk = Callable[[str], Awaitable[None]]
+
+
+def _optional(value: str | None) -> str | None:
+    text = (value or "").strip()
+    return text or None
 
 
 @contextlib.contextmanager
@@ -196,6 +205,56 @@ class DialogHost:
                 idempotency_key=key,
                 template=send.template,
             )
+
+    @property
+    def transfer_to_human(self) -> Callable[..., Awaitable[dict[str, Any]]] | None:
+        """``TRANSFER TO HUMAN``: present only where agents can take conversations (the
+        gateway's), so that elsewhere (the terminal chat) it fails as a missing capability."""
+        return self._transfer if self._services.handoffs is not None else None
+
+    async def _transfer(
+        self,
+        *,
+        name: str | None = None,
+        department: str | None = None,
+        priority: str | None = None,
+        reason: str | None = None,
+        context: str | None = None,
+    ) -> dict[str, Any]:
+        """Put the conversation in the bot's queue for a person (committed with the turn);
+        General Bots' result: ``success``, ``status``, ``queue_position``, ``message``…"""
+        desk = self._services.handoffs
+        assert desk is not None, "transfer_to_human is only offered with a handoff desk"
+        if self._turn.message.channel == JOB_CHANNEL:
+            raise ScriptError("TRANSFER TO HUMAN needs a user's conversation; a job has none")
+        if not desk.settings(self._bot.name).enabled:
+            log.warning(
+                "TRANSFER TO HUMAN in bot %s: human handoff is off (crm-enabled is not true)",
+                self._bot.name,
+            )
+            return CRM_DISABLED.as_value()
+        if self._turn.transfer_result is not None:  # asked twice in one turn
+            return self._turn.transfer_result.as_value()
+        item = TransferItem(
+            attendant=_optional(name),
+            department=_optional(department),
+            priority=priority_of(priority),
+            reason=_optional(reason),
+            context=_optional(context),
+        )
+        with _infrastructure("TRANSFER TO HUMAN"):
+            result = await desk.transfer_result(self._bot.name, item)
+        self._turn.transfer = item
+        self._turn.transfer_result = result
+        self.state.needs_human = True
+        self._changed()
+        log.info(
+            "conversation transferred to a person bot=%s session=%s position=%s",
+            self._bot.name,
+            self._session.id,
+            result.queue_position,
+        )
+        return result.as_value()
 
     def add_suggestion(self, key: str, label: str) -> None:
         self.state.add_suggestion(key, label)

@@ -260,7 +260,8 @@ class MessagePath:
         finally:
             heartbeat.cancel()
         self.counters.turns += 1
-        if ((turn.deliver_later and turn.outbound) or turn.talk_to) and self._on_commit is not None:
+        to_send = (turn.deliver_later and turn.outbound) or turn.talk_to or turn.transfer
+        if to_send and self._on_commit is not None:  # (a transfer may queue a webhook event)
             self._on_commit()
         return turn
 

@@ -29,14 +29,13 @@ from basic.errors import HostUnavailable
 from basic.schedule import next_occurrence
 from channels.base import InboundMessage, OutboundMessage
 from pipeline.bots import Bot, BotRegistry
-from pipeline.dialog_host import DialogHost
+from pipeline.dialog_host import JOB_CHANNEL, DialogHost
 from pipeline.services import Services
 from pipeline.turn import Turn
 from storage.base import Session
 
 log = logging.getLogger(__name__)
 
-JOB_CHANNEL = "schedule"
 
 _CLAIM = """
 INSERT INTO scheduled_runs (bot_id, dialog, due_at, instance) VALUES ($1, $2, $3, $4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.handoff import HandoffDesk
 from pipeline.llm_cache import LLMCache
 from pipeline.mail import SmtpMailer
 from pipeline.outbound_http import OutboundHttp
@@ -27,3 +28,4 @@ class Services:
     mail: SmtpMailer | None = None  # SEND MAIL
     proactive: ProactiveSender | None = None  # TALK TO
     llm_cache: LLMCache | None = None  # the semantic cache in front of the LLM stage
+    handoffs: HandoffDesk | None = None  # TRANSFER TO HUMAN, and the agents' side

@@ -15,8 +15,11 @@ never spelled anywhere else.  The layout (``version`` 1)::
      "tools": ["get-price"],              USE TOOL / ADD TOOL
      "knowledge_bases": ["products"],     USE KB (searched once the knowledge base exists)
      "websites": [{"url", "refresh"}],    USE WEBSITE (crawled once the knowledge base exists)
-     "pending_tool": {...} | null}        a tool the model called that waits on HEAR
+     "pending_tool": {...} | null,        a tool the model called that waits on HEAR
                                           (pipeline.tool_loop.PendingTool)
+     "needs_human": false}                TRANSFER TO HUMAN handed the conversation to a
+                                          person (General Bots' name): its handoff
+                                          (storage.handoffs) says whether one still has it
 
 State saved before versions existed (no ``version`` key) reads as version 1: its keys are
 the same.  A state of a newer version than this code knows is refused rather than guessed.
@@ -60,6 +63,9 @@ class SessionState:
     # A tool the model called that waits at HEAR: the next message resumes it, and its
     # result goes back to the model (the layout is pipeline.tool_loop's to read and write).
     pending_tool: dict[str, Any] | None = None
+    # The conversation was transferred to a person: while its handoff is open the bot stays
+    # silent; the first message after the release clears it (see pipeline.handoff_stage).
+    needs_human: bool = False
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> SessionState:
@@ -85,6 +91,7 @@ class SessionState:
                 for w in data.get("websites") or ()
             ],
             pending_tool=dict(pending_tool) if isinstance(pending_tool, Mapping) else None,
+            needs_human=bool(data.get("needs_human", False)),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -99,6 +106,7 @@ class SessionState:
             "knowledge_bases": list(self.knowledge_bases),
             "websites": [{"url": w.url, "refresh": w.refresh} for w in self.websites],
             "pending_tool": self.pending_tool,
+            "needs_human": self.needs_human,
         }
 
     # -- changes keywords make

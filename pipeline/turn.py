@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Protocol
 
 from channels.base import InboundMessage, OutboundMessage, Suggestion
 from pipeline.session_state import read_state
-from storage.base import Claim, HistoryEntry, Session
+from storage.base import Claim, HistoryEntry, Session, TransferItem
 
 if TYPE_CHECKING:
     from pipeline.bots import Bot
+    from pipeline.handoff import TransferResult
     from pipeline.services import Services
 
 
@@ -50,6 +51,14 @@ class Turn:
     # TALK TO messages (to anyone, on any channel): outbox rows for the delivery worker,
     # committed with the turn like its replies.
     talk_to: list[OutboundMessage] = field(default_factory=list)
+    # TRANSFER TO HUMAN in this turn: the transfer its commit puts in the bot's queue, and
+    # what the user is told when the turn says nothing else.
+    transfer: TransferItem | None = None
+    transfer_result: TransferResult | None = None
+    # A person has the conversation (its handoff is open): the bot's stages did not run.
+    held: bool = False
+    # Run once the turn committed (news for the agents' consoles); failures are only logged.
+    after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     replies: int = 0
     started: float = field(default_factory=time.perf_counter)
     # Model tokens this turn spent that no history row carries yet: the model's answer

@@ -106,6 +106,18 @@ class OutboxItem:
 
 
 @dataclass(frozen=True, slots=True)
+class TransferItem:
+    """A transfer to a person (TRANSFER TO HUMAN) a turn commits with its session: what the
+    bot asked for (see :mod:`storage.handoff_base`)."""
+
+    attendant: str | None = None  # a person asked for by name
+    department: str | None = None
+    priority: int = 1  # 0 low, 1 normal, 2 high, 3 urgent
+    reason: str | None = None
+    context: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxRow:
     """A leased outbox row: a reply to send, with the parts already confirmed."""
 
@@ -144,11 +156,14 @@ class ConversationStore(Protocol):
         append: Sequence[HistoryEntry] = (),
         claim: Claim | None = None,
         outbox: Sequence[OutboxItem] = (),
+        handoff: TransferItem | None = None,
     ) -> None:
         """Persist the session's status and state and append history, atomically.
 
         With ``claim``, the same statement marks that inbox row done and writes
-        ``outbox``: a turn commits whole or not at all. It fails with
+        ``outbox``: a turn commits whole or not at all. ``handoff`` puts the
+        conversation in its bot's queue for a person, in the same statement (a
+        conversation already waiting or held keeps its handoff). It fails with
         :class:`ClaimLost` (writing nothing) when the claim's lease was lost.
         Writes a session from :meth:`new` the first time; fails with
         :class:`StorageError` for a stored session that no longer exists (and

@@ -20,7 +20,15 @@ import asyncpg
 import orjson
 import uuid_utils
 
-from storage.base import Claim, ClaimLost, HistoryEntry, OutboxItem, Session, StorageError
+from storage.base import (
+    Claim,
+    ClaimLost,
+    HistoryEntry,
+    OutboxItem,
+    Session,
+    StorageError,
+    TransferItem,
+)
 from storage.batching import Batcher
 from storage.pinned_connections import PinnedConnections
 
@@ -53,7 +61,9 @@ CROSS JOIN LATERAL (
 # rows are inserted only for sessions written here, with increasing ``seq`` in
 # the order given. A session saved with an inbox claim is written only if the
 # claim is still held, which the same statement marks done; its outbox rows
-# go with it (the transactional outbox: a reply exists iff its turn committed).
+# go with it (the transactional outbox: a reply exists iff its turn committed), and so
+# does a transfer to a person (TRANSFER TO HUMAN): the conversation is in the queue iff
+# the turn that transferred it committed.
 # The batch travels as JSON arrays: orjson writes them far
 # faster than the driver encodes a dozen arrays element by element. The ids of
 # the sessions to update also come as an array: the planner sizes a JSON record
@@ -104,6 +114,16 @@ WITH v0 AS (
                            delivered, ord)
     WHERE r.session_id IN (SELECT id FROM s)
     ORDER BY r.ord
+), t AS (
+    INSERT INTO handoffs (session_id, bot_id, channel, conversation, attendant, department,
+                          priority, reason, context)
+    SELECT t.session_id, t.bot_id, t.channel, t.conversation, t.attendant, t.department,
+           t.priority, t.reason, t.context
+    FROM json_to_recordset($6::json) AS t(
+        session_id uuid, bot_id text, channel text, conversation text, attendant text,
+        department text, priority int, reason text, context text)
+    WHERE t.session_id IN (SELECT id FROM s)
+    ON CONFLICT (session_id) WHERE status IN ('waiting', 'active') DO NOTHING
 )
 SELECT id::text, created_at, updated_at FROM s
 """
@@ -245,7 +265,7 @@ def quote_ident(identifier: str) -> str:
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def _as_uuid(value: str) -> str | None:
+def as_uuid(value: str) -> str | None:
     """``value`` as a canonical UUID string (what the driver sends), or ``None``.
 
     Session ids come back from the database canonical; checking those with a
@@ -307,7 +327,7 @@ class PostgresConversationStore:
         return session
 
     async def get(self, session_id: str) -> Session | None:
-        key = _as_uuid(session_id)
+        key = as_uuid(session_id)
         if key is None:
             return None
         return await self._gets.submit(key)
@@ -325,11 +345,12 @@ class PostgresConversationStore:
         append: Sequence[HistoryEntry] = (),
         claim: Claim | None = None,
         outbox: Sequence[OutboxItem] = (),
+        handoff: TransferItem | None = None,
     ) -> None:
-        if _as_uuid(session.id) != session.id:
+        if as_uuid(session.id) != session.id:
             raise StorageError(f"no session {session.id!r} to save")
         session.created_at, session.updated_at = await self._saves.submit(
-            _Save(session, tuple(append), claim, tuple(outbox))
+            _Save(session, tuple(append), claim, tuple(outbox), handoff)
         )
         session.stored = True
 
@@ -396,17 +417,34 @@ class PostgresConversationStore:
                 for o in item.outbox
             ]
         ).decode()
+        handoffs = orjson.dumps(
+            [
+                {
+                    "session_id": item.session.id,
+                    "bot_id": item.session.bot_id,
+                    "channel": item.session.channel,
+                    "conversation": item.session.user_id,
+                    "attendant": t.attendant,
+                    "department": t.department,
+                    "priority": t.priority,
+                    "reason": t.reason,
+                    "context": t.context,
+                }
+                for item in items
+                if (t := item.handoff) is not None
+            ]
+        ).decode()
         stored = [item.session.id for item in items if item.session.stored]
         claims = [item.claim.seq for item in items if item.claim is not None]
         with translate_errors:
-            rows = await self._db.fetch(_SAVE, batch, history, stored, claims, outbox)
+            rows = await self._db.fetch(_SAVE, batch, history, stored, claims, outbox, handoffs)
         saved = {row[0]: (row[1], row[2]) for row in rows}
         return [saved.get(item.session.id) or _not_saved(item) for item in items]
 
     async def history(
         self, session_id: str, *, limit: int = 50, after: int | None = None
     ) -> list[HistoryEntry]:
-        key = _as_uuid(session_id)
+        key = as_uuid(session_id)
         if key is None or limit <= 0:
             return []
         with translate_errors:
@@ -426,6 +464,7 @@ class _Save:
     append: tuple[HistoryEntry, ...]
     claim: Claim | None
     outbox: tuple[OutboxItem, ...]
+    handoff: TransferItem | None = None
 
 
 def _not_saved(item: _Save) -> StorageError:

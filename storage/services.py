@@ -35,6 +35,8 @@ from storage.base import (
     TableStore,
 )
 from storage.embedded_postgres import EmbeddedPostgres
+from storage.handoff_base import HandoffStore
+from storage.handoffs import PostgresHandoffStore
 from storage.inbox import PostgresInbox
 from storage.llm_cache_base import AnswerStore
 from storage.llm_cache_memory import MemoryAnswers
@@ -79,9 +81,12 @@ class Stores:
     answers: AnswerStore = field(default_factory=MemoryAnswers)
     # The web API's keys (hashed) and the gateway's signing keys, on the same pool.
     api_keys: ApiKeyStore = field(init=False)
+    # Conversations handed to people (TRANSFER TO HUMAN), on the same pool.
+    handoffs: HandoffStore = field(init=False)
 
     def __post_init__(self) -> None:
         self.api_keys = PostgresApiKeyStore(self.pool)
+        self.handoffs = PostgresHandoffStore(self.pool)
 
     async def ping(self) -> dict[str, bool]:
         """Whether each configured backend answers, for ``/ready``.

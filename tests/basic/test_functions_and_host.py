@@ -152,8 +152,53 @@ async def test_mail_talk_to_transfer_and_llm() -> None:
         ("mail", "a@b.com", "Subject", "Body"),
         ("talk_to", "+5581999999999", "Hi there"),
         ("llm", "What is the answer?"),
-        ("transfer", None),
+        ("transfer", {}),
     ]
+
+
+TRANSFERS = [
+    ("TRANSFER TO HUMAN", {}),
+    ('TRANSFER TO HUMAN "John Smith"', {"name": "John Smith"}),
+    ('TRANSFER TO HUMAN "sales", "high"', {"department": "sales", "priority": "high"}),
+    (
+        'result = TRANSFER TO HUMAN "support", "urgent", "Customer appears frustrated"',
+        {"department": "support", "priority": "urgent", "reason": "Customer appears frustrated"},
+    ),
+    (
+        'result = transfer_to_human_ex(#{name: "John", department: "support", priority: "high",'
+        ' reason: "billing", context: "since 2020"})',
+        {
+            "name": "John",
+            "department": "support",
+            "priority": "high",
+            "reason": "billing",
+            "context": "since 2020",
+        },
+    ),
+    ('r = transfer_to_human("bob")\nTALK r.status', {"name": "bob"}),
+]
+
+
+@pytest.mark.parametrize(("source", "request_"), TRANSFERS, ids=[s for s, _ in TRANSFERS])
+async def test_transfer_to_human_reads_general_bots_forms(
+    source: str, request_: dict[str, str]
+) -> None:
+    host = CapableHost()
+    await run_transcript(source, "queued" if "TALK" in source else "", host=host)
+    assert host.calls == [("transfer", request_)]
+
+
+async def test_transfer_to_human_answers_its_result() -> None:
+    await run_transcript(
+        """
+        result = TRANSFER TO HUMAN "support", "high"
+        IF result.success THEN
+            TALK "You are #" + result.queue_position + " in line."
+        END IF
+        """,
+        "You are #1 in line.",
+        host=CapableHost(),
+    )
 
 
 class MediaHost(CapableHost):

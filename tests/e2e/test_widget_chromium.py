@@ -62,8 +62,12 @@ TOKEN_KEY = "botserver.visitor_token"
 class Server:
     """``botserver serve`` in a subprocess, on a fixed port and data dir so it can restart."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(
+        self, data_dir: Path, *, args: tuple[str, ...] = (), env: dict[str, str] | None = None
+    ) -> None:
         self.data_dir = data_dir
+        self.args = args  # more options of `botserver serve`
+        self.env = env or {}  # settings of the test, on top of the cleaned environment
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / "server.log"
@@ -76,7 +80,7 @@ class Server:
             key: value
             for key, value in os.environ.items()
             if key not in _SERVER_ENV_VARS and not key.startswith("BOTSERVER_")
-        }
+        } | self.env
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [
@@ -88,6 +92,7 @@ class Server:
                     str(self.port),
                     "--data-dir",
                     str(self.data_dir),
+                    *self.args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

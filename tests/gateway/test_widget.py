@@ -167,3 +167,35 @@ def test_vendored_htmx_is_version_2_with_its_licence() -> None:
     assert 'defineExtension("ws"' in ws
     for licence in ("htmx-2.0.11.LICENSE", "htmx-ext-ws-2.0.4.LICENSE"):
         assert "Zero" in (STATIC_DIR / "vendor" / licence).read_text()
+
+
+def test_a_persons_message_is_marked_with_their_name_escaped() -> None:
+    html = render_frame(
+        {"type": "message", "text": "I am **here**", "from": "agent", "agent": "<Grace>"}
+    )
+    assert html is not None
+    assert 'class="msg msg-bot msg-agent"' in html
+    assert '<span class="msg-from">&lt;Grace&gt;</span>' in html
+    assert "<strong>here</strong>" in html
+    assert 'id="draft"' not in html  # a draft the bot is streaming is left alone
+
+
+async def test_the_agents_console_loads_only_its_own_files_and_no_credential(
+    client: TestClient[Any, Any],
+) -> None:
+    response = await client.get("/agent/tricky")
+    assert response.status == 200
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    page = await response.text()
+    assert "<title>&lt;Ada &amp; Co&gt; · agents</title>" in page
+    assert '<label for="token">Agent key or token</label>' in page
+    assert 'data-socket="/agent-ws/tricky"' in page
+    assert "<script>" not in page and "bsk_" not in page.replace("bsk_…", "")
+    assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page)
+    assert sorted(a.split("?")[0] for a in assets) == ["/static/agent.css", "/static/agent.js"]
+    for asset in assets:
+        fetched = await client.get(asset.replace("&amp;", "&"))
+        assert fetched.status == 200, asset
+    missing = await client.get("/agent/nobody", headers={"Accept": "application/json"})
+    assert missing.status == 404
+    assert (await missing.json())["error"] == "unknown_bot"

@@ -140,3 +140,13 @@ async def test_providers_are_built_at_load_and_closed_on_reload_and_close(
     assert [c.is_closed() for c in clients] == [False, False]  # the old one waits for its turns
     await registry.close()
     assert [c.is_closed() for c in clients] == [True, True]
+
+
+def test_what_a_person_said_in_a_handoff_is_the_assistants_to_the_model() -> None:
+    assert history_messages(
+        [
+            HistoryEntry("user", "human please"),
+            HistoryEntry("agent", "Hi, I am Grace."),
+            HistoryEntry("user", "thanks"),
+        ]
+    ) == [UserMessage("human please"), AssistantMessage("Hi, I am Grace."), UserMessage("thanks")]
