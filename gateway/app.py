@@ -29,13 +29,14 @@ from gateway.keys import (
     PROACTIVE,
     SETTINGS,
     STORES,
+    WEBSITES,
 )
 from gateway.polling import TelegramPollers
 from gateway.widget import setup_widget
 from pipeline.bots import BotRegistry
 from pipeline.delivery import DeliveryPolicy, DeliveryWorker
 from pipeline.dispatcher import Dispatcher
-from pipeline.kb.service import open_knowledge_base
+from pipeline.kb.service import KnowledgeBase, open_knowledge_base
 from pipeline.knowledge import PackageIngester, knowledge_search
 from pipeline.mail import MailSettings, SmtpMailer
 from pipeline.message_path import MessagePath, PathPolicy
@@ -43,6 +44,8 @@ from pipeline.outbound_http import OutboundHttp
 from pipeline.proactive import ProactiveSender
 from pipeline.scheduler import Scheduler
 from pipeline.services import Services
+from pipeline.websites import WebsiteCrawler
+from storage.kb_websites import PostgresKbWebsites
 from storage.outbox import PostgresProactiveOutbox
 from storage.services import Stores, open_stores
 
@@ -68,16 +71,24 @@ def build_proactive(stores: Stores, hub: ChannelHub) -> ProactiveSender:
     return ProactiveSender(PostgresProactiveOutbox(stores.pool), channels_on)
 
 
+def build_website_crawler(
+    stores: Stores, kb: KnowledgeBase, http: OutboundHttp, registry: BotRegistry
+) -> WebsiteCrawler:
+    """The crawler of the websites bots name (USE WEBSITE), into ``kb``, through ``http``."""
+    return WebsiteCrawler(kb, PostgresKbWebsites(stores.pool), http, registry)
+
+
 def build_services(
     stores: Stores,
     http: OutboundHttp,
     *,
     mail: MailSettings | None = None,
     hub: ChannelHub | None = None,
+    websites: WebsiteCrawler | None = None,
 ) -> Services:
     """What turns may use: the stores, the dialogs' HTTP client, the mail sender
-    (``SMTP_*`` from the environment unless ``mail`` is given) and, with the ``hub``,
-    proactive messages (TALK TO)."""
+    (``SMTP_*`` from the environment unless ``mail`` is given), with the ``hub``
+    proactive messages (TALK TO), and with ``websites`` USE WEBSITE's crawls."""
     return Services(
         conversations=stores.conversations,
         locks=stores.locks,
@@ -86,6 +97,7 @@ def build_services(
         http=http,
         mail=SmtpMailer(MailSettings.from_env() if mail is None else mail),
         proactive=build_proactive(stores, hub) if hub is not None else None,
+        websites=websites,
     )
 
 
@@ -172,9 +184,16 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
             assert loaded is not None
             ingester.ingest(name, loaded.package.path)
     http = OutboundHttp()
+    websites = build_website_crawler(stores, kb, http, registry)
+    app[WEBSITES] = websites
     try:
         await http.open()
-        services = build_services(stores, http, hub=hub)
+        # USE WEBSITE lines with a quoted URL: crawled from the moment the bot loads.
+        for name in registry.names():
+            loaded = registry.get(name)
+            assert loaded is not None
+            websites.loaded(loaded)
+        services = build_services(stores, http, hub=hub, websites=websites)
         assert services.proactive is not None
         app[PROACTIVE] = services.proactive
         dispatcher = Dispatcher(registry, services, knowledge=knowledge_search(kb))
@@ -193,6 +212,7 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
         path.start()
         delivery.start()
         scheduler.start()
+        websites.start()
         for name in registry.names():
             await pollers.sync(name)
         app[POLLERS] = pollers
@@ -204,6 +224,7 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
             await path.stop()
             await delivery.stop()
     finally:
+        await websites.stop()  # running crawls hand their sites back, progress kept
         await ingester.close()
         await kb.close()
         await registry.close()  # the bots' model providers

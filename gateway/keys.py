@@ -16,6 +16,7 @@ from pipeline.kb.service import KnowledgeBase
 from pipeline.knowledge import PackageIngester
 from pipeline.message_path import MessagePath
 from pipeline.proactive import ProactiveSender
+from pipeline.websites import WebsiteCrawler
 from storage.services import Stores
 
 if TYPE_CHECKING:  # gateway.auth reads the stores through these keys
@@ -32,6 +33,7 @@ PROACTIVE = web.AppKey("proactive", ProactiveSender)
 POLLERS = web.AppKey("pollers", TelegramPollers)
 KNOWLEDGE = web.AppKey("knowledge", KnowledgeBase)
 INGESTER = web.AppKey("ingester", PackageIngester)
+WEBSITES = web.AppKey("websites", WebsiteCrawler)
 WEBSOCKETS = web.AppKey("websockets", set[web.WebSocketResponse])
 AUTH_CONFIG: web.AppKey[AuthConfig] = web.AppKey("auth_config")
 AUTH: web.AppKey[Authenticator] = web.AppKey("auth")

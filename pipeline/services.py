@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pipeline.mail import SmtpMailer
 from pipeline.outbound_http import OutboundHttp
 from pipeline.proactive import ProactiveSender
+from pipeline.websites import WebsiteCrawler
 from storage.base import ConversationStore, Locks, MemoryStore, TableStore
 
 
@@ -25,3 +26,4 @@ class Services:
     http: OutboundHttp | None = None  # GET/POST/PUT/PATCH/DELETE HTTP
     mail: SmtpMailer | None = None  # SEND MAIL
     proactive: ProactiveSender | None = None  # TALK TO
+    websites: WebsiteCrawler | None = None  # USE WEBSITE (with the knowledge base)
