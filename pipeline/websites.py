@@ -148,12 +148,18 @@ class WebsiteCrawler:
         return normalized
 
     def loaded(self, bot: Bot) -> None:
-        """Register the websites ``bot``'s dialogs name with a quoted URL, in the background
+        """Register the websites ``bot``'s dialogs name with a quoted URL, and the
+        ``Website`` row of its config.csv (General Bots' crawler template), in the background
         (a bot loading or reloading never waits for the database)."""
-        sites = sorted({site for program in bot.programs.values() for site in program.websites})
+        sites = {site for program in bot.programs.values() for site in program.websites}
+        configured = bot.package.config.get("website", "").strip()
+        if configured:
+            sites.add((configured, ""))
         if not sites:
             return
-        task = asyncio.create_task(self._register_all(bot, sites), name=f"websites-{bot.name}")
+        task = asyncio.create_task(
+            self._register_all(bot, sorted(sites)), name=f"websites-{bot.name}"
+        )
         self._registering.add(task)
         task.add_done_callback(self._registering.discard)
 
