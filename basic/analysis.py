@@ -49,6 +49,8 @@ class Analysis:
     warnings: list[BasicWarning] = field(default_factory=list)
     webhooks: tuple[str, ...] = ()
     tables: tuple[n.TableSchema, ...] = ()
+    # USE WEBSITE lines with a quoted URL: (url, refresh or ""), registered as the file loads
+    websites: tuple[tuple[str, str], ...] = ()
 
 
 class _Checker:
@@ -62,6 +64,7 @@ class _Checker:
         self.references: list[Reference] = []
         self.schedules: list[str] = []
         self.webhooks: list[str] = []
+        self.websites: list[tuple[str, str]] = []
         self.warnings: list[BasicWarning] = list(module.warnings)
         self.variables: set[str] = set()
 
@@ -116,6 +119,7 @@ class _Checker:
             self.warnings,
             tuple(self.webhooks),
             self.module.tables,
+            tuple(self.websites),
         )
 
     # -- statements
@@ -209,6 +213,8 @@ class _Checker:
                 if isinstance(name, n.Const) and isinstance(name.value, str):
                     tool = name.value.strip().lower().removesuffix(".bas")
                     self.references.append(Reference("tool", tool, s.line, s.column))
+            if s.keyword == "USE WEBSITE" and s.args:
+                self.use_website(s.args)
         elif isinstance(s, n.HostStmt):
             self.expr(s.call, s)
         elif isinstance(s, n.Param):
@@ -219,6 +225,20 @@ class _Checker:
             if not top:
                 self.error(s.line, s.column, "DESCRIPTION must be at the top level of the file")
             self.description = s
+
+    def use_website(self, args: tuple[n.Expr, ...]) -> None:
+        """General Bots' preprocessor registers each ``USE WEBSITE "url" [REFRESH "every"]``
+        of a file for crawling as the file loads, wherever the line is."""
+        url, refresh = args[0], args[1] if len(args) > 1 else None
+        if not isinstance(url, n.Const) or not isinstance(url.value, str):
+            return  # a computed URL is registered when the line runs
+        every = ""
+        if isinstance(refresh, n.Const) and isinstance(refresh.value, str):
+            every = refresh.value
+        elif refresh is not None:
+            return
+        if (url.value, every) not in self.websites:
+            self.websites.append((url.value, every))
 
     def set_schedule(self, s: n.SetSchedule, *, top: bool) -> None:
         """A declaration, as in General Bots, whose preprocessor registers every SET SCHEDULE

@@ -78,6 +78,12 @@ class Program:
         bot, run at each of them."""
         return self.analysis.schedules
 
+    @property
+    def websites(self) -> tuple[tuple[str, str], ...]:
+        """The ``(url, refresh)`` of its ``USE WEBSITE`` lines with a quoted URL (refresh
+        ``""`` when not given): the bot crawls them from the moment the file loads."""
+        return self.analysis.websites
+
 
 def program_name(filename: str) -> str:
     base = os.path.basename(filename.replace("\\", "/"))

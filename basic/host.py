@@ -62,7 +62,11 @@ class FullHost(Host, Protocol):
         (the interpreter logs it as a warning with ``file:line`` and the dialog goes on)."""
 
     async def use_website(self, url: str, refresh: str) -> None:
-        """USE WEBSITE url [REFRESH every]: register a website as a knowledge source."""
+        """USE WEBSITE url [REFRESH every]: crawl a website into the bot's knowledge base and
+        search it in this conversation (``refresh`` is ``""`` when not given)."""
+
+    async def clear_websites(self) -> None:
+        """CLEAR WEBSITES: the conversation stops searching the websites it named."""
 
     async def clear_tools(self) -> None: ...
 

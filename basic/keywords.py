@@ -39,6 +39,7 @@ STATEMENTS = _table(
     Keyword("WAIT", None, 1, 1),
     Keyword("CLEAR HEADERS", None, 0, 0),
     Keyword("USE WEBSITE", "use_website", 1, 2),
+    Keyword("CLEAR WEBSITES", "clear_websites", 0, 0),
     Keyword("ADD BOT", "add_bot", 3, 3),  # ADD BOT name WITH TRIGGER|TOOLS|SCHEDULE value
     Keyword("REMOVE BOT", "remove_bot", 1, 1),
     Keyword("SET USER", "set_user", 1, 1),

@@ -672,7 +672,7 @@ class Machine:
             self.headers.clear()
             return None
         if keyword == "USE WEBSITE":
-            refresh = to_text(args[1]) if len(args) > 1 else "1m"
+            refresh = to_text(args[1]) if len(args) > 1 else ""  # "": the bot's default
             return await self.host_wait(
                 self.capability("use_website", keyword)(to_text(args[0]), refresh)
             )
@@ -799,6 +799,7 @@ _CAPABILITY = {
     "USE TOOL": "use_tool",
     "ADD TOOL": "use_tool",
     "CLEAR TOOLS": "clear_tools",
+    "CLEAR WEBSITES": "clear_websites",
     "SEND MAIL": "send_mail",
     "SEND TEMPLATE": "send_template",
     "SEND TEMPLATE TO": "send_template_to",

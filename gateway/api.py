@@ -30,6 +30,7 @@ from gateway.keys import (
     PROACTIVE,
     SETTINGS,
     STORES,
+    WEBSITES,
 )
 from gateway.responses import json_error, json_response
 from gateway.sinks import CollectingSink, EventStreamSink, reply_json
@@ -270,6 +271,7 @@ async def reload_bot(request: web.Request) -> web.Response:
     await request.app[POLLERS].sync(bot.name)
     if request.app[SETTINGS].kb_ingest_on_load:
         request.app[INGESTER].ingest(bot.name, bot.package.path)
+    request.app[WEBSITES].loaded(bot)
     return json_response(
         {
             "bot": bot.name,

@@ -34,6 +34,7 @@ from gateway.keys import (
     PROACTIVE,
     SETTINGS,
     STORES,
+    WEBSITES,
 )
 from gateway.live import live_feeds
 from gateway.polling import TelegramPollers
@@ -44,7 +45,7 @@ from pipeline.dispatcher import Dispatcher
 from pipeline.handoff import HandoffDesk
 from pipeline.handoff_sweep import HandoffSweeper
 from pipeline.kb.local_embedder import load_local_embedder
-from pipeline.kb.service import open_knowledge_base
+from pipeline.kb.service import KnowledgeBase, open_knowledge_base
 from pipeline.knowledge import PackageIngester, knowledge_search
 from pipeline.llm_cache import LLMCache
 from pipeline.mail import MailSettings, SmtpMailer
@@ -53,6 +54,9 @@ from pipeline.outbound_http import OutboundHttp
 from pipeline.proactive import ProactiveSender
 from pipeline.scheduler import Scheduler
 from pipeline.services import Services
+from pipeline.websites import WebsiteCrawler
+from storage.base import StorageError
+from storage.kb_websites import PostgresKbWebsites
 from storage.outbox import PostgresProactiveOutbox
 from storage.services import Stores, open_stores
 
@@ -119,6 +123,22 @@ def build_llm_cache(stores: Stores) -> LLMCache:
     return LLMCache(stores.answers, embedder=load_local_embedder())
 
 
+def build_website_crawler(
+    stores: Stores, kb: KnowledgeBase, http: OutboundHttp, registry: BotRegistry
+) -> WebsiteCrawler:
+    """The crawler of the websites bots name (USE WEBSITE), into ``kb``, through ``http``;
+    a crawl that changed a bot's knowledge drops its cached LLM answers (in the stores: the
+    gateway's cache, or Redis shared with every instance)."""
+
+    async def changed(bot: str) -> None:
+        try:
+            await stores.answers.bump_kb_version(bot)
+        except StorageError as e:  # the answers then live out their ttl
+            log.error("llm cache: bot %s: could not record a website's change: %s", bot, e)
+
+    return WebsiteCrawler(kb, PostgresKbWebsites(stores.pool), http, registry, on_change=changed)
+
+
 def build_services(
     stores: Stores,
     http: OutboundHttp,
@@ -127,11 +147,13 @@ def build_services(
     hub: ChannelHub | None = None,
     llm_cache: LLMCache | None = None,
     bots: BotRegistry | None = None,
+    websites: WebsiteCrawler | None = None,
 ) -> Services:
     """What turns may use: the stores, the dialogs' HTTP client, the mail sender
     (``SMTP_*`` from the environment unless ``mail`` is given), with the ``hub``
-    proactive messages (TALK TO), the LLM cache (one on the stores unless given), and with
-    the ``bots`` human handoff (TRANSFER TO HUMAN)."""
+    proactive messages (TALK TO), the LLM cache (one on the stores unless given), with
+    the ``bots`` human handoff (TRANSFER TO HUMAN), and with ``websites`` USE WEBSITE's
+    crawls."""
     return Services(
         conversations=stores.conversations,
         locks=stores.locks,
@@ -142,6 +164,7 @@ def build_services(
         proactive=build_proactive(stores, hub) if hub is not None else None,
         llm_cache=build_llm_cache(stores) if llm_cache is None else llm_cache,
         handoffs=build_handoffs(stores, bots, hub) if bots is not None else None,
+        websites=websites,
     )
 
 
@@ -230,9 +253,18 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
             assert loaded is not None
             ingester.ingest(name, loaded.package.path)
     http = OutboundHttp()
+    websites = build_website_crawler(stores, kb, http, registry)
+    app[WEBSITES] = websites
     try:
         await http.open()
-        services = build_services(stores, http, hub=hub, llm_cache=llm_cache, bots=registry)
+        # USE WEBSITE lines with a quoted URL: crawled from the moment the bot loads.
+        for name in registry.names():
+            loaded = registry.get(name)
+            assert loaded is not None
+            websites.loaded(loaded)
+        services = build_services(
+            stores, http, hub=hub, llm_cache=llm_cache, bots=registry, websites=websites
+        )
         assert services.proactive is not None and services.handoffs is not None
         app[PROACTIVE] = services.proactive
         app[HANDOFFS] = services.handoffs
@@ -256,6 +288,7 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
         delivery.start()
         scheduler.start()
         sweeper.start()
+        websites.start()
         for name in registry.names():
             await pollers.sync(name)
         app[POLLERS] = pollers
@@ -268,6 +301,7 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
             await path.stop()
             await delivery.stop()
     finally:
+        await websites.stop()  # running crawls hand their sites back, progress kept
         await ingester.close()
         await kb.close()
         await registry.close()  # the bots' model providers

@@ -1,4 +1,4 @@
-"""The ``botserver`` command: serve, migrate, check, chat, keys and telegram set-webhook."""
+"""The ``botserver`` command: serve, migrate, check, chat, keys, kb and telegram set-webhook."""
 
 from __future__ import annotations
 
@@ -291,6 +291,69 @@ async def _kb_ingest(settings: Settings, bot: str, path: Path) -> int:
     return 0
 
 
+def cmd_kb_crawl(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _configure_logging("WARNING")
+    path = Path(args.bot)
+    if path.is_dir() and path.name.endswith(".gbai"):
+        settings = settings.with_overrides(bots_dir=path.parent)
+    name = path.name.removesuffix(".gbai")
+    return asyncio.run(_kb_crawl(settings, name, args.url, args.refresh or ""))
+
+
+async def _kb_crawl(settings: Settings, name: str, url: str, refresh: str) -> int:
+    from gateway.app import build_website_crawler
+    from pipeline.kb.service import open_knowledge_base
+    from pipeline.kb.web_urls import InvalidWebsite
+    from pipeline.websites import InvalidRefresh, WebsiteBusy
+
+    registry = BotRegistry(settings.bots_dir, environ={})  # no model is needed to crawl
+    await registry.load_all()
+    bot = registry.get(name)
+    if bot is None:
+        print(f"error: no bot {name!r} in {settings.bots_dir}", file=sys.stderr)
+        return 1
+
+    def tell(page: str, outcome: str) -> None:
+        print(f"{outcome} {page}", file=sys.stderr)
+
+    stores = await open_stores(settings)
+    http = OutboundHttp()
+    try:
+        await http.open()
+        kb = await open_knowledge_base(
+            stores.pool,
+            settings.data_dir,
+            qdrant_url=settings.qdrant_url,
+            qdrant_api_key=settings.qdrant_api_key,
+        )
+        try:
+            crawler = build_website_crawler(stores, kb, http, registry)
+            report = await crawler.crawl_now(bot, url, refresh=refresh, on_page=tell)
+            await kb.indexing()
+        except (InvalidWebsite, InvalidRefresh, WebsiteBusy) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        finally:
+            await kb.close()
+    finally:
+        await http.close()
+        await stores.close()
+        await registry.close()
+    result = report.result
+    for page, reason in result.skipped:
+        print(f"skipped {page}: {reason}", file=sys.stderr)
+    if report.error is not None:
+        print(f"error: {report.url} not crawled: {report.error}", file=sys.stderr)
+        return 1
+    print(
+        f"{result.indexed} indexed, {result.unchanged} unchanged, {result.removed} removed, "
+        f"{result.skipped_count} skipped; {report.pages} pages of {report.url} in collection "
+        f"{report.collection} ({result.stop.value}) in {report.seconds:.1f} s"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="botserver", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -359,6 +422,17 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("bot", metavar="BOT", help="a bot name, or a path to a .gbai package")
     common(ingest)
     ingest.set_defaults(func=cmd_kb_ingest)
+    crawl = kb_sub.add_parser(
+        "crawl", help="crawl a website into the bot's knowledge base now, as USE WEBSITE does"
+    )
+    crawl.add_argument("bot", metavar="BOT", help="a bot name, or a path to a .gbai package")
+    crawl.add_argument("url", metavar="URL", help="the site's start page (http or https)")
+    crawl.add_argument(
+        "--refresh",
+        help="crawl it again after this long (12h, 1d, 1w, 1m; default website-expires or 1m)",
+    )
+    common(crawl)
+    crawl.set_defaults(func=cmd_kb_crawl)
 
     telegram = sub.add_parser("telegram", help="manage a bot's Telegram channel")
     telegram_sub = telegram.add_subparsers(dest="telegram_command", required=True)

@@ -19,6 +19,7 @@ from pipeline.knowledge import PackageIngester
 from pipeline.llm_cache import LLMCache
 from pipeline.message_path import MessagePath
 from pipeline.proactive import ProactiveSender
+from pipeline.websites import WebsiteCrawler
 from storage.services import Stores
 
 if TYPE_CHECKING:  # gateway.auth reads the stores through these keys
@@ -36,6 +37,7 @@ POLLERS = web.AppKey("pollers", TelegramPollers)
 KNOWLEDGE = web.AppKey("knowledge", KnowledgeBase)
 INGESTER = web.AppKey("ingester", PackageIngester)
 LLM_CACHE = web.AppKey("llm_cache", LLMCache)
+WEBSITES = web.AppKey("websites", WebsiteCrawler)
 WEBSOCKETS = web.AppKey("websockets", set[web.WebSocketResponse])
 HANDOFFS = web.AppKey("handoffs", HandoffDesk)
 LIVE = web.AppKey("live", LiveFeeds)

@@ -50,8 +50,8 @@ THREAD_ABOVE_CHARS = 20_000
 class KnowledgeQuery:
     """A search of the bot's knowledge base for the user's question.
 
-    ``collections`` are the session's active ones (``USE KB``), possibly none: the callable
-    decides what an empty choice searches.
+    ``collections`` are the session's active ones (``USE KB``, and ``USE WEBSITE``'s site
+    collections), possibly none: the callable decides what an empty choice searches.
     """
 
     bot: str

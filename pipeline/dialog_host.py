@@ -31,6 +31,7 @@ from basic.tools import is_tool
 from pipeline import templates
 from pipeline.errors import TurnRejected
 from pipeline.handoff import CRM_DISABLED, priority_of
+from pipeline.kb.web_urls import InvalidWebsite, website_url
 from pipeline.llm import CompletionRequest, LLMError, UserMessage
 from pipeline.mail import MailError
 from pipeline.outbound_http import HttpCallError
@@ -38,6 +39,7 @@ from pipeline.proactive import ProactiveSender, Recipient
 from pipeline.session_state import SessionState, Website, read_state, write_state
 from pipeline.table_conditions import ConditionError, parse_conditions
 from pipeline.turn import Turn
+from pipeline.websites import InvalidRefresh, refresh_seconds
 from storage.base import Condition, MemoryStore, StorageError, TableStore, TransferItem
 
 log = logging.getLogger(__name__)
@@ -310,10 +312,31 @@ class DialogHost:
         self._changed()
 
     async def use_website(self, url: str, refresh: str) -> None:
-        """Register a website as a knowledge source of the session (crawled by the knowledge
-        base once it exists)."""
-        websites = [w for w in self.state.websites if w.url != url]
-        self.state.websites = [*websites, Website(url, refresh)]
+        """Crawl the site into the bot's knowledge base (registered once per bot; the crawl
+        runs in the background, never in this turn) and search it in this conversation."""
+        crawler = self._services.websites
+        try:
+            if crawler is None:  # no knowledge base in this process (the terminal chat)
+                normalized = website_url(url)
+                if refresh.strip():
+                    refresh_seconds(refresh)
+                log.warning(
+                    "bot %s: USE WEBSITE %s: no knowledge base here, so it is not crawled",
+                    self._bot.name,
+                    normalized,
+                )
+            else:
+                with _infrastructure("USE WEBSITE"):
+                    normalized = await crawler.use(self._bot, url, refresh)
+        except (InvalidWebsite, InvalidRefresh) as e:
+            raise ScriptError(f"USE WEBSITE: {e}") from e
+        websites = [w for w in self.state.websites if w.url != normalized]
+        self.state.websites = [*websites, Website(normalized, refresh.strip())]
+        self._changed()
+
+    async def clear_websites(self) -> None:
+        """The conversation stops searching the websites it named (they stay crawled)."""
+        self.state.websites = []
         self._changed()
 
     async def session_field(self, name: str) -> Any:

@@ -151,7 +151,7 @@ async def _search(
 ) -> Sequence[KnowledgePassage]:
     if knowledge is None or not question.strip():
         return ()
-    query = KnowledgeQuery(turn.bot.name, question, tuple(state.knowledge_bases))
+    query = KnowledgeQuery(turn.bot.name, question, state.searched_collections())
     try:
         return await knowledge(query)
     except Exception:  # the answer can do without passages; the failure is logged

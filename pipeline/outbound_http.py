@@ -1,4 +1,5 @@
-"""HTTP calls made by dialogs (GET "https://…", POST, PUT, PATCH, DELETE HTTP).
+"""HTTP calls made by dialogs (GET "https://…", POST, PUT, PATCH, DELETE HTTP) and by the
+website crawler (USE WEBSITE, see :mod:`pipeline.kb.crawl`).
 
 Two client sessions share the process: a guarded one, whose every socket is checked against
 the address it is about to connect to (after DNS, on each redirect hop, so a name that
@@ -98,21 +99,90 @@ class OutboundHttp:
                 if response.status >= 400:
                     raise HttpCallError(f"{what} answered {response.status} {response.reason}")
                 return _decode(response, raw)
-        except TimeoutError as e:
-            raise HttpCallError(f"{what} took longer than {policy.timeout:g} s") from e
-        except aiohttp.TooManyRedirects as e:
-            raise HttpCallError(f"{what}: more than {MAX_REDIRECTS} redirects") from e
-        except aiohttp.ClientConnectorError as e:
-            if _refused(e):
-                raise HttpCallError(
-                    f"{what}: refused to connect to {e.host}, a private, loopback or reserved "
-                    "address (set 'HTTP Allow Private' to true in config.csv to allow it)"
-                ) from e
-            raise HttpCallError(f"{what}: cannot connect ({e.os_error})") from e
-        except aiohttp.InvalidURL as e:
-            raise HttpCallError(f"{what}: invalid URL") from e
-        except aiohttp.ClientError as e:
-            raise HttpCallError(f"{what} failed: {type(e).__name__}: {e}") from e
+        except (TimeoutError, aiohttp.ClientError) as e:
+            raise _call_error(e, what, policy.timeout) from e
+
+    async def fetch(
+        self,
+        url: str,
+        *,
+        policy: HttpPolicy,
+        max_bytes: int,
+        headers: Mapping[str, str] | None = None,
+        within: float | None = None,
+        wanted: Callable[[str], bool] = lambda content_type: True,
+    ) -> Fetched:
+        """GET ``url`` without following redirects (the caller decides about each hop).
+
+        The body is read only for a 200 whose content type ``wanted`` accepts, and cut at
+        ``max_bytes`` (``truncated`` says so) rather than refused; it gives up after the
+        policy's timeout or ``within`` seconds, whichever is shorter. Raises
+        :class:`HttpCallError` for refused addresses, timeouts and connection failures;
+        an error status is returned, not raised.
+        """
+        session = self._open if policy.allow_private else self._guarded
+        if session is None:
+            raise HttpCallError("the HTTP client is not open")
+        what = f"GET {url}"
+        if not url.lower().startswith(("http://", "https://")):
+            raise HttpCallError(f"{what}: only http and https URLs can be called")
+        seconds = policy.timeout if within is None else min(within, policy.timeout)
+        try:
+            async with session.get(
+                url,
+                headers=dict(headers or {}),
+                timeout=aiohttp.ClientTimeout(total=seconds),
+                allow_redirects=False,
+            ) as response:
+                content_type = response.content_type.lower()
+                body, truncated = b"", False
+                if response.status == 200 and wanted(content_type):
+                    body, truncated = await _read_cut(response, max_bytes)
+                return Fetched(
+                    url=url,
+                    status=response.status,
+                    content_type=content_type,
+                    charset=response.charset,
+                    location=response.headers.get("Location"),
+                    robots_tag=", ".join(response.headers.getall("X-Robots-Tag", [])),
+                    body=body,
+                    truncated=truncated,
+                )
+        except (TimeoutError, aiohttp.ClientError) as e:
+            raise _call_error(e, what, seconds) from e
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One response of :meth:`OutboundHttp.fetch`: its status and headers that matter, and
+    its body (empty unless read), cut at the size asked for when ``truncated``."""
+
+    url: str
+    status: int
+    content_type: str
+    charset: str | None
+    location: str | None
+    robots_tag: str
+    body: bytes
+    truncated: bool
+
+
+def _call_error(error: BaseException, what: str, timeout: float) -> HttpCallError:
+    """The words a bot author understands for a failed call."""
+    if isinstance(error, TimeoutError):
+        return HttpCallError(f"{what} took longer than {timeout:g} s")
+    if isinstance(error, aiohttp.TooManyRedirects):
+        return HttpCallError(f"{what}: more than {MAX_REDIRECTS} redirects")
+    if isinstance(error, aiohttp.ClientConnectorError):
+        if _refused(error):
+            return HttpCallError(
+                f"{what}: refused to connect to {error.host}, a private, loopback or reserved "
+                "address (set 'HTTP Allow Private' to true in config.csv to allow it)"
+            )
+        return HttpCallError(f"{what}: cannot connect ({error.os_error})")
+    if isinstance(error, aiohttp.InvalidURL):
+        return HttpCallError(f"{what}: invalid URL")
+    return HttpCallError(f"{what} failed: {type(error).__name__}: {error}")
 
 
 def _refused(error: aiohttp.ClientConnectorError) -> bool:
@@ -135,6 +205,19 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int, what: str) 
             raise HttpCallError(f"{what}: response larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _read_cut(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        if size + len(chunk) > limit:
+            # The rest is not read: the connection is closed rather than drained.
+            chunks.append(chunk[: limit - size])
+            return b"".join(chunks), True
+        size += len(chunk)
+        chunks.append(chunk)
+    return b"".join(chunks), False
 
 
 def _decode(response: aiohttp.ClientResponse, raw: bytes) -> Any:

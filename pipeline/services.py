@@ -9,6 +9,7 @@ from pipeline.llm_cache import LLMCache
 from pipeline.mail import SmtpMailer
 from pipeline.outbound_http import OutboundHttp
 from pipeline.proactive import ProactiveSender
+from pipeline.websites import WebsiteCrawler
 from storage.base import ConversationStore, Locks, MemoryStore, TableStore
 
 
@@ -29,3 +30,4 @@ class Services:
     proactive: ProactiveSender | None = None  # TALK TO
     llm_cache: LLMCache | None = None  # the semantic cache in front of the LLM stage
     handoffs: HandoffDesk | None = None  # TRANSFER TO HUMAN, and the agents' side
+    websites: WebsiteCrawler | None = None  # USE WEBSITE (with the knowledge base)

@@ -13,9 +13,10 @@ never spelled anywhere else.  The layout (``version`` 1)::
      "system_prompt": "..." | null,       BEGIN SYSTEM PROMPT
      "context": {"name": "text"},         SET CONTEXT
      "tools": ["get-price"],              USE TOOL / ADD TOOL
-     "knowledge_bases": ["products"],     USE KB (searched once the knowledge base exists)
-     "websites": [{"url", "refresh"}],    USE WEBSITE (crawled once the knowledge base exists)
-     "pending_tool": {...} | null,        a tool the model called that waits on HEAR
+     "knowledge_bases": ["products"],     USE KB: the collections searched
+     "websites": [{"url", "refresh"}],    USE WEBSITE: sites crawled into the bot's knowledge
+                                          base, their collections searched too
+     "pending_tool": {...} | null}        a tool the model called that waits on HEAR
                                           (pipeline.tool_loop.PendingTool)
      "needs_human": false}                TRANSFER TO HUMAN handed the conversation to a
                                           person (General Bots' name): its handoff
@@ -31,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.kb.web_urls import website_collection
 from storage.base import Session
 
 SESSION_STATE_VERSION = 1
@@ -42,10 +44,16 @@ class SessionStateError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Website:
-    """A website registered as a knowledge source by ``USE WEBSITE url [REFRESH every]``."""
+    """A website the conversation searches, named by ``USE WEBSITE url [REFRESH every]``
+    (``url`` normalized; ``refresh`` as the dialog wrote it, ``""`` for the bot's default)."""
 
     url: str
-    refresh: str = "1m"
+    refresh: str = ""
+
+    @property
+    def collection(self) -> str:
+        """The knowledge-base collection its pages are indexed in."""
+        return website_collection(self.url)
 
 
 @dataclass(slots=True)
@@ -87,7 +95,7 @@ class SessionState:
             tools=[str(t) for t in data.get("tools") or ()],
             knowledge_bases=[str(k) for k in data.get("knowledge_bases") or ()],
             websites=[
-                Website(str(w["url"]), str(w.get("refresh") or "1m"))
+                Website(str(w["url"]), str(w.get("refresh") or ""))
                 for w in data.get("websites") or ()
             ],
             pending_tool=dict(pending_tool) if isinstance(pending_tool, Mapping) else None,
@@ -114,6 +122,14 @@ class SessionState:
     def add_suggestion(self, key: str, label: str) -> None:
         self.suggestions = [s for s in self.suggestions if s[0] != key]
         self.suggestions.append((key, label))
+
+    def searched_collections(self) -> tuple[str, ...]:
+        """The collections a question searches: ``USE KB``'s, then ``USE WEBSITE``'s (none:
+        the knowledge base decides, and searches all of the bot's)."""
+        names = list(self.knowledge_bases)
+        for website in self.websites:
+            self.add_unique(names, website.collection)
+        return tuple(names)
 
     def add_unique(self, items: list[str], name: str) -> None:
         if name not in items:

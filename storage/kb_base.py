@@ -181,7 +181,8 @@ class DocumentStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class KbDocument:
-    """One file of a bot's knowledge base as last ingested (a ``kb_documents`` row)."""
+    """One file of a bot's knowledge base as last ingested (a ``kb_documents`` row); a
+    crawled web page's ``source`` is its URL."""
 
     collection: str
     source: str
@@ -196,8 +197,8 @@ class KbDocument:
 class KbDocuments(Protocol):
     """The ``kb_documents`` rows: which files of which bot are indexed, at which hash."""
 
-    async def list(self, bot: str) -> list[KbDocument]:
-        """Every tracked file of ``bot``."""
+    async def list(self, bot: str, *, collection: str | None = None) -> list[KbDocument]:
+        """Every tracked file of ``bot`` (of one of its collections when given)."""
         ...
 
     async def put(self, bot: str, document: KbDocument) -> None:

@@ -9,6 +9,7 @@ from storage.kb_base import DocumentStatus, KbDocument
 _LIST = """
 SELECT collection, source_path, content_hash, embedding_id, status, chunk_count, pages, error
 FROM kb_documents WHERE bot_id = $1 AND source_path IS NOT NULL
+    AND ($2::text IS NULL OR collection = $2)
 ORDER BY collection, source_path
 """
 
@@ -32,8 +33,8 @@ class PostgresKbDocuments:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def list(self, bot: str) -> list[KbDocument]:
-        rows = await self._pool.fetch(_LIST, bot)
+    async def list(self, bot: str, *, collection: str | None = None) -> list[KbDocument]:
+        rows = await self._pool.fetch(_LIST, bot, collection)
         return [
             KbDocument(
                 collection=r["collection"],

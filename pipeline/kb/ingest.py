@@ -7,7 +7,9 @@ is removed from the index and the rows. Each file's row is written
 half-way is resumed by the next one. A collection whose chunk count in the
 index disagrees with its rows (an index wiped or restored) is indexed again
 whole. An unreadable file (corrupt, encrypted) is logged, recorded as
-``skipped`` with its reason, and ingestion goes on.
+``skipped`` with its reason, and ingestion goes on. Rows of crawled web pages (their source
+is a URL, see :mod:`pipeline.websites`) are the crawler's and left alone here;
+:func:`index_document` indexes both kinds.
 
 Reading, parsing and chunking run in an executor, and so does a local
 embedding model; nothing CPU-bound runs on the event loop.
@@ -28,6 +30,7 @@ from pipeline.kb.chunking import Chunk, chunk_sections
 from pipeline.kb.documents import ReadDocument, UnreadableDocument
 from pipeline.kb.embedders import Embedder, EmbeddingFailed
 from pipeline.kb.readers import SUPPORTED_SUFFIXES, read_document
+from pipeline.kb.web_urls import is_web_source
 from storage.kb_base import (
     DocumentStatus,
     IndexedChunk,
@@ -111,10 +114,15 @@ async def ingest_bot(
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
     report = IngestReport()
-    rows = {(d.collection, d.source): d for d in await documents.list(bot)}
+    # Crawled pages (USE WEBSITE) are the website crawler's: a package never removes them.
+    rows = {
+        (d.collection, d.source): d
+        for d in await documents.list(bot)
+        if not is_web_source(d.source)
+    }
     files = await loop.run_in_executor(executor, scan_collections, kb_dir)
     model = embedding_id(embedder)
-    stale = await _collections_out_of_step(bot, index, rows)
+    stale = await collections_out_of_step(bot, index, rows)
     total = len(files) + len(rows.keys() - files.keys())
     done = 0
 
@@ -132,15 +140,13 @@ async def ingest_bot(
     for (collection, source), path in sorted(files.items()):
         data, digest = await loop.run_in_executor(executor, _read_bytes, path)
         row = rows.get((collection, source))
-        if row is not None and _up_to_date(row, digest, model) and collection not in stale:
+        if row is not None and up_to_date(row, digest, model) and collection not in stale:
             report.unchanged += 1
             done += 1
             tell(collection, source, "unchanged", row.chunk_count)
             continue
-        pending = KbDocument(collection, source, digest, model, DocumentStatus.INDEXING)
-        await documents.put(bot, pending)
         try:
-            read, chunks = await loop.run_in_executor(executor, _read_and_chunk, source, data)
+            read = await loop.run_in_executor(executor, read_document, source, data)
         except UnreadableDocument as e:
             log.warning("kb: bot %r: %s/%s skipped: %s", bot, collection, source, e.reason)
             await index.delete_source(bot, collection, source)
@@ -154,31 +160,65 @@ async def ingest_bot(
             done += 1
             tell(collection, source, "skipped")
             continue
-        indexed, used = await _embed(bot, f"{collection}/{source}", chunks, embedder)
-        space = embedder.space if used and embedder is not None else None
-        await index.replace_source(bot, collection, source, indexed, space=space)
-        await documents.put(
+        chunks = await index_document(
             bot,
-            KbDocument(
-                collection,
-                source,
-                digest,
-                model if used else "",
-                DocumentStatus.INDEXED,
-                chunk_count=len(indexed),
-                pages=read.pages,
-            ),
+            collection,
+            source,
+            read,
+            digest,
+            index=index,
+            documents=documents,
+            embedder=embedder,
+            executor=executor,
         )
         report.indexed += 1
-        report.chunks += len(indexed)
+        report.chunks += chunks
         report.pages += read.pages or 0
         done += 1
-        tell(collection, source, "indexed", len(indexed))
+        tell(collection, source, "indexed", chunks)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _up_to_date(row: KbDocument, digest: str, model: str) -> bool:
+async def index_document(
+    bot: str,
+    collection: str,
+    source: str,
+    read: ReadDocument,
+    digest: str,
+    *,
+    index: KnowledgeIndex,
+    documents: KbDocuments,
+    embedder: Embedder | None = None,
+    executor: Executor | None = None,
+) -> int:
+    """Index one document read from ``source`` (a package file, a crawled page) in place of
+    what was indexed of it; its row says ``indexing`` until its chunks are all written.
+    Chunking, and a local embedding model, run in the executor. How many chunks it has."""
+    loop = asyncio.get_running_loop()
+    model = embedding_id(embedder)
+    await documents.put(bot, KbDocument(collection, source, digest, model, DocumentStatus.INDEXING))
+    chunks = await loop.run_in_executor(executor, chunk_sections, read.sections)
+    indexed, used = await _embed(bot, f"{collection}/{source}", chunks, embedder)
+    space = embedder.space if used and embedder is not None else None
+    await index.replace_source(bot, collection, source, indexed, space=space)
+    await documents.put(
+        bot,
+        KbDocument(
+            collection,
+            source,
+            digest,
+            model if used else "",
+            DocumentStatus.INDEXED,
+            chunk_count=len(indexed),
+            pages=read.pages,
+        ),
+    )
+    return len(indexed)
+
+
+def up_to_date(row: KbDocument, digest: str, model: str) -> bool:
+    """Whether ``row`` already indexes content of ``digest`` with the embedder ``model``."""
     if row.content_hash != digest:
         return False
     if row.status is DocumentStatus.SKIPPED:
@@ -186,9 +226,10 @@ def _up_to_date(row: KbDocument, digest: str, model: str) -> bool:
     return row.status is DocumentStatus.INDEXED and row.embedding_id == model
 
 
-async def _collections_out_of_step(
+async def collections_out_of_step(
     bot: str, index: KnowledgeIndex, rows: dict[tuple[str, str], KbDocument]
 ) -> set[str]:
+    """The collections whose chunk count in the index disagrees with their rows'."""
     expected: dict[str, int] = {}
     interrupted: set[str] = set()  # collections with a file left half-written
     for (collection, _), row in rows.items():
@@ -234,8 +275,3 @@ async def _embed(
 def _read_bytes(path: Path) -> tuple[bytes, str]:
     data = path.read_bytes()
     return data, hashlib.sha256(data).hexdigest()
-
-
-def _read_and_chunk(source: str, data: bytes) -> tuple[ReadDocument, list[Chunk]]:
-    read = read_document(source, data)
-    return read, chunk_sections(read.sections)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline.kb.embedders import Embedder, EmbeddingFailed
+from pipeline.kb.web_urls import is_web_source
 from storage.kb_base import KbHit, KbQuery, KnowledgeIndex, SearchMode
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,9 @@ class Passage:
 
     @property
     def citation(self) -> str:
-        """Where it came from: ``botserver/telegram.md, p. 3 (Channels > Telegram)``."""
-        where = f"{self.collection}/{self.source}"
+        """Where it came from: ``botserver/telegram.md, p. 3 (Channels > Telegram)``, or a
+        crawled page's URL: ``https://example.com/docs/setup (Setup > Telegram)``."""
+        where = self.source if is_web_source(self.source) else f"{self.collection}/{self.source}"
         if self.page is not None:
             where += f", p. {self.page}"
         if self.heading:

@@ -15,11 +15,21 @@ from pathlib import Path
 
 import asyncpg
 
+from pipeline.kb.documents import ReadDocument
 from pipeline.kb.embedders import Embedder
-from pipeline.kb.ingest import IngestReport, ProgressCallback, find_kb_folder, ingest_bot
+from pipeline.kb.ingest import (
+    IngestReport,
+    ProgressCallback,
+    collections_out_of_step,
+    embedding_id,
+    find_kb_folder,
+    index_document,
+    ingest_bot,
+    up_to_date,
+)
 from pipeline.kb.local_embedder import load_local_embedder
 from pipeline.kb.retrieval import Passage, search_passages
-from storage.kb_base import DocumentStatus, KbDocuments, KnowledgeIndex, SearchMode
+from storage.kb_base import DocumentStatus, KbDocument, KbDocuments, KnowledgeIndex, SearchMode
 from storage.kb_documents import PostgresKbDocuments
 from storage.kb_open import open_knowledge_index
 
@@ -78,6 +88,62 @@ class KnowledgeBase:
             report.seconds,
         )
         return report
+
+    # -- documents indexed one by one (crawled web pages, see pipeline.websites) ------------
+
+    @property
+    def executor(self) -> Executor | None:
+        """Where the knowledge base's CPU work runs (None: the loop's default executor)."""
+        return self._executor
+
+    async def documents(self, bot: str, collection: str) -> list[KbDocument]:
+        """The rows of one of ``bot``'s collections."""
+        return await self._documents.list(bot, collection=collection)
+
+    async def out_of_step(self, bot: str, collection: str, rows: Sequence[KbDocument]) -> bool:
+        """Whether the index holds other chunks of ``collection`` than its rows count (the
+        index was wiped or restored): then each document is indexed again."""
+        stale = await collections_out_of_step(
+            bot, self.index, {(r.collection, r.source): r for r in rows}
+        )
+        return collection in stale
+
+    async def index_one(
+        self,
+        bot: str,
+        collection: str,
+        source: str,
+        read: ReadDocument,
+        digest: str,
+        *,
+        known: KbDocument | None = None,
+    ) -> bool:
+        """Index one document read from ``source``, unless ``known`` (its row) says the same
+        text is indexed with the same embedder already; True when it was (re)indexed."""
+        embedder = self._embedder_for(bot)
+        if known is not None and up_to_date(known, digest, embedding_id(embedder)):
+            return False
+        await index_document(
+            bot,
+            collection,
+            source,
+            read,
+            digest,
+            index=self.index,
+            documents=self._documents,
+            embedder=embedder,
+            executor=self._executor,
+        )
+        return True
+
+    async def remove_one(self, bot: str, collection: str, source: str) -> None:
+        """Remove one document from the index and the rows."""
+        await self.index.delete_source(bot, collection, source)
+        await self._documents.remove(bot, collection, source)
+
+    def changed(self) -> None:
+        """Documents were indexed or removed one by one: rebuild the search indexes soon."""
+        self._optimize_soon()
 
     async def collections(self, bot: str) -> list[str]:
         """The bot's collections that have indexed files, sorted."""

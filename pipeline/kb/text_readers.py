@@ -115,8 +115,13 @@ class _HtmlText(HTMLParser):
 
 def read_html(data: bytes) -> list[Section]:
     """An HTML page's visible text, a section per heading (scripts and styles dropped)."""
+    return read_html_text(decode(data))
+
+
+def read_html_text(text: str) -> list[Section]:
+    """:func:`read_html` of a page already decoded (a web page, with its charset)."""
     parser = _HtmlText()
-    parser.feed(decode(data))
+    parser.feed(text)
     parser.close()
     return parser.sections
 

@@ -79,14 +79,15 @@ async def test_a_tool_that_does_not_exist_is_a_warning_and_the_dialog_goes_on(
 
 
 async def test_use_kb_and_use_website_are_recorded_for_the_session(make_turn: MakeTurn) -> None:
-    turn = make_turn("llm-tools")
+    turn = make_turn("llm-tools")  # no website crawler here: the sites are only recorded
     said = await run(
         turn,
         """
         USE KB "products.gbkb"
         USE KB "manuals"
         USE WEBSITE "https://example.com/docs" REFRESH "1d"
-        USE_WEBSITE("https://example.com/blog", "30d")
+        USE_WEBSITE("HTTPS://Example.com:443/blog/#latest", "30d")
+        USE WEBSITE "https://example.com/docs"
         CLEAR KB "manuals"
         TALK "Welcome"
         """,
@@ -96,10 +97,46 @@ async def test_use_kb_and_use_website_are_recorded_for_the_session(make_turn: Ma
     state = turn.session.state
     assert state["knowledge_bases"] == ["products"]
     assert state["websites"] == [
-        {"url": "https://example.com/docs", "refresh": "1d"},
-        {"url": "https://example.com/blog", "refresh": "30d"},
+        {"url": "https://example.com/blog/", "refresh": "30d"},  # one spelling per site
+        {"url": "https://example.com/docs", "refresh": ""},  # named again: the bot's default
     ]
     assert state["version"] == 1
+    # The questions of this conversation search its collections and its sites'.
+    assert read_state(turn.session).searched_collections() == (
+        "products",
+        "website_example_com_blog",
+        "website_example_com_docs",
+    )
+
+
+async def test_clear_websites_ends_the_search_of_the_sites(make_turn: MakeTurn) -> None:
+    turn = make_turn("llm-tools")
+    await run(turn, 'USE WEBSITE "https://example.com/"\nUSE KB "faq"\nCLEAR WEBSITES\n')
+    assert turn.session is not None
+    assert read_state(turn.session).websites == []
+    assert read_state(turn.session).searched_collections() == ("faq",)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('USE WEBSITE "ftp://example.com/"', "it must start with http:// or https://"),
+        ('USE WEBSITE "example.com"', "it must start with http:// or https://"),
+        ('USE WEBSITE "https://user:secret@example.com/"', "user name or password cannot be"),
+        ('USE WEBSITE "https://exa mple.com:x/"', "not a website URL that can be crawled"),
+        ('USE WEBSITE "https://example.com/" REFRESH "soon"', "not an interval"),
+        ('USE WEBSITE "https://example.com/" REFRESH "0d"', "not an interval"),
+    ],
+)
+async def test_a_website_that_cannot_be_crawled_is_the_dialogs_error(
+    make_turn: MakeTurn, line: str, message: str
+) -> None:
+    turn = make_turn("llm-tools")
+    with pytest.raises(BasicRuntimeError, match=message) as error:
+        await run(turn, line)
+    assert str(error.value).startswith("test.bas:1: USE WEBSITE: ")
+    assert "secret" not in str(error.value)
+    assert turn.session is not None and read_state(turn.session).websites == []
 
 
 SESSION_FIELDS = [
