@@ -16,7 +16,9 @@ ADMIN_TOKEN = "gateway-tests-admin-token"
 def hs256_token(*, sub: str = "test-app", roles: list[str] | None = None, **claims: Any) -> str:
     """A JWT the test gateway accepts (unless ``claims`` spoil it)."""
     now = int(time.time())
-    payload: dict[str, Any] = {"sub": sub, "iss": ISSUER, "aud": AUDIENCE, "exp": now + 600}
+    # Valid for hours: modules make their tokens when they are imported, and a whole run of
+    # the suite on a loaded machine reaches the last of them well over ten minutes later.
+    payload: dict[str, Any] = {"sub": sub, "iss": ISSUER, "aud": AUDIENCE, "exp": now + 6 * 3600}
     if roles is not None:
         payload["roles"] = roles
     payload.update(claims)
