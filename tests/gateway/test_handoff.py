@@ -84,13 +84,13 @@ def bots(tmp_path: Path, telegram: FakeBotApi, receiver: Receiver) -> Path:
         },
         dialog,
     )
-    # A bot whose agents are quick to give up: 3 s of silence returns the conversation.
+    # A bot whose agents are quick to give up: 6 s of silence returns the conversation.
     write_bot(
         folder,
         "hasty",
         {
             "crm-enabled": "true",
-            "queue-timeout-minutes": "0.05",
+            "queue-timeout-minutes": "0.1",
             "queue-timeout-message": "Nobody answered in time; the assistant is back.",
         },
         dialog,
@@ -448,7 +448,7 @@ async def test_an_abandoned_conversation_returns_to_the_bot_with_a_message(clien
     session_id = (await turn(ws, "human"))[-1]["session_id"]
     base = f"/api/v1/bots/hasty/handoffs/{session_id}"
     assert (await call(client, "POST", f"{base}/take", ALAN))[0] == 200
-    # The agent answers once, then says nothing: 3 s later the bot has it back.
+    # The agent answers once, then says nothing: 6 s later the bot has it back.
     assert (await call(client, "POST", f"{base}/messages", ALAN, text="One moment."))[0] == 201
     assert (await until_frame(ws, type="message"))["text"] == "One moment."
     notice = await until_frame(ws, type="message")
