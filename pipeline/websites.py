@@ -212,7 +212,9 @@ class WebsiteCrawler:
                     if row is None:
                         break
                     self._spawn(row)
-            except Exception:  # the database is down: the next round tries again
+            except StorageError as e:  # the database is down: the next round tries again
+                log.error("website crawler: no due websites read: %s; again in %g s", e, self._poll)
+            except Exception:
                 log.exception("website crawler: looking for due websites failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll)
@@ -370,10 +372,8 @@ class WebsiteCrawler:
             await asyncio.sleep(self._lease / 3)
             try:
                 held = await self.store.heartbeat(row.bot, row.url, self.instance, self._lease)
-            except StorageError:
-                log.warning(
-                    "website %s of bot %s: lease not renewed", row.url, row.bot, exc_info=True
-                )
+            except Exception as e:  # the database is away for now: the lease has slack
+                log.warning("website %s of bot %s: lease not renewed: %s", row.url, row.bot, e)
                 continue
             if not held:
                 lost.set()

@@ -354,13 +354,13 @@ class SiteCrawl:
                 "website %s: %s cut at %d bytes", self._label, final, self._limits.max_page_bytes
             )
         if page.directives.noindex:
-            await self._gone(source, "noindex")
+            await self._gone(final, "noindex")
         elif source in p.kept:
             log.debug("website %s: %s is a copy of %s, already indexed", self._label, final, source)
         elif p.digests.get(page.digest, source) != source:
             self._skip(final, f"the same text as {p.digests[page.digest]}")
         elif not page.document.sections:
-            await self._gone(source, "no text")
+            await self._gone(final, "no text")
         else:
             if await self._sink.page(source, page):
                 self.result.indexed += 1

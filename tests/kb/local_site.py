@@ -72,7 +72,7 @@ class LocalSite:
         gate = self.gates.get(path)
         if gate is not None:
             await gate.wait()
-        page = self.pages.get(path)
+        page = self.pages.get(path) or self.pages.get(request.path)
         if page is None:
             return web.Response(status=404, text="not found")
         if page.status in (301, 302, 303, 307, 308):
@@ -121,7 +121,8 @@ BIG_PAGE_BYTES = 300_000
 def acme_docs(offsite: str) -> dict[str, Page]:
     """The Acme documentation under /docs/: pages to depth 3, a robots.txt that disallows
     /docs/private/, an off-site link (to ``offsite``), a noindex page, a big page, a PDF,
-    an image, a nofollow link, an in-site redirect and a link out of /docs/."""
+    an image, a nofollow link, an in-site redirect, a link out of /docs/, a printable copy
+    whose canonical URL is another page and the same page again under a query string."""
     filler = "<p>" + "filler words about nothing in particular. " * 40 + "</p>\n"
     big = (
         "<h1>Changelog</h1><p>The changelog begins with version one of the widget.</p>"
@@ -141,6 +142,7 @@ def acme_docs(offsite: str) -> dict[str, Page]:
                 <a href="old.html">Old page</a> <a href="../outside.html">Company</a>
                 <a rel="nofollow" href="ads.html">Ads</a> <a href="mailto:help@acme.test">Mail</a>
                 <a href="javascript:void(0)">Nothing</a>
+                <a href="print/install.html">Print</a> <a href="install.html?from=home">Again</a>
                 """
                 + f'<a href="{offsite}/partner.html">Partner</a>',
             )
@@ -151,6 +153,13 @@ def acme_docs(offsite: str) -> dict[str, Page]:
                 """<h1>Installing</h1><p>Run pip install acme-widget to install the widget,
                 then restart the server.</p><a href="chapter2.html">Next</a>
                 <a href="/docs/">Home</a>""",
+            )
+        ),
+        "/docs/print/install.html": Page(
+            html(
+                "Installing Acme (print)",
+                "<h1>Installing</h1><p>Printable: run pip install acme-widget.</p>",
+                head='<link rel="canonical" href="/docs/install.html">',
             )
         ),
         "/docs/chapter2.html": Page(

@@ -136,6 +136,8 @@ async def test_a_site_is_crawled_within_its_limits(
         "/docs/logo.png",  # not a page
     ):
         assert never not in asked
+    # read, not indexed apart: its canonical page is install.html; the same page again
+    assert {"/docs/print/install.html", "/docs/install.html?from=home"} <= set(asked)
     assert offsite.requests == []  # the off-site link was not followed
     assert {r.user_agent for r in site.requests} == {USER_AGENT}
     assert USER_AGENT.startswith("botserver/")
