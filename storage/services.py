@@ -2,7 +2,8 @@
 
 ``DATABASE_URL`` set: an asyncpg pool to that server; unset: the embedded
 PostgreSQL under ``<data_dir>/postgres``. Migrations are applied on open.
-``REDIS_URL`` set: cache, locks and pub/sub in Redis; unset: in-process.
+``REDIS_URL`` set: cache, locks, pub/sub and rate limits' buckets in Redis; unset:
+in-process.
 
 The gateway opens :class:`Stores` once in its ``cleanup_ctx`` (see
 :func:`stores`) and keeps it under a ``web.AppKey``.
@@ -31,6 +32,7 @@ from storage.base import (
     MemoryStore,
     Outbox,
     PubSub,
+    RateBuckets,
     TableStore,
 )
 from storage.embedded_postgres import EmbeddedPostgres
@@ -47,6 +49,7 @@ from storage.postgres import (
     quote_ident,
 )
 from storage.postgres_tables import PostgresTableStore
+from storage.rate_buckets import FallbackRateBuckets, MemoryRateBuckets, RedisRateBuckets
 from storage.redis import DEFAULT_PREFIX, RedisCache, RedisLocks, RedisPubSub, connect
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,8 @@ class Stores:
     pool: asyncpg.Pool
     redis: aioredis.Redis | None = None
     embedded: EmbeddedPostgres | None = None
+    # Rate limits' token buckets: in Redis when configured (every instance shares them).
+    rate_buckets: RateBuckets = field(default_factory=MemoryRateBuckets)
     # The web API's keys (hashed) and the gateway's signing keys, on the same pool.
     api_keys: ApiKeyStore = field(init=False)
 
@@ -144,8 +149,13 @@ async def open_stores(
             cache: Cache = RedisCache(client, prefix=redis_prefix)
             locks: Locks = RedisLocks(client, prefix=redis_prefix)
             pubsub: PubSub = RedisPubSub(client, prefix=redis_prefix)
+            # A Redis outage leaves each instance limiting on its own, never the gate open.
+            buckets: RateBuckets = FallbackRateBuckets(
+                RedisRateBuckets(client, prefix=redis_prefix), MemoryRateBuckets()
+            )
         else:
             cache, locks, pubsub = MemoryCache(), MemoryLocks(), MemoryPubSub()
+            buckets = MemoryRateBuckets()
     except BaseException:
         if client is not None:
             await client.aclose()
@@ -168,6 +178,7 @@ async def open_stores(
         pool=pool,
         redis=client,
         embedded=embedded,
+        rate_buckets=buckets,
     )
 
 
