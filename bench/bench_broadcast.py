@@ -135,9 +135,11 @@ class Queuer:
         self.retried = 0
         self.concurrency = concurrency
         self.done = asyncio.Event()
+        self.finished_at = 0.0
 
     async def run(self, http: aiohttp.ClientSession) -> None:
         await asyncio.gather(*(self._worker(http) for _ in range(self.concurrency)))
+        self.finished_at = time.monotonic()
         self.done.set()
 
     async def _worker(self, http: aiohttp.ClientSession) -> None:
@@ -257,6 +259,16 @@ async def run(args: argparse.Namespace) -> int:
     after = [t for t in arrivals[at_kill:] if t >= t_restart]
     seconds = Counter(math.floor(t - first) for t in arrivals)
     before_rate = (at_kill - 1) / (arrivals[at_kill - 1] - first)
+    queued_at = queuer.finished_at if queuer.finished_at < t_kill else t_kill
+    while_queueing = [t for t in arrivals[:at_kill] if t <= queued_at]
+    after_queueing = [t for t in arrivals[:at_kill] if t > queued_at]
+
+    def rate_of(times: list[float]) -> str:
+        if len(times) < 2:
+            return "-"
+        rate = (len(times) - 1) / (times[-1] - times[0])
+        return f"{rate:.2f}/s over {times[-1] - times[0]:.0f} s ({rate / RATE:.1%})"
+
     after_rate = (len(after) - 1) / (after[-1] - after[0]) if len(after) > 1 else float("nan")
     gap = (after[0] if after else last) - t_kill
 
@@ -271,6 +283,8 @@ async def run(args: argparse.Namespace) -> int:
     print(
         f"| rate before the kill | {before_rate:.2f}/s ({before_rate / RATE:.1%} of {RATE:g}/s) |"
     )
+    print(f"| - while the broadcast was being queued | {rate_of(while_queueing)} |")
+    print(f"| - once it was queued, up to the kill | {rate_of(after_queueing)} |")
     print(f"| rate after the restart | {after_rate:.2f}/s ({after_rate / RATE:.1%}) |")
     print(
         f"| rate overall, outage included | {(len(arrivals) - 1) / (last - first):.2f}/s"

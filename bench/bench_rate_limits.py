@@ -3,9 +3,9 @@
     .venv/bin/python -m bench.bench_rate_limits [--checks 20000] [--keys 1000] [--rounds 5]
 
 Each round makes ``--checks`` sequential checks spread over ``--keys`` keys (a mix of allowed
-and refused), in process and against the Redis of ``REDIS_URL`` (default
-redis://127.0.0.1:6379/15), and prints the median µs per check of each. Also printed: how
-many round trips a refused check needs to know its Retry-After, and the keys left in Redis.
+and refused), in process and against Redis (``BENCH_REDIS_URL``, default
+redis://127.0.0.1:6379/15), and prints the median µs per check of each, and the keys each
+left in Redis. Only this bench's keys are written, and deleted at the end.
 
 ``limits`` (moving window and sliding window counter) needs its own Redis client from a URL
 and has no token bucket: a burst with a sustained rate is two limits, checked one after the
@@ -33,6 +33,14 @@ Check = Callable[[str], Awaitable[bool]]
 RATE = Rate(per_second=10.0, burst=20)  # "20 at once, then 10/s"
 
 
+async def _forget(client: aioredis.Redis) -> None:
+    """Delete this bench's keys (and only them: the Redis may be shared)."""
+    for pattern in ("bench:*", "benchlim*"):
+        keys = [key async for key in client.scan_iter(match=pattern, count=1000)]
+        if keys:
+            await client.delete(*keys)
+
+
 async def _time(check: Check, checks: int, keys: int) -> float:
     names = [f"k{i}" for i in range(keys)]
     start = time.perf_counter()
@@ -55,7 +63,7 @@ async def main() -> None:
     from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 
     client = aioredis.Redis.from_url(url)
-    await client.flushdb()
+    await _forget(client)
     memory = MemoryRateBuckets()
     ours_redis = RedisRateBuckets(client, prefix="bench:")
     burst = RateLimitItemPerSecond(RATE.burst, 2)  # 20 per 2 s ...
@@ -117,7 +125,7 @@ async def main() -> None:
     ours_keys = len(await client.keys("bench:*"))
     their_keys = len(await client.keys("benchlim*"))
     print(f"Redis keys after the run: ours {ours_keys}, limits' {their_keys}")
-    await client.flushdb()
+    await _forget(client)
     await client.aclose()
 
 

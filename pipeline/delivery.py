@@ -284,8 +284,8 @@ class DeliveryWorker:
         """One part: paced, marked on its way, sent, recorded. ``None`` when the row
         is done with for now (failed, parked, or its lease lost)."""
         pacer = self._pacer(row, adapter)
-        # Paced and marked on its way one at a time (see channels.pacing), so a slow
-        # database cannot bunch the requests at the provider.
+        # Paced and marked on its way two at a time at most (see channels.pacing), so a
+        # slow database cannot bunch the requests at the provider.
         async with pacer.sending(row.conversation):
             if not await self._outbox.start_part(row, lease=self.policy.lease):
                 log.warning(
