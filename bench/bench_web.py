@@ -173,8 +173,12 @@ class _LoadGenerator:
         self.host: str = spec["host"]
         self.port: int = spec["port"]
         self.users = _Users(spec["user_prefix"], spec["messages"])
+        # The credential every request brings (the web API needs one; an app's or an admin's,
+        # since the body names the user).
+        auth = spec.get("authorization")
+        auth_line = f"Authorization: Bearer {auth}\r\n" if auth else ""
         self.head = (
-            f"POST {PATH} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"POST {PATH} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{auth_line}"
             "Content-Type: application/json\r\nAccept: application/json\r\nContent-Length: "
         ).encode()
         self.latencies: list[float] = []
@@ -750,6 +754,7 @@ class Bench:
         rate: float = 0.0,
         messages: Sequence[str] = DIALOG,
         max_requests: int | None = None,
+        authorization: str | None = None,
     ) -> Phase:
         self.phase_count += 1
         clients = self.args.clients
@@ -769,6 +774,7 @@ class Bench:
                 "start_at": start_at,
                 "drain_timeout": 10.0,
                 "watch": {"server": [server.pid], "postgres": pg},
+                "authorization": authorization,
             }
             for i in range(clients)
         ]

@@ -17,6 +17,7 @@ from gateway import api, auth_keys, handoff_api, llm_cache_route, openapi_route,
 from gateway.agent_console import setup_agent_console
 from gateway.agent_ws import setup_agent_socket
 from gateway.auth import AuthConfig, auth_ctx
+from gateway.cors import CorsConfig, cors_middleware, setup_cors
 from gateway.errors import error_middleware
 from gateway.keys import (
     AUTH_CONFIG,
@@ -38,6 +39,13 @@ from gateway.keys import (
 )
 from gateway.live import live_feeds
 from gateway.polling import TelegramPollers
+from gateway.rate_limits import (
+    RATE_LIMIT_CONFIG,
+    RATE_LIMITER,
+    RateLimitConfig,
+    RateLimiter,
+    rate_limit_middleware,
+)
 from gateway.widget import setup_widget
 from pipeline.bots import BotRegistry
 from pipeline.delivery import DeliveryPolicy, DeliveryWorker
@@ -66,6 +74,8 @@ log = logging.getLogger(__name__)
 async def _stores_ctx(app: web.Application) -> AsyncIterator[None]:
     stores = await open_stores(app[SETTINGS])
     app[STORES] = stores
+    # The buckets live in the stores: Redis when configured, so every instance shares them.
+    app[RATE_LIMITER] = RateLimiter(app[RATE_LIMIT_CONFIG], stores.rate_buckets)
     try:
         yield
     finally:
@@ -309,15 +319,28 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
         await http.close()
 
 
-def create_app(settings: Settings, *, auth: AuthConfig | None = None) -> web.Application:
+def create_app(
+    settings: Settings,
+    *,
+    auth: AuthConfig | None = None,
+    limits: RateLimitConfig | None = None,
+    cors: CorsConfig | None = None,
+) -> web.Application:
     """The gateway application; stores open on startup and close on cleanup.
 
-    ``auth``: the credentials accepted (default: from the environment, see
-    :meth:`AuthConfig.from_env`; a wrong setting is a ``ValueError`` here, not a
-    gateway that starts open)."""
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    ``auth``: the credentials accepted, ``limits``: the rate limits, ``cors``: the origins
+    allowed to call the API from a browser (each by default from the environment, see their
+    ``from_env``; a wrong setting is a ``ValueError`` here, not a gateway that starts open)."""
+    # Preflights are answered first; errors (a 429 included) become JSON answers; the
+    # address buckets are taken before a handler reads anything.
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[cors_middleware, error_middleware, rate_limit_middleware],
+    )
     app[SETTINGS] = settings
     app[AUTH_CONFIG] = AuthConfig.from_env() if auth is None else auth
+    app[RATE_LIMIT_CONFIG] = RateLimitConfig.from_env() if limits is None else limits
+    setup_cors(app, CorsConfig.from_env() if cors is None else cors)
     app[BOTS] = BotRegistry(settings.bots_dir)
     app[CHANNELS] = ChannelHub(os.environ)
     # Stores first: loading bots records their configuration in the database.

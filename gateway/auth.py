@@ -40,6 +40,7 @@ from config.packages import valid_bot_name
 from gateway.auth_jwt import InvalidToken, JwtSettings, JwtVerifier, KeysUnavailable
 from gateway.auth_visitor import VisitorTokens, is_visitor_token
 from gateway.keys import AUTH, AUTH_CONFIG, STORES
+from gateway.rate_limits import RATE_LIMITER
 from storage.api_keys import ROLES, ApiKeyStore, Role, is_api_key
 
 log = logging.getLogger(__name__)
@@ -268,10 +269,29 @@ async def caller(request: web.Request) -> Principal | None:
     if header is None:
         return None
     try:
-        return await request.app[AUTH].authenticate(bearer(header))
+        principal = await request.app[AUTH].authenticate(bearer(header))
     except Unauthorized as e:
         log.info("refused credential on %s %s: %s", request.method, request.path, e.message)
         raise
+    await limit_credential(request, principal)
+    return principal
+
+
+async def limit_credential(request: web.Request, principal: Principal) -> None:
+    """Take from the credential's rate-limit bucket: 429 (``RateLimited``) when it is empty.
+
+    A visitor counts by its user, an API key by its id, a JWT by its subject, the admin
+    token as one; an app, agent or admin has the ``app`` limit, anyone else ``user``."""
+    privileged = bool({"app", "agent", "admin"} & principal.roles)
+    if principal.via == "admin_token":
+        key = "admin-token"
+    elif principal.via == "api_key":
+        key = f"key:{principal.key_id}"
+    elif principal.via == "visitor":
+        key = f"visitor:{principal.user_id}"
+    else:
+        key = f"jwt:{principal.user_id}"
+    await request.app[RATE_LIMITER].check_credential(request, key, privileged=privileged)
 
 
 async def require_admin(request: web.Request, bot: str, what: str) -> Principal:

@@ -16,6 +16,7 @@ from typing import Any
 
 from channels.base import MediaKind
 from channels.web import MAX_TEXT, MAX_USER_ID
+from gateway.rate_limits import route_limits
 from storage.api_keys import ROLES
 
 JSON = "application/json"
@@ -199,7 +200,7 @@ SCHEMAS: dict[str, Schema] = {
                 "error": _string(
                     "A stable code: bad_request, unauthorized, forbidden, not_found,"
                     " unknown_bot, unknown_session, unknown_key, unknown_recipient, channel_off,"
-                    " unknown_handoff, held_by_another, not_taken, revoked, replayed,"
+                    " unknown_handoff, held_by_another, not_taken, revoked, replayed, rate_limited,"
                     " method_not_allowed, body_too_large, unsupported_media_type, queued,"
                     " message_failed, turn_failed, unavailable, internal."
                 ),
@@ -701,7 +702,16 @@ SCHEMAS: dict[str, Schema] = {
         {"type": {"const": "done"}, "session_id": _string()}, "type", "session_id"
     ),
     "WsErrorFrame": _object(
-        {"type": {"const": "error"}, "error": _string(), "message": _string()},
+        {
+            "type": {"const": "error"},
+            "error": _string(),
+            "message": _string(),
+            "retry_after": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "With `rate_limited`: seconds until the next message fits.",
+            },
+        },
         "type",
         "error",
         "message",
@@ -769,6 +779,7 @@ _ERROR_TEXT = {
     "turn_failed": "the turn failed; it is logged and will be retried",
     "unavailable": "the message could not be stored; send it again",
     "internal": "internal error; the error is logged",
+    "rate_limited": "too many requests from this address; try again in 2 s",
 }
 
 _RETRY_AFTER = {
@@ -822,6 +833,13 @@ RESPONSES: dict[str, Schema] = {
         headers={"Retry-After": _RETRY_AFTER},
     ),
     "Internal": _error("An unexpected failure, logged.", "internal"),
+    "RateLimited": _error(
+        "Over a rate limit (token buckets per client address and per credential, shared by"
+        " every instance through Redis when configured): `Retry-After` says in how many"
+        " seconds the next request fits.",
+        "rate_limited",
+        headers={"Retry-After": _RETRY_AFTER},
+    ),
 }
 
 
@@ -973,6 +991,9 @@ Nothing that identifies the caller goes in the URL: `user_id`, `session_id`,
    (streamed model output), `message` frames (whole replies, suggestions with key and
    label) and `done` with the session id. A refused message or a failed turn is an
    `error` frame (`{"type": "error", "error", "message"}`) and the socket stays open.
+   Each message frame counts against the address's and the credential's rate limits;
+   one over them gets a `rate_limited` error frame with `retry_after` (seconds), is not
+   run, and the socket stays open.
 
 With `?format=html` each server frame is sent rendered as an htmx out-of-band HTML
 fragment (the widget's mode): the user's own message is echoed, and a resumed
@@ -1594,7 +1615,13 @@ def _paths() -> dict[str, Any]:
                                     "type": "error",
                                     "error": "unauthorized",
                                     "message": "invalid visitor token",
-                                }
+                                },
+                                {
+                                    "type": "error",
+                                    "error": "rate_limited",
+                                    "message": "too many requests from this user; try again in 1 s",
+                                    "retry_after": 1,
+                                },
                             ],
                         ),
                     ),
@@ -2368,7 +2395,25 @@ a user (of its `sub`) unless it has `app` or `admin`.
 Errors are JSON, `{"error": code, "message": text}`. Any path that is no route
 is 404 `not_found`; a route with another method is 405 `method_not_allowed`.
 Every `GET` also answers `HEAD`.
+
+Rate limits (token buckets per client address and per credential; see the README's
+settings) answer 429 `rate_limited` with `Retry-After` on every route that lists it.
+Browser pages of the origins in `BOTSERVER_CORS_ORIGINS` may call `/api/` routes: a
+preflight `OPTIONS` is answered there for any route, and refused (403, no CORS
+header) for other origins.
 """
+
+
+def _rate_limited(paths: dict[str, Any]) -> dict[str, Any]:
+    """The 429 answer on every operation of a route the rate limits cover (the same
+    classification the gateway's middleware uses, so the two cannot drift)."""
+    for path, item in paths.items():
+        if route_limits(path) is None:
+            continue
+        for operation in item.values():
+            operation["responses"]["429"] = _response("RateLimited")
+            operation["responses"] = dict(sorted(operation["responses"].items()))
+    return paths
 
 
 def build() -> dict[str, Any]:
@@ -2399,7 +2444,7 @@ def build() -> dict[str, Any]:
                 },
                 {"name": "operations", "description": "Health, readiness, this document."},
             ],
-            "paths": _paths(),
+            "paths": _rate_limited(_paths()),
             "components": {
                 "schemas": SCHEMAS,
                 "responses": RESPONSES,

@@ -31,11 +31,13 @@ from gateway.auth import (
     Unauthorized,
     caller,
     check_bot,
+    limit_credential,
     message_user,
     without_user_id,
 )
 from gateway.keys import AUTH, BOTS, LIVE, MESSAGE_PATH, SETTINGS, STORES, WEBSOCKETS
 from gateway.live import Follower, user_key
+from gateway.rate_limits import RATE_LIMITER, RateLimited
 from gateway.sinks import WebSocketSink, reply_frame
 from gateway.widget import render_frame
 from pipeline.errors import TurnFailed, TurnRejected, UnknownBot
@@ -172,10 +174,25 @@ async def _converse(
 ) -> None:
     """Run a turn for each message frame until the client goes away."""
     names_user = principal.acts_for_users
+    limiter = request.app[RATE_LIMITER]
     async for frame in ws:
         if frame.type != WSMsgType.TEXT:
             if frame.type == WSMsgType.BINARY:
                 await _error(sink, "bad_frame", "frames must be JSON text")
+            continue
+        try:
+            # Each frame counts as a request of the address and of the credential.
+            await limiter.check_address(request)
+            await limit_credential(request, principal)
+        except RateLimited as e:
+            await sink.send(
+                {
+                    "type": "error",
+                    "error": "rate_limited",
+                    "message": e.message,
+                    "retry_after": e.retry_after,
+                }
+            )
             continue
         try:
             data = web_channel.decode_json_object(frame.data)

@@ -233,9 +233,9 @@ class DeliveryWorker:
         fields = {k: v for k, v in row.message.items() if k != "event"}
         event = str(row.message["event"])
         event_id = f"evt-{row.bot_id}-{row.seq}"
-        await self._pacer(row, adapter).wait(row.conversation)
-        if not await self._outbox.start_part(row, lease=self.policy.lease):
-            return
+        async with self._pacer(row, adapter).sending(row.conversation):
+            if not await self._outbox.start_part(row, lease=self.policy.lease):
+                return
         try:
             result = await adapter.send_event(event, row.conversation, fields, event_id=event_id)
         except SendError as e:
@@ -288,10 +288,14 @@ class DeliveryWorker:
         """One part: paced, marked on its way, sent, recorded. ``None`` when the row
         is done with for now (failed, parked, or its lease lost)."""
         pacer = self._pacer(row, adapter)
-        await pacer.wait(row.conversation)
-        if not await self._outbox.start_part(row, lease=self.policy.lease):
-            log.warning("outbox row %d: lease lost before a send; left to its new holder", row.seq)
-            return None
+        # Paced and marked on its way two at a time at most (see channels.pacing), so a
+        # slow database cannot bunch the requests at the provider.
+        async with pacer.sending(row.conversation):
+            if not await self._outbox.start_part(row, lease=self.policy.lease):
+                log.warning(
+                    "outbox row %d: lease lost before a send; left to its new holder", row.seq
+                )
+                return None
         try:
             result: SendResult
             if isinstance(adapter, IdentifiedSends):
@@ -381,9 +385,9 @@ class DeliveryWorker:
         language = config.get("whatsapp-template-language", "").strip() or "en_US"
         text = _SPACES.sub(" ", message.text).strip()[:_TEMPLATE_PARAM]
         params = (text,) if text else ()
-        await self._pacer(row, adapter).wait(row.conversation)
-        if not await self._outbox.start_part(row, lease=self.policy.lease):
-            return
+        async with self._pacer(row, adapter).sending(row.conversation):
+            if not await self._outbox.start_part(row, lease=self.policy.lease):
+                return
         try:
             result = await send_template(row.conversation, name, language, params)
         except SendError as e:

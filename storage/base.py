@@ -198,6 +198,35 @@ class Cache(Protocol):
     async def delete(self, key: str) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A token bucket: ``burst`` requests at once, refilled at ``per_second``."""
+
+    per_second: float
+    burst: int
+
+    def __post_init__(self) -> None:
+        if not self.per_second > 0 or self.burst < 1:
+            raise ValueError(f"a rate needs a positive rate and a burst of 1 or more: {self}")
+
+
+@dataclass(frozen=True, slots=True)
+class BucketDecision:
+    """The answer to one :meth:`RateBuckets.take`: allowed or not, and when to try again."""
+
+    allowed: bool
+    retry_after: float = 0.0  # seconds until the next request would be allowed; 0 if allowed
+    remaining: int = 0  # requests still allowed right now after this one
+
+
+class RateBuckets(Protocol):
+    """Token buckets by key, shared by every instance on the same backend."""
+
+    async def take(self, key: str, rate: Rate, *, cost: int = 1) -> BucketDecision:
+        """Take ``cost`` tokens from ``key``'s bucket if it holds them (nothing is taken
+        otherwise). Raises :class:`StorageError` when the backend cannot be reached."""
+
+
 class Locks(Protocol):
     """Mutual exclusion by key, across every instance sharing the backend."""
 

@@ -2,7 +2,8 @@
 
 ``DATABASE_URL`` set: an asyncpg pool to that server; unset: the embedded
 PostgreSQL under ``<data_dir>/postgres``. Migrations are applied on open.
-``REDIS_URL`` set: cache, locks, pub/sub and the LLM answer cache in Redis; unset:
+``REDIS_URL`` set: cache, locks, pub/sub, the LLM answer cache and rate limits' buckets in
+Redis; unset:
 in-process.
 
 The gateway opens :class:`Stores` once in its ``cleanup_ctx`` (see
@@ -32,6 +33,7 @@ from storage.base import (
     MemoryStore,
     Outbox,
     PubSub,
+    RateBuckets,
     TableStore,
 )
 from storage.embedded_postgres import EmbeddedPostgres
@@ -53,6 +55,7 @@ from storage.postgres import (
     quote_ident,
 )
 from storage.postgres_tables import PostgresTableStore
+from storage.rate_buckets import FallbackRateBuckets, MemoryRateBuckets, RedisRateBuckets
 from storage.redis import DEFAULT_PREFIX, RedisCache, RedisLocks, RedisPubSub, connect
 
 log = logging.getLogger(__name__)
@@ -79,6 +82,8 @@ class Stores:
     embedded: EmbeddedPostgres | None = None
     # The semantic cache's answers (pipeline.llm_cache), beside the cache they share Redis with.
     answers: AnswerStore = field(default_factory=MemoryAnswers)
+    # Rate limits' token buckets: in Redis when configured (every instance shares them).
+    rate_buckets: RateBuckets = field(default_factory=MemoryRateBuckets)
     # The web API's keys (hashed) and the gateway's signing keys, on the same pool.
     api_keys: ApiKeyStore = field(init=False)
     # Conversations handed to people (TRANSFER TO HUMAN), on the same pool.
@@ -156,9 +161,14 @@ async def open_stores(
             locks: Locks = RedisLocks(client, prefix=redis_prefix)
             pubsub: PubSub = RedisPubSub(client, prefix=redis_prefix)
             answers: AnswerStore = RedisAnswers(client, prefix=redis_prefix)
+            # A Redis outage leaves each instance limiting on its own, never the gate open.
+            buckets: RateBuckets = FallbackRateBuckets(
+                RedisRateBuckets(client, prefix=redis_prefix), MemoryRateBuckets()
+            )
         else:
             cache, locks, pubsub = MemoryCache(), MemoryLocks(), MemoryPubSub()
             answers = MemoryAnswers()
+            buckets = MemoryRateBuckets()
     except BaseException:
         if client is not None:
             await client.aclose()
@@ -182,6 +192,7 @@ async def open_stores(
         redis=client,
         embedded=embedded,
         answers=answers,
+        rate_buckets=buckets,
     )
 
 

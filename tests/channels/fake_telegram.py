@@ -10,6 +10,12 @@ getWebhookInfo, getUpdates (long polling over :meth:`FakeBotApi.push_update`).
 
 Tests script failures per method (:meth:`FakeBotApi.fail_next`, ``hang_next``,
 ``drop_next``) and read back every call in :attr:`FakeBotApi.calls`.
+
+With ``flood_rate`` set the fake enforces a bot's global flood control as Telegram does:
+sendMessage beyond ``flood_rate`` a second (a token bucket with ``flood_burst`` at once;
+Telegram documents only "about 30 messages per second") is answered 429 ``Too Many
+Requests: retry after N`` with ``parameters.retry_after`` (whole seconds, at least 1), and
+nothing is sent; :attr:`FakeBotApi.flood_refused` counts them.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -148,6 +155,11 @@ class FakeBotApi:
     _message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(2000))
     _runner: web.AppRunner | None = None
     _arrived: asyncio.Condition | None = None
+    flood_rate: float | None = None
+    flood_burst: int = 5
+    flood_refused: int = 0
+    record_calls: bool = True  # a long broadcast keeps its messages, not every call too
+    _flood_tat: float = 0.0
 
     # -- scripting ---------------------------------------------------------------
 
@@ -227,7 +239,8 @@ class FakeBotApi:
             params = await _params(request)
         except ApiError as e:
             return _error(e)
-        self.calls.append(TelegramCall(method, params, request.content_type))
+        if self.record_calls:
+            self.calls.append(TelegramCall(method, params, request.content_type))
         if request.match_info["token"] != self.token:
             return _error(ApiError(401, "Unauthorized"))
         scripts = self._scripts.get(method.lower())
@@ -256,10 +269,28 @@ class FakeBotApi:
     async def _getme(self, params: dict[str, Any]) -> Any:
         return BOT_USER
 
+    def _flood_control(self) -> None:
+        if self.flood_rate is None:
+            return
+        now = time.monotonic()
+        interval = 1.0 / self.flood_rate
+        tat = max(self._flood_tat, now) + interval
+        allow_at = tat - self.flood_burst * interval
+        if now < allow_at:
+            self.flood_refused += 1
+            retry_after = max(1, math.ceil(allow_at - now))
+            raise ApiError(
+                429,
+                f"Too Many Requests: retry after {retry_after}",
+                {"retry_after": retry_after},
+            )
+        self._flood_tat = tat
+
     async def _sendmessage(self, params: dict[str, Any]) -> Any:
         chat_id = params.get("chat_id")
         if chat_id in (None, ""):
             raise ApiError(400, "Bad Request: chat_id is empty")
+        self._flood_control()
         text = _message_text(params)
         if chat_id in self.blocked:
             raise ApiError(403, "Forbidden: bot was blocked by the user")

@@ -329,3 +329,54 @@ def test_discovery_needs_an_audience_and_excludes_a_jwks_url() -> None:
         JwtSettings(discovery=True, issuer=ISSUER)
     with pytest.raises(ValueError, match="not both"):
         JwtSettings(discovery=True, issuer=ISSUER, audience=AUDIENCE, jwks_url="https://x/j")
+
+
+# -- tokens checked before ------------------------------------------------------------------
+
+
+async def test_a_token_checked_before_is_not_checked_again_until_it_expires(
+    jwks: tuple[JwksServer, str], oidc: Callable[..., JwtVerifier], monkeypatch: Any
+) -> None:
+    server, _ = jwks
+    signer = rsa_signer("k1")
+    server.keys = [signer.jwk]
+    verifier = oidc(leeway=0)
+    token = signer.sign(claims(exp=int(time.time()) + 2))
+    await verifier.verify(token)  # the JWKS is fetched meanwhile: not remembered yet
+    first = await verifier.verify(token)
+    checks = 0
+    real_decode = jwt.decode
+
+    def counting_decode(*args: Any, **kwargs: Any) -> Any:
+        nonlocal checks
+        checks += 1
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)  # pyjwt's, to count its checks
+    for _ in range(50):
+        assert await verifier.verify(token) is first
+    assert checks == 0  # remembered: no signature checked again
+    await asyncio.sleep(2.1)
+    with pytest.raises(InvalidToken, match="expired"):
+        await verifier.verify(token)  # its expiry is checked every time
+    # A forged token is never remembered: refused each time, checked each time.
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    for _ in range(3):
+        with pytest.raises(InvalidToken):
+            await verifier.verify(forged)
+    assert checks == 3
+
+
+async def test_a_token_of_a_key_the_issuer_dropped_is_refused_after_the_refetch(
+    jwks: tuple[JwksServer, str], oidc: Callable[..., JwtVerifier]
+) -> None:
+    server, _ = jwks
+    old, new = rsa_signer("old"), rsa_signer("new")
+    server.keys = [old.jwk]
+    verifier = oidc(jwks_refetch_interval=0)
+    token = old.sign(claims())
+    assert (await verifier.verify(token))["sub"] == "user-1"
+    server.keys = [new.jwk]  # the issuer rotates, dropping the old key
+    await verifier.verify(new.sign(claims()))  # an unknown kid: the JWKS is fetched again
+    with pytest.raises(InvalidToken, match="no key 'old'"):
+        await verifier.verify(token)  # remembered before, but checked against the new keys

@@ -21,11 +21,12 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from storage.base import Cache, Locks, PubSub
+from storage.base import Cache, Locks, PubSub, RateBuckets
 from storage.embedded_postgres import EmbeddedPostgres
 from storage.memory import MemoryCache, MemoryLocks, MemoryPubSub
 from storage.migrate import migrate
 from storage.postgres import create_pool, quote_ident
+from storage.rate_buckets import FallbackRateBuckets, MemoryRateBuckets, RedisRateBuckets
 from storage.redis import RedisCache, RedisLocks, RedisPubSub
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -187,6 +188,18 @@ def pubsub(backend: str, request: pytest.FixtureRequest, redis_prefix: str) -> P
     if backend == "memory":
         return MemoryPubSub()
     return RedisPubSub(request.getfixturevalue("redis_client"), prefix=redis_prefix)
+
+
+@pytest.fixture(params=["memory", "redis", "redis-with-fallback"])
+def rate_buckets(request: pytest.FixtureRequest, redis_prefix: str) -> RateBuckets:
+    """The buckets of every backend: in process, Redis, and Redis behind the in-process
+    fallback (as the gateway wires it)."""
+    if request.param == "memory":
+        return MemoryRateBuckets()
+    redis = RedisRateBuckets(request.getfixturevalue("redis_client"), prefix=redis_prefix)
+    if request.param == "redis":
+        return redis
+    return FallbackRateBuckets(redis, MemoryRateBuckets())
 
 
 def _unique(stem: str) -> str:
