@@ -7,6 +7,7 @@ so this module only turns client JSON into
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -73,8 +74,25 @@ def parse_message(
         bot=bot,
         conversation=user,
         sender=user,
-        # A client's own message id, else a random one (for logs and reply_to).
-        external_id=str(data.get("message_id") or os.urandom(16).hex()),
+        external_id=_external_id(user, data.get("message_id")),
         text=text,
         session_id=session or None,
     )
+
+
+MAX_MESSAGE_ID = 255
+
+
+def _external_id(user: str, message_id: Any) -> str:
+    """The inbox's id of a client's message: its ``message_id`` scoped to its user (a hash of
+    both, so another user sending the same id is another message and never gets this one's
+    replies), else a random one."""
+    if message_id is None or message_id == "":
+        return os.urandom(16).hex()
+    if not isinstance(message_id, str | int) or isinstance(message_id, bool):
+        raise PayloadError("field 'message_id' must be a string")
+    text = str(message_id)
+    if len(text) > MAX_MESSAGE_ID:
+        raise PayloadError(f"field 'message_id' is longer than {MAX_MESSAGE_ID} characters")
+    scoped = f"{len(user)}:{user}:{text}".encode()
+    return "m" + hashlib.sha256(scoped).hexdigest()[:40]

@@ -221,6 +221,25 @@ async def test_reload_reports_dialog_errors(client: TestClient) -> None:
     assert traversal.status == 404
 
 
+async def test_a_message_id_is_its_users_own(client: TestClient) -> None:
+    # Another user sending the same id runs a turn of its own and never sees the first
+    # user's replies.
+    first, second = new_user(), new_user()
+    url = URL.format(bot="default")
+    mine = await client.post(url, json={"user_id": first, "text": "hi", "message_id": "m-1"})
+    theirs = await client.post(url, json={"user_id": second, "text": "help", "message_id": "m-1"})
+    assert mine.status == theirs.status == 200
+    mine_body, theirs_body = await mine.json(), await theirs.json()
+    assert mine_body["session_id"] != theirs_body["session_id"]
+    history = await client.get(
+        f"/api/v1/bots/default/sessions/{theirs_body['session_id']}/messages",
+        params={"user_id": second},
+    )
+    assert [m["text"] for m in (await history.json())["messages"]][0] == "help"
+    too_long = await client.post(url, json={"user_id": first, "text": "x", "message_id": "9" * 256})
+    assert too_long.status == 400
+
+
 async def test_a_message_id_sent_again_runs_no_second_turn(client: TestClient) -> None:
     user = new_user()
     body = {"user_id": user, "text": "hi", "message_id": f"{user}-1"}
