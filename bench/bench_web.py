@@ -36,6 +36,7 @@ import http.client
 import json
 import os
 import platform
+import secrets
 import shlex
 import shutil
 import signal
@@ -58,6 +59,10 @@ BOTSERVER = Path(sys.executable).parent / "botserver"
 PATH = "/api/v1/bots/default/messages"
 DIALOG = ("hi", "ada lovelace", "help")
 HOST = "127.0.0.1"
+# The web API needs a credential; the admin token lets a caller name the user in the
+# body, as the bench's users do. A fresh one per run, given to both servers (the bare
+# handler ignores it) and sent on every request.
+TOKEN = secrets.token_urlsafe(32)
 TICKS = os.sysconf("SC_CLK_TCK")
 # Closed-loop throughput is measured at each of these; a server's best is its
 # capacity. 256 is the gateway's own limit of concurrent turns (Dispatcher).
@@ -603,7 +608,8 @@ def _get_status(port: int, path: str) -> int | None:
 def _post(port: int, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     conn = http.client.HTTPConnection(HOST, port, timeout=10)
     try:
-        conn.request("POST", PATH, orjson.dumps(payload), {"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+        conn.request("POST", PATH, orjson.dumps(payload), headers)
         response = conn.getresponse()
         body = response.read()
         try:
@@ -774,7 +780,8 @@ class Bench:
                 "start_at": start_at,
                 "drain_timeout": 10.0,
                 "watch": {"server": [server.pid], "postgres": pg},
-                "authorization": authorization,
+                # The admin token unless the caller names another credential (bench_auth).
+                "authorization": authorization or TOKEN,
             }
             for i in range(clients)
         ]
@@ -830,6 +837,7 @@ def _server_env() -> dict[str, str]:
     env.pop("BOTSERVER_DATA_DIR", None)
     env.pop("BOTSERVER_PORT", None)
     env.pop("BOTSERVER_HOST", None)
+    env["BOTSERVER_ADMIN_TOKEN"] = TOKEN
     return env
 
 

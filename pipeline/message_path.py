@@ -12,10 +12,11 @@ whose claim a crash left behind is leased again when its lease expires, by
 any instance. A message older than ``max_age`` is dropped with a log line.
 
 The synchronous web API rides the same path: :meth:`MessagePath.run_inline`
-writes the message, leases it itself and runs the turn with the request's
-sink, so the replies stream on the request; the message is held back from
-other workers for ``inline_grace`` seconds meanwhile, after which a worker
-runs it even if the request was lost.
+writes the message, leases it itself (in the same statement, and with the
+turn's session read, when no earlier message of the conversation is active)
+and runs the turn with the request's sink, so the replies stream on the
+request; the message is held back from other workers for ``inline_grace``
+seconds meanwhile, after which a worker runs it even if the request was lost.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pipeline.dispatcher import Dispatcher
 from pipeline.errors import PipelineError, TurnFailed, TurnRejected
 from pipeline.message_codec import inbound_from_json, inbound_to_json, outbound_from_json
 from pipeline.turn import ReplySink, Turn
-from storage.base import Claim, ClaimLost, Inbox, InboxItem, StorageError
+from storage.base import Claim, ClaimLost, Inbox, InboxItem, StorageError, turn_session_read
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,29 @@ class _Discard:
 
     async def message(self, message: OutboundMessage) -> None:
         return None
+
+
+class _Heartbeat:
+    """Keeps a turn's lease: a timer for the first third of the lease, then a task that
+    extends it (:meth:`MessagePath._keep_lease`). Nearly every turn ends long before
+    the timer fires, and a timer costs far less than a task per turn."""
+
+    __slots__ = ("_claim", "_handle", "_loop", "_path", "_task")
+
+    def __init__(self, path: MessagePath, claim: Claim) -> None:
+        self._path = path
+        self._claim = claim
+        self._loop = asyncio.get_running_loop()
+        self._task: asyncio.Task[None] | None = None
+        self._handle = self._loop.call_later(path.policy.lease / 3, self._start)
+
+    def _start(self) -> None:
+        self._task = self._loop.create_task(self._path._keep_lease(self._claim))
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+        if self._task is not None:
+            self._task.cancel()
 
 
 @dataclass(slots=True)
@@ -179,16 +203,33 @@ class MessagePath:
         :class:`MessageFailed`.
         """
         policy = self.policy
-        seq = await self._inbox.put(self._item(message, delay=policy.inline_grace))
+        # The usual case, a conversation with nothing else in flight: written and leased in
+        # one statement (and one commit, shared with concurrent requests).
+        # Its session is read in that statement too, for the turn's session stage.
+        put = await self._inbox.put_and_claim(
+            self._item(message, delay=policy.inline_grace),
+            lease=policy.lease,
+            read_session=True,
+            session_id=message.session_id,
+        )
+        if put.claim is not None:
+            read = turn_session_read.set(put.session)
+            try:
+                return await self._run_inline(put.claim, message, sink)
+            finally:
+                turn_session_read.reset(read)
+                if put.session is not None:
+                    # Tasks the turn started keep a copy of its context: the read, true
+                    # only before the turn wrote the session, must not answer them later.
+                    put.session.used = True
+        seq = put.seq
         deadline = time.monotonic() + policy.inline_timeout
         pause = 0.005
         while True:
             if seq is not None:
                 claims = await self._inbox.claim(limit=1, lease=policy.lease, seq=seq)
                 if claims:
-                    turn = await self._run(claims[0], message, sink, raise_errors=True)
-                    assert turn is not None and turn.session is not None
-                    return InlineResult(turn.session.id, tuple(turn.outbound))
+                    return await self._run_inline(claims[0], message, sink)
             outcome = await self._inbox.outcome(message.bot, message.channel, message.external_id)
             if outcome is not None and outcome.status == "done":
                 replies = tuple(outbound_from_json(r) for r in outcome.replies)
@@ -200,6 +241,13 @@ class MessagePath:
             # An earlier message of the conversation is running, here or elsewhere.
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.1)
+
+    async def _run_inline(
+        self, claim: Claim, message: InboundMessage, sink: ReplySink
+    ) -> InlineResult:
+        turn = await self._run(claim, message, sink, raise_errors=True)
+        assert turn is not None and turn.session is not None
+        return InlineResult(turn.session.id, tuple(turn.outbound))
 
     # -- running ----------------------------------------------------------------------------
 
@@ -232,7 +280,7 @@ class MessagePath:
             )
             await self._finish(claim, "dropped", f"older than {policy.max_age:.0f} s")
             return None
-        heartbeat = asyncio.get_running_loop().create_task(self._keep_lease(claim))
+        heartbeat = _Heartbeat(self, claim)
         try:
             turn = await self._dispatcher.handle(
                 message,
@@ -306,15 +354,16 @@ class MessagePath:
             log.error("cannot finish seq=%d as %s: %s", claim.seq, status, e)
 
     async def _keep_lease(self, claim: Claim) -> None:
-        """Extend a long turn's lease, so that no other worker takes its message."""
+        """Extend a long turn's lease, now and every third of a lease, so that no other
+        worker takes its message."""
         while True:
-            await asyncio.sleep(self.policy.lease / 3)
             try:
                 if not await self._inbox.extend(claim, lease=self.policy.lease):
                     log.warning("lease of seq=%d lost while its turn runs", claim.seq)
                     return
             except StorageError as e:
                 log.warning("cannot extend the lease of seq=%d: %s", claim.seq, e)
+            await asyncio.sleep(self.policy.lease / 3)
 
     # -- the worker -------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -92,6 +93,56 @@ class Claim:
     message: dict[str, Any]
     attempts: int
     received_at: datetime
+
+
+@dataclass(slots=True)
+class SessionRead:
+    """A turn's session, read in the statement that leased its message.
+
+    ``session_id`` is the id the message named (``None``: the user's active session
+    of ``bot_id``/``channel``/``user_id``); ``session`` what the read found. While
+    it is :data:`turn_session_read`, the conversation store answers the turn's
+    first matching ``get``/``find_active`` with it instead of a round trip of its
+    own (``used`` then): the lease keeps every other turn of the conversation
+    from writing the session in between, so it is the read the turn would make.
+    """
+
+    session_id: str | None
+    bot_id: str
+    channel: str
+    user_id: str
+    session: Session | None
+    used: bool = False
+
+    def take(self, session_id: str | None, bot_id: str, channel: str, user_id: str) -> bool:
+        """Whether this read answers that lookup (once)."""
+        if self.used or self.session_id != session_id:
+            return False
+        if session_id is None and (self.bot_id, self.channel, self.user_id) != (
+            bot_id,
+            channel,
+            user_id,
+        ):
+            return False
+        self.used = True
+        return True
+
+
+# The session read with the lease of the turn running in this task, if any (set by the
+# message path around the turn).
+turn_session_read: ContextVar[SessionRead | None] = ContextVar("turn_session_read", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxPut:
+    """What :meth:`Inbox.put_and_claim` did: ``seq`` is ``None`` for a duplicate; ``claim``
+    is the lease when the message was leased at once, ``None`` when it waits for an
+    earlier message of its conversation (or is a duplicate); ``session`` the turn's
+    session read with the lease, when asked for."""
+
+    seq: int | None
+    claim: Claim | None
+    session: SessionRead | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +388,21 @@ class Inbox(Protocol):
 
     async def put(self, item: InboxItem) -> int | None:
         """Record an inbound message; its sequence number, or ``None`` for a duplicate."""
+
+    async def put_and_claim(
+        self,
+        item: InboxItem,
+        *,
+        lease: float,
+        read_session: bool = False,
+        session_id: str | None = None,
+    ) -> InboxPut:
+        """Record an inbound message and, in the same commit, lease it for ``lease`` seconds
+        when no other message of its conversation is active (pending or running), on any
+        instance; otherwise it is recorded like :meth:`put` and waits for its turn (lease it
+        with :meth:`claim` and its ``seq``). With ``read_session``, a leased message comes
+        with its turn's session (``session_id``, else the conversation's user's active
+        session), read in the same statement."""
 
     async def claim(
         self, *, limit: int, lease: float, seq: int | None = None, bot_id: str | None = None

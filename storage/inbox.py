@@ -4,68 +4,57 @@ A webhook's message is written here before the provider is answered, unique
 per (bot, channel, external id): a redelivery finds its row and is dropped.
 Workers lease rows with ``FOR UPDATE SKIP LOCKED``; only the oldest active
 row of a conversation can be leased, which keeps each conversation in order
-across every instance on the same database without any other lock. A turn
+across every instance on the same database. Puts of one conversation take an
+advisory lock for their transaction (migration 0010), so that a
+conversation's rows commit in the order of their ``seq``, and a put that leases
+its message sees every earlier one. A turn
 marks its row done in the statement that saves its session (see
 :mod:`storage.postgres`), so the claim, the session, the history and the
 replies commit together.
 
-Puts of concurrent webhooks share one statement (:mod:`storage.batching`).
+Puts of concurrent webhooks share one statement (:mod:`storage.batching`). A web
+request that runs its own turn writes and leases its message in one statement
+(:meth:`PostgresInbox.put_and_claim`), which also reads the turn's session: one
+round trip and one commit before the turn, where a put and a lease took two.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 import orjson
 
-from storage.base import Claim, InboxCounts, InboxItem, InboxOutcome
+from storage.base import Claim, InboxCounts, InboxItem, InboxOutcome, InboxPut, SessionRead
 from storage.batching import Batcher
-from storage.pinned_connections import PinnedConnections
-from storage.postgres import translate_errors
+from storage.postgres import _as_uuid, _session, store_connections, translate_errors
 
 # New rows only (a duplicate inserts nothing and is answered None); each new
-# message also moves its conversation's window when the channel keeps one.
-_PUT = """
-WITH v AS (
-    SELECT * FROM json_to_recordset($1::json) AS v(
-        i int, bot_id text, channel text, external_id text, conversation text,
-        message jsonb, received_at timestamptz, delay float8, window_ bool)
-), ins AS (
-    INSERT INTO inbox (bot_id, channel, external_id, conversation, message, received_at,
-                       available_at)
-    SELECT bot_id, channel, external_id, conversation, message, received_at,
-           now() + delay * interval '1 second'
-    FROM v ORDER BY i
-    ON CONFLICT (bot_id, channel, external_id) DO NOTHING
-    RETURNING seq, bot_id, channel, external_id, conversation, received_at
-), w AS (
-    INSERT INTO conversation_windows AS cw (bot_id, channel, conversation, last_inbound_at)
-    SELECT DISTINCT ON (ins.bot_id, ins.channel, ins.conversation)
-           ins.bot_id, ins.channel, ins.conversation, ins.received_at
-    FROM ins JOIN v USING (bot_id, channel, external_id)
-    WHERE v.window_
-    ORDER BY ins.bot_id, ins.channel, ins.conversation, ins.received_at DESC
-    ON CONFLICT (bot_id, channel, conversation) DO UPDATE
-    SET last_inbound_at = greatest(cw.last_inbound_at, EXCLUDED.last_inbound_at),
-        closed_at = CASE WHEN EXCLUDED.last_inbound_at > cw.closed_at THEN NULL
-                         ELSE cw.closed_at END
-)
-SELECT v.i, ins.seq FROM v JOIN ins USING (bot_id, channel, external_id)
-"""
+# message also moves its conversation's window when the channel keeps one. A row
+# asked to be leased is inserted running, leased to the batch's token, when no
+# other message of its conversation is active (the function of migration 0010,
+# which orders the puts of one conversation across transactions).
+_PUT = "SELECT * FROM inbox_put($1::json, $2::bigint[], $3::float8, $4::uuid)"
 
 # The oldest active row of each conversation, if it is due (pending and
 # available, or running with an expired lease). Rows locked by a concurrent
 # claim are skipped; a later row of a conversation whose oldest row is being
 # claimed right now still sees that row active, so it is never taken early.
+# "Oldest" is one probe of idx_inbox_conversation (its first row in seq order):
+# written as NOT EXISTS, the planner, going by the statistics of a table whose
+# active rows are few, scanned that whole index for each candidate instead, and
+# with it every entry that finished rows leave behind until vacuum.
 _CLAIMABLE = """
-      AND NOT EXISTS (
-          SELECT 1 FROM inbox o
+      AND i.seq = (
+          SELECT o.seq FROM inbox o
           WHERE o.bot_id = i.bot_id AND o.channel = i.channel
-            AND o.conversation = i.conversation
-            AND o.status IN ('pending', 'running') AND o.seq < i.seq)
+            AND o.conversation = i.conversation AND o.status IN ('pending', 'running')
+          ORDER BY o.seq
+          LIMIT 1)
 """
 
 _LEASE = """
@@ -80,7 +69,7 @@ RETURNING i.seq, i.bot_id, i.channel, i.conversation, i.external_id, i.message, 
 _CLAIM = f"""
 WITH c AS (
     SELECT i.seq FROM inbox i
-    WHERE i.status IN ('pending', 'running')
+    WHERE i.finished_at IS NULL
       AND ((i.status = 'pending' AND i.available_at <= now())
            OR (i.status = 'running' AND i.lease_until < now()))
       AND ($2::text IS NULL OR i.bot_id = $2)
@@ -92,35 +81,42 @@ WITH c AS (
 {_LEASE}
 """
 
-# One named row, found by its key (a request leasing the message it just wrote): a
-# separate statement, for a filter on the active rows would visit every index entry
-# that finished rows left behind until vacuum removes them.
+# One named row, found by its key (a request leasing the message it just wrote, when
+# an earlier message of its conversation kept it waiting): a separate statement, for a
+# filter on the active rows would visit every index entry that finished rows left
+# behind until vacuum removes them. Unfinished (finished_at NULL) means pending or
+# running; the filter names no status list, so that the lookup is by seq (a status
+# list made idx_inbox_conversation look as cheap, scanned whole for its fourth column).
 _CLAIM_ONE = f"""
 WITH c AS (
     SELECT i.seq FROM inbox i
-    WHERE i.seq = $1
-      AND (i.status = 'pending' OR (i.status = 'running' AND i.lease_until < now()))
+    WHERE i.seq = $1 AND i.finished_at IS NULL
+      AND (i.status <> 'running' OR i.lease_until < now())
       {_CLAIMABLE}
     FOR UPDATE SKIP LOCKED
 )
 {_LEASE.replace("$3", "$2").replace("$4", "$3")}
 """
 
+# A lease_token is set only while its row runs (the lease sets it, every way out of
+# running clears it), so it stands for status = 'running' here: a status condition
+# would let the planner pick idx_inbox_conversation, whose fourth column is seq,
+# and scan it whole (see _CLAIM_ONE).
 _EXTEND = """
 UPDATE inbox SET lease_until = now() + $3 * interval '1 second'
-WHERE seq = $1 AND lease_token = $2::uuid AND status = 'running'
+WHERE seq = $1 AND lease_token = $2::uuid AND finished_at IS NULL
 """
 
 _RETRY = """
 UPDATE inbox SET status = 'pending', lease_token = NULL, lease_until = NULL, last_error = $3,
     available_at = now() + $4 * interval '1 second'
-WHERE seq = $1 AND lease_token = $2::uuid AND status = 'running'
+WHERE seq = $1 AND lease_token = $2::uuid AND finished_at IS NULL
 """
 
 _FINISH = """
 UPDATE inbox SET status = $3, lease_token = NULL, lease_until = NULL, last_error = $4,
     finished_at = now()
-WHERE seq = $1 AND lease_token = $2::uuid AND status = 'running'
+WHERE seq = $1 AND lease_token = $2::uuid AND finished_at IS NULL
 """
 
 _STATUS = "SELECT status FROM inbox WHERE bot_id = $1 AND channel = $2 AND external_id = $3"
@@ -133,14 +129,35 @@ SELECT count(*) FILTER (WHERE status = 'pending'),
 FROM inbox WHERE bot_id = $1 AND channel = $2 AND status IN ('pending', 'running')
 """
 
+# A turn's replies: those delivered on its request, kept on its row, and its outbox rows
+# to the same conversation (a turn may also queue TALK TO rows to other users under its
+# inbox_seq: they are not replies of this message).
 _OUTCOME = """
 SELECT i.status, i.session_id::text, i.last_error,
-       coalesce((SELECT json_agg(o.message ORDER BY o.seq) FROM outbox o
-                 WHERE o.inbox_seq = i.seq AND o.channel = i.channel
-                   AND o.conversation = i.conversation), '[]')::jsonb
+       coalesce(i.replies, '[]'::jsonb)
+       || coalesce((SELECT jsonb_agg(o.message ORDER BY o.seq) FROM outbox o
+                    WHERE o.inbox_seq = i.seq AND o.channel = i.channel
+                      AND o.conversation = i.conversation), '[]'::jsonb)
 FROM inbox i
 WHERE i.bot_id = $1 AND i.channel = $2 AND i.external_id = $3
 """
+
+
+def conversation_lock_key(bot_id: str, channel: str, conversation: str) -> int:
+    """The advisory lock key that orders the puts of one conversation (migration 0010): a
+    64-bit hash, the same in every process (Python's own ``hash`` of a string is not)."""
+    digest = hashlib.blake2b(
+        f"botserver.inbox\x1f{bot_id}\x1f{channel}\x1f{conversation}".encode(), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Lease:
+    item: InboxItem
+    lease: float
+    read_session: bool
+    session_id: str | None  # canonical, or None
 
 
 class PostgresInbox:
@@ -150,20 +167,80 @@ class PostgresInbox:
     connections kept from the pool; :meth:`close` gives them back.
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, connections: int = 2) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, connections: int = 4) -> None:
         self._pool = pool
-        self._db = PinnedConnections(pool, size=connections)
+        self._db = store_connections(pool, size=connections)
         # One message id never shares a batch with itself: its duplicate must see it.
-        self._puts = Batcher(
+        self._puts: Batcher[InboxItem, int | None] = Batcher(
             self._put_batch,
             key=lambda item: (item.bot_id, item.channel, item.external_id),
+            max_in_flight=connections,
+        )
+        # Nor, for puts that lease, one conversation: its second message must see the
+        # first active. (The database orders them too, across instances.)
+        self._leases: Batcher[_Lease, InboxPut] = Batcher(
+            self._put_and_lease_batch,
+            key=lambda entry: (entry.item.bot_id, entry.item.channel, entry.item.conversation),
             max_in_flight=connections,
         )
 
     async def put(self, item: InboxItem) -> int | None:
         return await self._puts.submit(item)
 
+    async def put_and_claim(
+        self,
+        item: InboxItem,
+        *,
+        lease: float,
+        read_session: bool = False,
+        session_id: str | None = None,
+    ) -> InboxPut:
+        key = None
+        if session_id is not None:
+            key = _as_uuid(session_id)
+            read_session = read_session and key is not None  # a malformed id finds nothing
+        return await self._leases.submit(_Lease(item, lease, read_session, key))
+
     async def _put_batch(self, items: Sequence[InboxItem]) -> list[int | None]:
+        rows = await self._run_put([_Lease(item, 0.0, False, None) for item in items], None)
+        return [row[1] if row is not None else None for row in rows]
+
+    async def _put_and_lease_batch(self, entries: Sequence[_Lease]) -> list[InboxPut]:
+        token = str(uuid.uuid4())
+        rows = await self._run_put(entries, token)
+        results: list[InboxPut] = []
+        for entry, row in zip(entries, rows, strict=True):
+            if row is None:
+                results.append(InboxPut(None, None))
+                continue
+            if not row[2]:
+                results.append(InboxPut(row[1], None))
+                continue
+            item = entry.item
+            claim = Claim(
+                seq=row[1],
+                token=token,
+                bot_id=item.bot_id,
+                channel=item.channel,
+                conversation=item.conversation,
+                external_id=item.external_id,
+                message=item.message,
+                attempts=1,
+                received_at=item.received_at,
+            )
+            read = None
+            if row[3]:
+                found = _session(row[4:]) if row[4] is not None else None
+                read = SessionRead(
+                    entry.session_id, item.bot_id, item.channel, item.conversation, found
+                )
+            results.append(InboxPut(row[1], claim, read))
+        return results
+
+    async def _run_put(
+        self, entries: Sequence[_Lease], token: str | None
+    ) -> list[asyncpg.Record | None]:
+        """Each entry's row of inbox_put (``None`` for a duplicate)."""
         batch = orjson.dumps(
             [
                 {
@@ -176,14 +253,28 @@ class PostgresInbox:
                     "received_at": item.received_at,
                     "delay": item.delay,
                     "window_": item.window,
+                    "lease": token is not None,
+                    "session_id": entry.session_id,
+                    "read_session": entry.read_session,
                 }
-                for index, item in enumerate(items)
+                for index, entry in enumerate(entries)
+                for item in (entry.item,)
             ]
         ).decode()
+        keys = sorted(
+            {
+                conversation_lock_key(e.item.bot_id, e.item.channel, e.item.conversation)
+                for e in entries
+            }
+        )
+        # One lease for the batch: the longest asked for (callers share one policy).
+        lease = max(entry.lease for entry in entries)
         with translate_errors:
-            rows = await self._db.fetch(_PUT, batch)
-        seqs: dict[int, int] = {row[0]: row[1] for row in rows}
-        return [seqs.get(index) for index in range(len(items))]
+            rows = await self._db.fetch(_PUT, batch, keys, lease, token)
+        found: list[asyncpg.Record | None] = [None] * len(entries)
+        for row in rows:
+            found[row[0]] = row
+        return found
 
     async def claim(
         self, *, limit: int, lease: float, seq: int | None = None, bot_id: str | None = None

@@ -235,7 +235,8 @@ async def test_a_message_id_is_its_users_own(client: TestClient) -> None:
         f"/api/v1/bots/default/sessions/{theirs_body['session_id']}/messages",
         params={"user_id": second},
     )
-    assert [m["text"] for m in (await history.json())["messages"]][0] == "help"
+    first_text = next(m["text"] for m in (await history.json())["messages"])
+    assert first_text == "help"
     too_long = await client.post(url, json={"user_id": first, "text": "x", "message_id": "9" * 256})
     assert too_long.status == 400
 

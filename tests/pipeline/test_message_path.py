@@ -17,8 +17,10 @@ from pipeline.dispatcher import Dispatcher, default_stages
 from pipeline.message_path import MessagePath, PathPolicy
 from pipeline.services import Services
 from pipeline.turn import Next, Stage, Turn
+from storage.base import Session
 from storage.postgres import DatabaseError
 from storage.services import Stores
+from tests.pipeline.conftest import Replies
 
 CHANNEL = "test-queue"
 FAST = PathPolicy(workers=8, lease=5.0, poll_interval=0.05, backoff_base=0.05, backoff_cap=0.2)
@@ -237,3 +239,88 @@ async def test_a_worker_stopped_mid_turn_leaves_its_message_to_another(
             "Hello! I am the botserver assistant. What is your name?",
         ]
         assert survivor.counters.turns == 1
+
+
+def web_message(user: str, text: str, session_id: str | None = None) -> InboundMessage:
+    return InboundMessage(
+        channel="web",
+        bot="default",
+        conversation=user,
+        sender=user,
+        external_id=uuid.uuid4().hex,
+        text=text,
+        session_id=session_id,
+    )
+
+
+async def test_an_inline_turn_reads_its_session_with_its_lease(
+    make_path: Callable[..., AsyncIterator[MessagePath]],
+    stores: Stores,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads: list[str] = []
+    store = stores.conversations
+    get, find = store.get, store.find_active
+
+    async def counted_get(session_id: str) -> Session | None:
+        reads.append("get")
+        return await get(session_id)
+
+    async def counted_find(*, bot_id: str, channel: str, user_id: str) -> Session | None:
+        reads.append("find")
+        return await find(bot_id=bot_id, channel=channel, user_id=user_id)
+
+    async for path in make_path():
+        user = f"u-{uuid.uuid4().hex[:8]}"
+        first = await path.run_inline(web_message(user, "hi"), Replies())
+        assert first.session_id is not None and not first.recorded
+        assert [r.text for r in first.replies] == [
+            "Hello! I am the botserver assistant. What is your name?"
+        ]
+        # The session stage still asks the store; the store answers from the lease's read.
+        monkeypatch.setattr(store, "_gets", None)  # a round trip of its own would fail
+        monkeypatch.setattr(store, "_finds", None)
+        monkeypatch.setattr(store, "get", counted_get)
+        monkeypatch.setattr(store, "find_active", counted_find)
+        second = await path.run_inline(web_message(user, "Ada", first.session_id), Replies())
+        assert second.replies[0].text == "Nice to meet you, Ada!"
+        third = await path.run_inline(web_message(user, "name"), Replies())  # no session id
+        assert third.replies[0].text == "Of course: your name is Ada."
+        assert reads == ["get", "find"] and second.session_id == third.session_id
+
+
+async def test_concurrent_inline_messages_of_one_conversation_run_in_order(
+    make_path: Callable[..., AsyncIterator[MessagePath]], stores: Stores
+) -> None:
+    async for path in make_path():
+        user = f"u-{uuid.uuid4().hex[:8]}"
+        first = await path.run_inline(web_message(user, "hi"), Replies())
+        # Sent together: each runs after the one before it and gets its own replies.
+        steps = ["Ada", "name", "help"]
+        results = await asyncio.gather(
+            *(path.run_inline(web_message(user, t, first.session_id), Replies()) for t in steps)
+        )
+        history = await stores.conversations.history(first.session_id or "", limit=50)
+        users = [e.content for e in history if e.role == "user"]
+        assert sorted(users[1:]) == sorted(steps) and len(users) == 4
+        for result, text in zip(results, steps, strict=True):
+            position = [e.content for e in history].index(text)
+            replies = [e.content for e in history[position + 1 :]][: len(result.replies)]
+            assert [r.text for r in result.replies] == replies
+
+
+async def test_a_turn_longer_than_its_lease_keeps_it(
+    make_path: Callable[..., AsyncIterator[MessagePath]], stores: Stores
+) -> None:
+    async def slow(turn: Turn, next_: Next) -> None:
+        await asyncio.sleep(0.8)  # past the 0.3 s lease: the heartbeat must extend it
+        await next_(turn)
+
+    policy = PathPolicy(workers=2, lease=0.3, poll_interval=0.05)
+    async for path in make_path(extra=[slow], policy=policy):
+        user = f"u-{uuid.uuid4().hex[:8]}"
+        result = await path.run_inline(web_message(user, "hi"), Replies())
+        assert [r.text for r in result.replies] == [
+            "Hello! I am the botserver assistant. What is your name?"
+        ]
+        assert path.counters.turns == 1  # no worker took the message meanwhile

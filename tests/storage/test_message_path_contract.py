@@ -8,6 +8,7 @@ hands out a part again once the provider confirmed it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -270,3 +271,224 @@ async def test_conversation_windows_follow_the_users_messages(
     now = datetime.now(UTC) + timedelta(seconds=1)
     await inbox.put(InboxItem(bot, "telegram", "m2", "u", now, {"text": "again"}, window=True))
     assert await windows.last_inbound(bot, "telegram", "u") == now
+
+
+async def test_a_message_is_written_and_leased_in_one_call_when_its_conversation_is_idle(
+    inbox: PostgresInbox,
+    conversations: PostgresConversationStore,
+    unique: Callable[[str], str],
+) -> None:
+    bot = unique("bot")
+    first = await inbox.put_and_claim(item(bot, "c", "m1"), lease=30)
+    assert first.seq is not None and first.claim is not None
+    assert (first.claim.seq, first.claim.attempts) == (first.seq, 1)
+    assert first.claim.message == {"text": "message m1"}
+    assert await inbox.status(bot, "telegram", "m1") == "running"
+    assert await inbox.claim(limit=10, lease=30, bot_id=bot) == []  # leased already
+
+    # The conversation is busy: the next message is only written, and waits for m1.
+    second = await inbox.put_and_claim(item(bot, "c", "m2", delay=30), lease=30)
+    assert second.seq is not None and second.claim is None
+    assert await inbox.claim(limit=1, lease=30, seq=second.seq) == []
+    # A message id seen before: nothing written, nothing leased.
+    again = await inbox.put_and_claim(item(bot, "c", "m1"), lease=30)
+    assert (again.seq, again.claim) == (None, None)
+    # Another conversation is not held up.
+    other = await inbox.put_and_claim(item(bot, "d", "m3"), lease=30)
+    assert other.claim is not None
+
+    session = conversations.new(bot_id=bot, channel="telegram", user_id="c")
+    await conversations.save(session, claim=first.claim)
+    [claim] = await inbox.claim(limit=1, lease=30, seq=second.seq)
+    assert claim.external_id == "m2"
+
+
+async def test_concurrent_messages_of_one_conversation_on_two_instances_lease_one(
+    pg_pool: asyncpg.Pool, unique: Callable[[str], str]
+) -> None:
+    # Two instances (their own connections and batches) racing for one conversation.
+    instances = [PostgresInbox(pg_pool, connections=1), PostgresInbox(pg_pool, connections=1)]
+    try:
+        bot = unique("bot")
+        for n in range(10):
+            puts = await asyncio.gather(
+                *(
+                    box.put_and_claim(item(bot, f"c{n}", f"m{n}-{k}"), lease=30)
+                    for k, box in enumerate(instances * 2)
+                )
+            )
+            assert all(put.seq is not None for put in puts)
+            leased = [put for put in puts if put.claim is not None]
+            assert len(leased) == 1, puts
+            # The leased message is the oldest of its conversation: no other one overtakes it.
+            assert leased[0].seq == min(put.seq for put in puts if put.seq is not None)
+    finally:
+        for box in instances:
+            await box.close()
+
+
+async def test_the_put_refuses_a_snapshot_older_than_its_locks(pg_pool: asyncpg.Pool) -> None:
+    # Leasing at once is right only if the put sees what other puts of its conversation
+    # committed while it waited for their lock: not so in a repeatable read transaction.
+    async with pg_pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+        with pytest.raises(asyncpg.RaiseError, match="read committed"):
+            await conn.fetch(
+                "SELECT * FROM inbox_put('[]'::json, '{}'::bigint[], 30, gen_random_uuid())"
+            )
+
+
+async def test_the_lease_brings_the_turns_session(
+    inbox: PostgresInbox,
+    conversations: PostgresConversationStore,
+    unique: Callable[[str], str],
+) -> None:
+    bot = unique("bot")
+    put = await inbox.put_and_claim(item(bot, "c", "m1"), lease=30, read_session=True)
+    assert put.claim is not None and put.session is not None
+    assert put.session.session is None  # the user has no session yet
+    session = conversations.new(bot_id=bot, channel="telegram", user_id="c")
+    session.state = {"step": 1}
+    await conversations.save(session, claim=put.claim)
+
+    by_user = await inbox.put_and_claim(item(bot, "c", "m2"), lease=30, read_session=True)
+    assert by_user.session is not None and by_user.session.session is not None
+    assert by_user.session.session.id == session.id
+    assert by_user.session.session.state == {"step": 1}
+    assert by_user.claim is not None
+    await conversations.save(session, claim=by_user.claim)
+
+    by_id = await inbox.put_and_claim(
+        item(bot, "c", "m3"), lease=30, read_session=True, session_id=session.id.upper()
+    )
+    assert by_id.session is not None and by_id.session.session is not None
+    assert by_id.session.session.id == session.id
+    assert by_id.claim is not None
+    await conversations.save(session, claim=by_id.claim)
+    malformed = await inbox.put_and_claim(
+        item(bot, "c", "m4"), lease=30, read_session=True, session_id="not-a-uuid"
+    )
+    assert malformed.claim is not None and malformed.session is None
+
+
+async def test_a_lease_taken_with_the_put_is_lost_like_any_other(
+    inbox: PostgresInbox,
+    conversations: PostgresConversationStore,
+    unique: Callable[[str], str],
+) -> None:
+    bot = unique("bot")
+    put = await inbox.put_and_claim(item(bot, "c", "m1"), lease=0.1)
+    assert put.claim is not None
+    await asyncio.sleep(0.2)
+    [fresh] = await inbox.claim(limit=1, lease=30, bot_id=bot)
+    assert fresh.seq == put.claim.seq and fresh.attempts == 2
+    session = conversations.new(bot_id=bot, channel="telegram", user_id="c")
+    reply = OutboxItem(channel="telegram", conversation="c", message={"text": "late"})
+    with pytest.raises(ClaimLost):
+        await conversations.save(session, claim=put.claim, outbox=[reply])
+    assert await conversations.get(session.id) is None
+    outcome = await inbox.outcome(bot, "telegram", "m1")
+    assert outcome is not None and (outcome.status, outcome.replies) == ("running", [])
+
+
+async def test_replies_delivered_by_their_turn_are_recorded_with_the_message(
+    inbox: PostgresInbox,
+    conversations: PostgresConversationStore,
+    outbox: PostgresOutbox,
+    unique: Callable[[str], str],
+) -> None:
+    bot = unique("bot")
+    put = await inbox.put_and_claim(item(bot, "c", "m1"), lease=30)
+    assert put.claim is not None
+    session = conversations.new(bot_id=bot, channel="telegram", user_id="c")
+    replies = [
+        OutboxItem(channel="telegram", conversation="c", message={"text": t}, delivered=True)
+        for t in ["one", "two"]
+    ]
+    await conversations.save(session, claim=put.claim, outbox=replies)
+    outcome = await inbox.outcome(bot, "telegram", "m1")
+    assert outcome is not None and outcome.status == "done"
+    assert outcome.replies == [{"text": "one"}, {"text": "two"}]
+    assert [r for r in await outbox.claim(limit=10, lease=30) if r.bot_id == bot] == []
+
+
+async def test_the_outcome_of_a_message_holds_only_the_replies_to_its_own_conversation(
+    inbox: PostgresInbox,
+    conversations: PostgresConversationStore,
+    unique: Callable[[str], str],
+) -> None:
+    # A turn may queue messages to other users (TALK TO) under its claim: they are not
+    # replies of this message, and its replay must not show them to its sender.
+    bot = unique("bot")
+    await inbox.put(item(bot, "c", "m1"))
+    [claim] = await inbox.claim(limit=1, lease=30, bot_id=bot)
+    session = conversations.new(bot_id=bot, channel="telegram", user_id="c")
+    queued = [
+        OutboxItem(channel="telegram", conversation="c", message={"text": "to c"}),
+        OutboxItem(channel="telegram", conversation="d", message={"text": "to d"}),
+        OutboxItem(channel="whatsapp", conversation="c", message={"text": "to c elsewhere"}),
+    ]
+    await conversations.save(session, claim=claim, outbox=queued)
+    outcome = await inbox.outcome(bot, "telegram", "m1")
+    assert outcome is not None and outcome.status == "done"
+    assert outcome.replies == [{"text": "to c"}]
+
+
+async def test_a_row_is_unfinished_exactly_while_it_is_pending_or_running(
+    inbox: PostgresInbox, pg_pool: asyncpg.Pool, unique: Callable[[str], str]
+) -> None:
+    # The lookups by seq and the lease checks test finished_at, not status: the schema
+    # keeps the two in step.
+    bot = unique("bot")
+    seq = await inbox.put(item(bot, "c", "m1"))
+    for change in ["status = 'done'", "finished_at = now()"]:
+        with pytest.raises(asyncpg.CheckViolationError):
+            await pg_pool.execute(f"UPDATE inbox SET {change} WHERE seq = $1", seq)
+
+
+async def test_the_hot_statements_find_rows_by_key_while_the_tables_are_small(
+    pg_dsn: str, pg_schema: Callable[[str], str]
+) -> None:
+    """While the tables are small, a generic plan must still look rows up by key: one
+    made then scanned them (or a partial index) whole, and kept doing so as they grew."""
+    from storage import inbox as inbox_sql
+    from storage import postgres as store_sql
+    from storage.migrate import migrate
+    from storage.postgres import create_pool, store_connections
+
+    pool = await create_pool(pg_dsn, schema=pg_schema("plans"))
+    try:
+        await migrate(pool)
+        await pool.execute(
+            "INSERT INTO user_sessions (user_id, bot_id, channel)"
+            " SELECT 'u' || g, 'bot', 'web' FROM generate_series(1, 300) g"
+        )
+        await pool.execute(
+            "INSERT INTO inbox (bot_id, channel, external_id, conversation, message,"
+            " received_at, status, finished_at)"
+            " SELECT 'bot', 'web', 'm' || g, 'u' || g % 100, '{}', now(), 'done', now()"
+            " FROM generate_series(1, 300) g"
+        )
+        await pool.execute("ANALYZE user_sessions; ANALYZE inbox")
+        token = "00000000-0000-0000-0000-000000000000"
+        kept = store_connections(pool, size=1)  # the connections the hot path runs on
+        statements = [
+            (kept, store_sql._SAVE, ("[]", "[]", [], [1, 2], "[]")),
+            (kept, store_sql._GET, ([token],)),
+            (kept, inbox_sql._CLAIM_ONE, (1, 30.0, token)),
+            (pool, inbox_sql._EXTEND, (1, token, 30.0)),
+            (pool, inbox_sql._FINISH, (1, token, "done", None)),
+        ]
+        try:
+            for db, sql, args in statements:
+                plan = "\n".join(r[0] for r in await db.fetch("EXPLAIN " + sql, *args))
+                assert "Seq Scan on inbox" not in plan, plan
+                assert "Seq Scan on user_sessions" not in plan, plan
+                # seq is the fourth column of idx_inbox_conversation: no lookup by seq there.
+                lines = plan.splitlines()
+                for line, following in itertools.pairwise(lines):
+                    if "idx_inbox_conversation" in line:
+                        assert "Index Cond: (seq" not in following, plan
+        finally:
+            await kept.close()
+    finally:
+        await pool.close()
