@@ -31,7 +31,7 @@ import orjson
 
 from storage.base import Claim, InboxCounts, InboxItem, InboxOutcome, InboxPut, SessionRead
 from storage.batching import Batcher
-from storage.postgres import _as_uuid, _session, store_connections, translate_errors
+from storage.postgres import _session, as_uuid, store_connections, translate_errors
 
 # New rows only (a duplicate inserts nothing and is answered None); each new
 # message also moves its conversation's window when the channel keeps one. A row
@@ -197,7 +197,7 @@ class PostgresInbox:
     ) -> InboxPut:
         key = None
         if session_id is not None:
-            key = _as_uuid(session_id)
+            key = as_uuid(session_id)
             read_session = read_session and key is not None  # a malformed id finds nothing
         return await self._leases.submit(_Lease(item, lease, read_session, key))
 
