@@ -9,11 +9,11 @@ from typing import Any
 
 from aiohttp import web
 
-from channels.base import WebhookResult
+from channels.base import MediaSource, WebhookResult
 from channels.hub import PROVIDER_CHANNELS, TWILIO_WHATSAPP, WHATSAPP, ChannelHub
 from config.env_values import without_secrets
 from config.settings import Settings
-from gateway import api, auth_keys, openapi_route, webhooks, ws
+from gateway import api, auth_keys, media, openapi_route, webhooks, ws
 from gateway.auth import AuthConfig, auth_ctx
 from gateway.errors import error_middleware
 from gateway.keys import (
@@ -24,6 +24,7 @@ from gateway.keys import (
     DISPATCHER,
     INGESTER,
     KNOWLEDGE,
+    MEDIA_URLS,
     MESSAGE_PATH,
     POLLERS,
     PROACTIVE,
@@ -38,24 +39,52 @@ from pipeline.dispatcher import Dispatcher
 from pipeline.kb.service import open_knowledge_base
 from pipeline.knowledge import PackageIngester, knowledge_search
 from pipeline.mail import MailSettings, SmtpMailer
+from pipeline.media import MediaIntake
 from pipeline.message_path import MessagePath, PathPolicy
 from pipeline.outbound_http import OutboundHttp
 from pipeline.proactive import ProactiveSender
 from pipeline.scheduler import Scheduler
 from pipeline.services import Services
+from storage.blob_urls import MediaTokens, MediaUrls
 from storage.outbox import PostgresProactiveOutbox
 from storage.services import Stores, open_stores
 
 log = logging.getLogger(__name__)
 
+MEDIA_KEY_NAME = "media-url"  # the signing key of /media/{token} URLs, in the database
+
 
 async def _stores_ctx(app: web.Application) -> AsyncIterator[None]:
-    stores = await open_stores(app[SETTINGS])
+    settings = app[SETTINGS]
+    stores = await open_stores(settings)
     app[STORES] = stores
     try:
+        app[MEDIA_URLS] = await build_media_urls(settings, stores)
         yield
     finally:
         await stores.close()
+
+
+async def build_media_urls(settings: Settings, stores: Stores) -> MediaUrls:
+    """Stored files' URLs: the store's presigned ones, else the gateway's, signed with
+    ``BOTSERVER_MEDIA_SECRET`` or a key kept in the database for every instance."""
+    secret = settings.media_secret or await stores.api_keys.signing_key(MEDIA_KEY_NAME)
+    return MediaUrls(
+        stores.blobs,
+        MediaTokens(secret),
+        base_url=settings.public_url or "",
+        ttl=settings.media_url_ttl,
+    )
+
+
+def media_sources(hub: ChannelHub | None) -> Callable[[str, str], MediaSource | None]:
+    """The adapter that fetches a bot's attachments on a channel, when it can."""
+
+    def source(bot: str, channel: str) -> MediaSource | None:
+        adapter = hub.adapter(bot, channel) if hub is not None else None
+        return adapter if isinstance(adapter, MediaSource) else None
+
+    return source
 
 
 def build_proactive(stores: Stores, hub: ChannelHub) -> ProactiveSender:
@@ -76,8 +105,9 @@ def build_services(
     hub: ChannelHub | None = None,
 ) -> Services:
     """What turns may use: the stores, the dialogs' HTTP client, the mail sender
-    (``SMTP_*`` from the environment unless ``mail`` is given) and, with the ``hub``,
-    proactive messages (TALK TO)."""
+    (``SMTP_*`` from the environment unless ``mail`` is given), users' attachments kept
+    in the blob store and, with the ``hub``, proactive messages (TALK TO) and the
+    channels that fetch attachments."""
     return Services(
         conversations=stores.conversations,
         locks=stores.locks,
@@ -86,6 +116,7 @@ def build_services(
         http=http,
         mail=SmtpMailer(MailSettings.from_env() if mail is None else mail),
         proactive=build_proactive(stores, hub) if hub is not None else None,
+        media=MediaIntake(stores.blobs, stores.media, media_sources(hub)),
     )
 
 
@@ -230,6 +261,7 @@ def create_app(settings: Settings, *, auth: AuthConfig | None = None) -> web.App
     app.add_routes(auth_keys.routes)
     app.add_routes(webhooks.routes)
     app.add_routes(openapi_route.routes)
+    app.add_routes(media.routes)
     ws.setup_websockets(app)
     setup_widget(app)
     return app

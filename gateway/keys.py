@@ -16,6 +16,7 @@ from pipeline.kb.service import KnowledgeBase
 from pipeline.knowledge import PackageIngester
 from pipeline.message_path import MessagePath
 from pipeline.proactive import ProactiveSender
+from storage.blob_urls import MediaUrls
 from storage.services import Stores
 
 if TYPE_CHECKING:  # gateway.auth reads the stores through these keys
@@ -33,5 +34,6 @@ POLLERS = web.AppKey("pollers", TelegramPollers)
 KNOWLEDGE = web.AppKey("knowledge", KnowledgeBase)
 INGESTER = web.AppKey("ingester", PackageIngester)
 WEBSOCKETS = web.AppKey("websockets", set[web.WebSocketResponse])
+MEDIA_URLS = web.AppKey("media_urls", MediaUrls)
 AUTH_CONFIG: web.AppKey[AuthConfig] = web.AppKey("auth_config")
 AUTH: web.AppKey[Authenticator] = web.AppKey("auth")

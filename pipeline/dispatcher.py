@@ -12,6 +12,7 @@ from pipeline.conversation import Knowledge
 from pipeline.dialog import dialog_stage
 from pipeline.errors import TurnFailed, TurnRejected, UnknownBot
 from pipeline.llm_stage import llm_stage
+from pipeline.media import media_stage
 from pipeline.reply import reply_stage
 from pipeline.services import Services
 from pipeline.sessions import session_stage
@@ -26,13 +27,22 @@ def default_stages(*, knowledge: Knowledge | None = None) -> list[Stage]:
 
     Order matters: the session must exist before anything reads it; reply wraps
     everything after it, so it runs last on the way out, flushing and saving
-    what the inner stages produced; dialog precedes the LLM because a dialog
+    what the inner stages produced (the media stage's notes on the user's row
+    and its replies included); media comes before the dialog and the model,
+    which get the message's files as stored (the provider's links expire);
+    dialog precedes the LLM because a dialog
     waiting on HEAR owns the next message (the start dialog also sets up the
     tools, prompt and context the model then gets). The LLM stage searches
     ``knowledge`` (None: no knowledge base) for its context, or answers from it
-    when the bot has no model. A media stage joins this list when it is built.
+    when the bot has no model.
     """
-    return [session_stage, reply_stage, dialog_stage, llm_stage(knowledge=knowledge)]
+    return [
+        session_stage,
+        reply_stage,
+        media_stage,
+        dialog_stage,
+        llm_stage(knowledge=knowledge),
+    ]
 
 
 class Dispatcher:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline.mail import SmtpMailer
+from pipeline.media import MediaIntake
 from pipeline.outbound_http import OutboundHttp
 from pipeline.proactive import ProactiveSender
 from storage.base import ConversationStore, Locks, MemoryStore, TableStore
@@ -25,3 +26,4 @@ class Services:
     http: OutboundHttp | None = None  # GET/POST/PUT/PATCH/DELETE HTTP
     mail: SmtpMailer | None = None  # SEND MAIL
     proactive: ProactiveSender | None = None  # TALK TO
+    media: MediaIntake | None = None  # users' attachments fetched and kept (the media stage)

@@ -13,6 +13,7 @@ from storage.base import Claim, HistoryEntry, Session
 
 if TYPE_CHECKING:
     from pipeline.bots import Bot
+    from pipeline.media import StoredMedia
     from pipeline.services import Services
 
 
@@ -50,6 +51,8 @@ class Turn:
     # TALK TO messages (to anyone, on any channel): outbox rows for the delivery worker,
     # committed with the turn like its replies.
     talk_to: list[OutboundMessage] = field(default_factory=list)
+    # The message's attachments in the blob store, once the media stage took them.
+    media: list[StoredMedia] = field(default_factory=list)
     replies: int = 0
     started: float = field(default_factory=time.perf_counter)
     # Model tokens this turn spent that no history row carries yet: the model's answer
