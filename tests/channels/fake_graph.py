@@ -73,7 +73,7 @@ class FakeGraphApi:
     api_url: str = ""
     base_url: str = ""
     # media id -> (mime type, bytes); expired ids still resolve but their URL is 404.
-    media: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    media: dict[str, tuple[str, bytes]] = field(default_factory=dict, repr=False)
     expired: set[str] = field(default_factory=set)
     downloads: dict[str, int] = field(default_factory=dict)
     lookups: dict[str, int] = field(default_factory=dict)

@@ -152,7 +152,7 @@ class FakeBotApi:
     _runner: web.AppRunner | None = None
     _arrived: asyncio.Condition | None = None
     # file_id -> (file_path, bytes); downloads counts each file_path's GETs.
-    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict, repr=False)
     downloads: dict[str, int] = field(default_factory=dict)
     _download_failures: list[int] = field(default_factory=list)
     _cut_downloads: int = 0

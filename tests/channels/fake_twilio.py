@@ -57,10 +57,11 @@ class FakeTwilioApi:
     api_url: str = ""
     cdn_url: str = ""
     # media sid -> (content type, bytes); what reached the CDN, and each media's GETs.
-    media: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    media: dict[str, tuple[str, bytes]] = field(default_factory=dict, repr=False)
     cdn_authorizations: list[str] = field(default_factory=list)
     media_requests: dict[str, int] = field(default_factory=dict)
     media_failures: list[int] = field(default_factory=list)
+    _failures_of: dict[str, list[int]] = field(default_factory=dict)
 
     def fail_next(self, status: int, code: int) -> None:
         """Answer the next create with HTTP ``status`` and Twilio error ``code``."""
@@ -74,6 +75,10 @@ class FakeTwilioApi:
             f"{self.api_url}/2010-04-01/Accounts/{self.account_sid}/Messages/{message_sid}"
             f"/Media/{media_sid}"
         )
+
+    def fail_media_next(self, url: str, status: int) -> None:
+        """Answer the next GET of this ``MediaUrl`` with ``status``."""
+        self._failures_of.setdefault(url.rsplit("/", 1)[1], []).append(status)
 
     async def start(self) -> str:
         app = web.Application()
@@ -104,8 +109,9 @@ class FakeTwilioApi:
         self.media_requests[media] = self.media_requests.get(media, 0) + 1
         if not self._authorized(request) or request.match_info["sid"] != self.account_sid:
             return self._error(401, 20003, "Authenticate")
-        if self.media_failures:
-            status = self.media_failures.pop(0)
+        failures = self._failures_of.get(media) or self.media_failures
+        if failures:
+            status = failures.pop(0)
             return self._error(status, 20500, "Internal Server Error")
         if media not in self.media:
             return self._error(404, 20404, "The requested resource was not found")
