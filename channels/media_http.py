@@ -43,6 +43,7 @@ class HttpDownload:
         try:
             async for chunk in self._response.content.iter_chunked(CHUNK):
                 yield chunk
+                del chunk  # released before the next is read
         except (aiohttp.ClientError, TimeoutError) as e:
             raise MediaUnavailable(
                 f"{self._provider}: the download broke off ({type(e).__name__})"

@@ -202,6 +202,7 @@ class MeteredStream:
                 raise BlobTooLarge(self._max)
             self._hash.update(chunk)
             yield chunk
+            del chunk  # not kept while the next one is read: one chunk in memory, not two
 
 
 def clamp(byte_range: ByteRange | None, size: int) -> tuple[int, int]:

@@ -98,7 +98,9 @@ class FilesystemBlobStore:
             raise BlobError(f"cannot write blob {key!r}: {e}") from e
         try:
             async for chunk in metered:
-                await _on_disk(key, handle.write, chunk)
+                box = [chunk]
+                del chunk  # the worker thread takes the only reference, and drops it when done
+                await _on_disk(key, _write_taking, handle, box)
             info = {"content_type": ctype, "size": metered.size, "sha256": metered.sha256}
             await _on_disk(key, self._commit, handle, temp, target, meta, info)
         except BaseException:
@@ -241,6 +243,12 @@ def _stat(key: str, target: Path, meta: Path) -> BlobStat | None:
         content_type=content_type,
         modified=datetime.fromtimestamp(found.st_mtime, UTC),
     )
+
+
+def _write_taking(handle: BinaryIO, box: list[bytes]) -> None:
+    """Write the chunk in ``box`` and let it go at once: the thread pool keeps its task's
+    arguments a moment longer, which would keep two chunks in memory instead of one."""
+    handle.write(box.pop())
 
 
 async def _on_disk(key: str, operation: Callable[..., object], *args: object) -> None:
