@@ -11,7 +11,8 @@ This module imports nothing of ours: every other package may depend on it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
@@ -283,6 +284,80 @@ class SendRefused(SendError):
 
 class WindowClosed(SendRefused):
     """WhatsApp: outside the 24-hour customer-service window only templates may be sent."""
+
+
+class MediaError(ChannelError):
+    """A user's attachment could not be fetched from the provider.
+
+    ``retriable``: the provider failed (5xx, timeout, connection lost), so the turn is
+    run again later; otherwise the user is told, and the turn goes on without the file.
+    """
+
+    retriable: bool = False
+
+
+class MediaUnavailable(MediaError):
+    """The provider could not be reached or failed (5xx, 429, timeout, a cut download)."""
+
+    retriable = True
+
+
+class MediaGone(MediaError):
+    """The provider no longer has the file or will not give it (404, an expired URL, 4xx)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class MediaRefused(MediaError):
+    """We will not fetch it: a private address, a URL that is not the provider's."""
+
+
+class MediaTooLarge(MediaError):
+    """The provider says the file is over the channel's limit (``limit`` bytes): not
+    downloaded. A file that only shows its size while streaming is cut off by the store."""
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    """What the provider says of a file before its bytes: each field ``None`` if unsaid.
+
+    ``sha256`` is the provider's digest of the file (WhatsApp gives one): the bytes
+    received are checked against it.
+    """
+
+    content_type: str | None = None
+    size: int | None = None
+    filename: str | None = None
+    sha256: str | None = None
+
+
+class MediaDownload(Protocol):
+    """A file being downloaded from the provider."""
+
+    @property
+    def info(self) -> MediaInfo: ...
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The file's bytes as they arrive; a transport failure is :class:`MediaUnavailable`."""
+
+
+@runtime_checkable
+class MediaSource(Protocol):
+    """A channel whose users' attachments can be fetched: the provider's URLs and ids
+    expire, so the pipeline fetches each one once and keeps it in its own storage."""
+
+    def media_limit(self, kind: MediaKind) -> int:
+        """The largest file of ``kind`` the provider delivers, in bytes."""
+
+    def fetch_media(self, attachment: Attachment) -> AbstractAsyncContextManager[MediaDownload]:
+        """Open the attachment's download (``async with``); :class:`MediaError` subclasses
+        on entering when the provider refuses or fails."""
 
 
 @runtime_checkable

@@ -25,12 +25,13 @@ is true; redirects are not followed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +44,8 @@ from channels.base import (
     Capabilities,
     ChannelNotConfigured,
     InboundMessage,
+    MediaGone,
+    MediaInfo,
     MediaKind,
     PayloadError,
     ProviderUnavailable,
@@ -58,6 +61,7 @@ from channels.base import (
     WebhookResult,
 )
 from channels.http_transport import client_timeout, transport_error
+from channels.media_http import HttpDownload, MiB, download
 from channels.private_addresses import ForbiddenAddress, forbidden, guarded_socket_factory
 
 log = logging.getLogger(__name__)
@@ -70,6 +74,7 @@ MAX_AHEAD = 60  # seconds a sender's clock may run ahead of ours
 MAX_ID = 255
 MAX_TEXT = 64 * 1024
 MAX_ATTACHMENTS = 10
+MAX_MEDIA = 16 * MiB  # the largest attachment fetched from a sender's URL
 EVENTS = ("message", "delivered", "handoff")
 
 CONFIG_KEYS = ("webhook-secret", "webhook-callback-url", "webhook-allow-private")
@@ -126,6 +131,7 @@ class GenericChannel:
         self._refuse = refuse
         self._timeout = client_timeout()
         self._session: aiohttp.ClientSession | None = None
+        self._downloads: aiohttp.ClientSession | None = None
 
     @classmethod
     def from_config(cls, bot: str, config: Mapping[str, str]) -> GenericChannel:
@@ -179,6 +185,31 @@ class GenericChannel:
     async def parse(self, bot: str, request: WebhookRequest) -> WebhookResult:
         return WebhookResult(messages=(parse_message(bot, request.body),))
 
+    # -- media -----------------------------------------------------------------------------
+
+    def media_limit(self, kind: MediaKind) -> int:
+        return MAX_MEDIA
+
+    @contextlib.asynccontextmanager
+    async def fetch_media(self, attachment: Attachment) -> AsyncIterator[HttpDownload]:
+        """GET the attachment's URL, on public addresses only unless ``webhook-allow-private``
+        (checked on every address connected to, redirects included)."""
+        if not attachment.url:
+            raise MediaGone("the attachment has no url")
+        if self._downloads is None:
+            self._downloads = aiohttp.ClientSession(
+                connector=self._connector(), timeout=self._timeout, trust_env=False
+            )
+        info = MediaInfo(
+            content_type=attachment.content_type,
+            size=attachment.size,
+            filename=attachment.filename,
+        )
+        async with download(
+            self._downloads, attachment.url, provider="sender", limit=MAX_MEDIA, info=info
+        ) as file:
+            yield file
+
     # -- outbound --------------------------------------------------------------------------
 
     async def send(self, conversation: str, part: RenderedPart) -> SendResult:
@@ -218,21 +249,22 @@ class GenericChannel:
         raise SendRefused("generic webhook messages cannot be edited", code="edit-unsupported")
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._downloads):
+            if session is not None:
+                await session.close()
+        self._session = self._downloads = None
+
+    def _connector(self) -> aiohttp.TCPConnector:
+        # The guard sees each address about to be connected to (after DNS), so a name
+        # cannot resolve its way past it.
+        if self.allow_private:
+            return aiohttp.TCPConnector()
+        return aiohttp.TCPConnector(socket_factory=guarded_socket_factory(self._refuse))
 
     def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            # Made inside the running loop. The guard sees each address about to be
-            # connected to (after DNS), so a name cannot resolve its way past it.
-            connector = (
-                aiohttp.TCPConnector()
-                if self.allow_private
-                else aiohttp.TCPConnector(socket_factory=guarded_socket_factory(self._refuse))
-            )
+        if self._session is None:  # made inside the running loop
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, trust_env=False
+                connector=self._connector(), timeout=self._timeout, trust_env=False
             )
         return self._session
 

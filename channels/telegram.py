@@ -20,15 +20,25 @@ import hmac
 import logging
 import re
 import secrets
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
+import aiohttp
 from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest, Forbidden, InvalidToken, TelegramError
 
 from channels.base import (
+    Attachment,
     Capabilities,
     ChannelNotConfigured,
+    MediaGone,
+    MediaInfo,
+    MediaKind,
+    MediaRefused,
+    MediaTooLarge,
+    MediaUnavailable,
+    OutcomeUnknown,
     PayloadError,
     ProviderUnavailable,
     RenderedPart,
@@ -41,6 +51,7 @@ from channels.base import (
     WebhookRequest,
     WebhookResult,
 )
+from channels.media_http import HttpDownload, MiB, download
 from channels.telegram_transport import TelegramRequest, send_error
 from channels.telegram_updates import (
     NAME,
@@ -60,6 +71,7 @@ MODES = ("webhook", "polling")
 ALLOWED_UPDATES = READ_UPDATES
 
 MAX_TEXT = 4096
+MAX_DOWNLOAD = 20 * MiB  # getFile's limit for bots on Telegram's own server
 MAX_BUTTONS = 8  # inline keyboards hold up to 100; more than 8 rows is a wall, not a menu
 MAX_BUTTON_LABEL = 64
 
@@ -137,6 +149,7 @@ class TelegramChannel:
             request=self._request,
             get_updates_request=self._updates_request,
         )
+        self._downloads: aiohttp.ClientSession | None = None
         self._closed = False
 
     @classmethod
@@ -227,6 +240,56 @@ class TelegramChannel:
             )
         except TelegramError as e:
             log.warning("telegram: answerCallbackQuery %s failed: %s", query.id, e)
+
+    # -- media -----------------------------------------------------------------
+
+    def media_limit(self, kind: MediaKind) -> int:
+        return MAX_DOWNLOAD
+
+    @contextlib.asynccontextmanager
+    async def fetch_media(self, attachment: Attachment) -> AsyncIterator[HttpDownload]:
+        """``getFile`` through PTB for the file's path, then its download, streamed.
+
+        PTB's own download methods hold the whole file in memory; the URL it builds (on
+        ``base_file_url``, with the token) is fetched a chunk at a time instead.
+        """
+        self._check_open()
+        if not attachment.provider_id:
+            raise MediaGone("Telegram: the attachment has no file_id")
+        if attachment.size is not None and attachment.size > MAX_DOWNLOAD:
+            raise MediaTooLarge(
+                f"Telegram: the file has {attachment.size} bytes", limit=MAX_DOWNLOAD
+            )
+        try:
+            file = await self.bot.get_file(attachment.provider_id)
+        except BadRequest as e:
+            if "too big" in e.message.lower():
+                raise MediaTooLarge(f"Telegram: {e.message}", limit=MAX_DOWNLOAD) from e
+            raise MediaGone(f"Telegram: {e.message}", status=400) from e
+        except TelegramError as e:
+            error = send_error(e)
+            if error.retriable or isinstance(error, OutcomeUnknown):
+                raise MediaUnavailable(str(error)) from e
+            raise MediaGone(str(error)) from e
+        if not file.file_path:
+            raise MediaGone("Telegram: getFile gave no file_path")
+        if not file.file_path.startswith(("http://", "https://")):  # PTB left a local path
+            raise MediaRefused("Telegram: a local Bot API server's files are not read")
+        if self._downloads is None:
+            self._downloads = aiohttp.ClientSession(trust_env=False)
+        info = MediaInfo(
+            content_type=attachment.content_type,
+            size=file.file_size,
+            filename=attachment.filename,
+        )
+        async with download(
+            self._downloads,
+            _encoded(file.file_path),
+            provider="Telegram",
+            limit=MAX_DOWNLOAD,
+            info=info,
+        ) as body:
+            yield body
 
     # -- outbound --------------------------------------------------------------
 
@@ -386,11 +449,20 @@ class TelegramChannel:
         ``Bot.initialize`` (it costs a getMe), so the requests are shut down directly."""
         self._closed = True
         await asyncio.gather(self._request.shutdown(), self._updates_request.shutdown())
+        if self._downloads is not None:
+            await self._downloads.close()
+            self._downloads = None
 
     def _check_open(self) -> None:
         if self._closed:
             # Not the OutcomeUnknown PTB's closed client would yield: nothing was sent.
             raise ProviderUnavailable("the Telegram channel is closed", code="closed")
+
+
+def _encoded(url: str) -> str:
+    """A file URL with its path percent-encoded, as PTB's own download does."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=quote(parts.path)))
 
 
 def file_url(api_url: str) -> str:

@@ -21,9 +21,10 @@ Sends go through the SDK's async client (``messages.create_async`` on
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -39,7 +40,10 @@ from channels.base import (
     Capabilities,
     ChannelNotConfigured,
     InboundMessage,
+    MediaGone,
+    MediaInfo,
     MediaKind,
+    MediaRefused,
     PayloadError,
     ProviderUnavailable,
     RateLimited,
@@ -62,6 +66,7 @@ from channels.http_transport import (
     client_timeout,
     transport_error,
 )
+from channels.media_http import HttpDownload, MiB, download
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +75,14 @@ SMS = "twilio-sms"
 WHATSAPP_PREFIX = "whatsapp:"
 WEBHOOK_PATH = "/webhooks/twilio/{bot}"
 MAX_TEXT = 1600
+DEFAULT_API_URL = "https://api.twilio.com"
+# What Twilio delivers: media of 16 MB, images of 5 MB.
+MEDIA_LIMITS = {
+    MediaKind.IMAGE: 5 * MiB,
+    MediaKind.AUDIO: 16 * MiB,
+    MediaKind.VIDEO: 16 * MiB,
+    MediaKind.DOCUMENT: 16 * MiB,
+}
 
 EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 TWIML_RESPONSE = WebhookResponse(body=EMPTY_TWIML, content_type="text/xml")
@@ -183,6 +196,7 @@ class TwilioAccount:
         self._api_url = api_url.rstrip("/") if api_url else None
         self._timeout = client_timeout(connect=connect_timeout, read=read_timeout)
         self._client: Any = None
+        self._media: aiohttp.ClientSession | None = None
 
     @classmethod
     def from_config(
@@ -271,6 +285,36 @@ class TwilioAccount:
         """An inbound message or a status callback; every answer is empty TwiML."""
         return parse_form(bot, dict(_form(request.body)))
 
+    # -- media -----------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def fetch_media(self, attachment: Attachment) -> AsyncIterator[HttpDownload]:
+        """GET a ``MediaUrlN`` with the account's credentials (HTTP basic auth).
+
+        The credentials go only to the account's API origin (``api.twilio.com``, or
+        ``twilio-api-url``); Twilio answers with a redirect to its CDN, which aiohttp
+        follows without them (it drops ``Authorization`` on a change of origin).
+        """
+        url = attachment.url or ""
+        api = urlsplit(self._api_url or DEFAULT_API_URL)
+        given = urlsplit(url)
+        if (given.scheme, given.netloc) != (api.scheme, api.netloc):
+            raise MediaRefused(f"Twilio: a MediaUrl off {api.netloc} is not fetched")
+        if not given.path.startswith(f"/2010-04-01/Accounts/{self.account_sid}/"):
+            raise MediaGone("Twilio: the MediaUrl is not of this account's messages")
+        if self._media is None:
+            self._media = aiohttp.ClientSession(trust_env=False)
+        auth = {"Authorization": aiohttp.encode_basic_auth(self.account_sid, self._auth_token)}
+        async with download(
+            self._media,
+            url,
+            provider="Twilio",
+            limit=MEDIA_LIMITS[attachment.kind],
+            headers=auth,
+            info=MediaInfo(content_type=attachment.content_type, filename=attachment.filename),
+        ) as file:
+            yield file
+
     # -- outbound --------------------------------------------------------------
 
     @property
@@ -307,6 +351,9 @@ class TwilioAccount:
         if self._client is not None:
             await self._client.http_client.close()
             self._client = None
+        if self._media is not None:
+            await self._media.close()
+            self._media = None
 
 
 class TwilioChannel:
@@ -341,6 +388,13 @@ class TwilioChannel:
     def verify(self, request: WebhookRequest) -> None:
         """Raise :class:`VerificationError` unless Twilio signed this request."""
         self.account.verify(request)
+
+    def media_limit(self, kind: MediaKind) -> int:
+        return MEDIA_LIMITS[kind]
+
+    def fetch_media(self, attachment: Attachment) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The account's download of a ``MediaUrlN`` (see :meth:`TwilioAccount.fetch_media`)."""
+        return self.account.fetch_media(attachment)
 
     async def parse(self, bot: str, request: WebhookRequest) -> WebhookResult:
         """The message or status of a verified webhook, whichever of the two channels it is on."""

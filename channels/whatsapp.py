@@ -15,12 +15,14 @@ to a :class:`~channels.base.SendError` in :func:`send_error`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -30,7 +32,10 @@ from channels.base import (
     Capabilities,
     ChannelNotConfigured,
     InboundMessage,
+    MediaGone,
+    MediaInfo,
     MediaKind,
+    MediaUnavailable,
     OutcomeUnknown,
     PayloadError,
     ProviderUnavailable,
@@ -55,6 +60,7 @@ from channels.http_transport import (
     client_timeout,
     transport_error,
 )
+from channels.media_http import HttpDownload, MiB, download
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +105,14 @@ _UNAVAILABLE_CODES = frozenset({1, 2, 131000, 131016, 131057})
 _WINDOW_CLOSED = 131047
 _DEFAULT_RETRY_AFTER = 1.0
 
+# What the Cloud API delivers of each kind (Meta's media limits).
+MEDIA_LIMITS = {
+    MediaKind.IMAGE: 5 * MiB,
+    MediaKind.AUDIO: 16 * MiB,
+    MediaKind.VIDEO: 16 * MiB,
+    MediaKind.DOCUMENT: 100 * MiB,
+}
+
 _MEDIA_KINDS = {
     "image": MediaKind.IMAGE,
     "audio": MediaKind.AUDIO,
@@ -133,7 +147,8 @@ class WhatsAppChannel:
         self._phone_number_id = phone_number_id
         self._app_secret = app_secret.encode()
         self._verify_token = verify_token or None
-        self._messages_url = f"{api_url.rstrip('/')}/{phone_number_id}/messages"
+        self._api_url = api_url.rstrip("/")
+        self._messages_url = f"{self._api_url}/{phone_number_id}/messages"
         self._timeout = client_timeout(connect=connect_timeout, read=read_timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -208,6 +223,55 @@ class WhatsAppChannel:
             return WebhookResult(response=self.handshake(request))
         return parse_notification(bot, _decode_object(request.body), self._phone_number_id)
 
+    # -- media -----------------------------------------------------------------
+
+    def media_limit(self, kind: MediaKind) -> int:
+        return MEDIA_LIMITS[kind]
+
+    @contextlib.asynccontextmanager
+    async def fetch_media(self, attachment: Attachment) -> AsyncIterator[HttpDownload]:
+        """``GET /{media-id}`` for the file's URL (it expires in minutes), then the file,
+        both with the access token; Meta's SHA-256 of the file comes along to check."""
+        if not attachment.provider_id:
+            raise MediaGone("WhatsApp: the attachment has no media id")
+        session = self._client()
+        auth = {"Authorization": f"Bearer {self._token}"}
+        lookup = f"{self._api_url}/{quote(attachment.provider_id, safe='')}"
+        try:
+            async with session.get(
+                lookup, headers=auth, params={"phone_number_id": self._phone_number_id}
+            ) as response:
+                body = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise MediaUnavailable(f"WhatsApp: media lookup failed ({type(e).__name__})") from e
+        if status >= 300:
+            error = send_error(status, body)
+            if error.retriable:
+                raise MediaUnavailable(f"media lookup: {error}")
+            raise MediaGone(f"media lookup: {error}", status=status)
+        try:
+            media = orjson.loads(body)
+            url = str(media["url"])
+        except (orjson.JSONDecodeError, KeyError, TypeError) as e:
+            raise MediaUnavailable("WhatsApp: the media lookup answered without a url") from e
+        size = media.get("file_size")
+        info = MediaInfo(
+            content_type=media.get("mime_type") or attachment.content_type,
+            size=int(size) if isinstance(size, int | str) and str(size).isdigit() else None,
+            filename=attachment.filename,
+            sha256=media.get("sha256") if isinstance(media.get("sha256"), str) else None,
+        )
+        async with download(
+            session,
+            url,
+            provider="WhatsApp",
+            limit=MEDIA_LIMITS[attachment.kind],
+            headers=auth,
+            info=info,
+        ) as file:
+            yield file
+
     # -- outbound --------------------------------------------------------------
 
     async def send(self, conversation: str, part: RenderedPart) -> SendResult:
@@ -239,16 +303,20 @@ class WhatsAppChannel:
             await self._session.close()
             self._session = None
 
-    async def _post(self, payload: dict[str, Any]) -> SendResult:
+    def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             # Made here, inside the running loop, not in the synchronous constructor.
             self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def _post(self, payload: dict[str, Any]) -> SendResult:
+        session = self._client()
         headers = {
             "Authorization": f"Bearer {self._token}",
             "Content-Type": "application/json",
         }
         try:
-            async with self._session.post(
+            async with session.post(
                 self._messages_url, data=orjson.dumps(payload), headers=headers
             ) as response:
                 body = await response.read()

@@ -4,10 +4,59 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 BUNDLED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used as given; the process refuses to start."""
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings:
+    """Object storage on S3 (AWS, MinIO, any S3-compatible server), from the environment.
+
+    ``endpoint_url`` None is AWS itself. ``public_url`` is the endpoint clients reach, for
+    presigned URLs (None with an endpoint of our own: the gateway serves the files).
+    """
+
+    bucket: str
+    access_key_id: str = field(repr=False)
+    secret_access_key: str = field(repr=False)
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    public_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> S3Settings | None:
+        """``None`` when no ``S3_*`` variable asks for S3; :class:`SettingsError` naming
+        every missing variable when one does but the rest is not there (never a quiet
+        fallback to the disk)."""
+        asked = [name for name in _S3_ASKS if env.get(name, "").strip()]
+        if not asked:
+            return None
+        missing = [name for name in _S3_NEEDS if not env.get(name, "").strip()]
+        if missing:
+            raise SettingsError(
+                f"object storage on S3 is asked for ({', '.join(asked)} set) but "
+                f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set"
+            )
+        region = (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip()
+        return cls(
+            bucket=env["S3_BUCKET"].strip(),
+            access_key_id=env["AWS_ACCESS_KEY_ID"].strip(),
+            secret_access_key=env["AWS_SECRET_ACCESS_KEY"].strip(),
+            endpoint_url=env.get("S3_ENDPOINT_URL", "").strip() or None,
+            region=region or "us-east-1",
+            public_url=env.get("S3_PUBLIC_URL", "").strip() or None,
+        )
+
+
+# The variables docker-compose passes: any of the first asks for S3, which needs the rest.
+_S3_ASKS = ("S3_BUCKET", "S3_ENDPOINT_URL", "S3_PUBLIC_URL")
+_S3_NEEDS = ("S3_BUCKET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +87,18 @@ class Settings:
     # Seconds between looks for handed-off conversations whose agent went silent past
     # their bot's queue-timeout-minutes.
     handoff_sweep_interval: float = 10.0
+    # Object storage: S3 when configured, else the filesystem under data_dir/blobs. Media
+    # URLs the gateway serves are signed with media_secret (else a key kept in the
+    # database), valid media_url_ttl seconds, absolute under public_url when set.
+    s3: S3Settings | None = None
+    media_secret: bytes | None = field(default=None, repr=False)
+    public_url: str | None = None
+    media_url_ttl: int = 3600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read ``BOTSERVER_*``, ``DATABASE_URL`` and ``REDIS_URL`` from the environment."""
+        """Read ``BOTSERVER_*``, ``DATABASE_URL``, ``REDIS_URL``, ``QDRANT_*`` and ``S3_*``
+        (with ``AWS_*``) from the environment; :class:`SettingsError` for what cannot be used."""
         env = os.environ if env is None else env
         default = cls()
         return cls(
@@ -67,6 +124,15 @@ class Settings:
                 float(env.get("BOTSERVER_HANDOFF_SWEEP", default.handoff_sweep_interval)),
                 "BOTSERVER_HANDOFF_SWEEP",
             ),
+            s3=S3Settings.from_env(env),
+            media_secret=_secret(env.get("BOTSERVER_MEDIA_SECRET"), "BOTSERVER_MEDIA_SECRET"),
+            public_url=(env.get("BOTSERVER_PUBLIC_URL") or "").strip().rstrip("/") or None,
+            media_url_ttl=int(
+                _positive(
+                    float(env.get("BOTSERVER_MEDIA_URL_TTL", default.media_url_ttl)),
+                    "BOTSERVER_MEDIA_URL_TTL",
+                )
+            ),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -76,5 +142,13 @@ class Settings:
 
 def _positive(value: float, name: str) -> float:
     if not value > 0:
-        raise ValueError(f"{name} must be a positive number of seconds, not {value}")
+        raise SettingsError(f"{name} must be a positive number of seconds, not {value}")
     return value
+
+
+def _secret(value: str | None, name: str) -> bytes | None:
+    if not value:
+        return None
+    if len(value.encode()) < 32:
+        raise SettingsError(f"{name} must be 32 bytes or more")
+    return value.encode()

@@ -25,6 +25,7 @@ from gateway.keys import (
     CHANNELS,
     DELIVERY,
     INGESTER,
+    MEDIA_URLS,
     MESSAGE_PATH,
     POLLERS,
     PROACTIVE,
@@ -40,6 +41,7 @@ from pipeline.bots import Bot
 from pipeline.errors import TurnFailed, TurnRejected, UnknownBot, UnknownSession
 from pipeline.message_path import MessageFailed, MessageQueued
 from pipeline.proactive import MAX_ADDRESS
+from storage.base import HistoryAttachment
 
 log = logging.getLogger(__name__)
 
@@ -225,21 +227,42 @@ async def get_history(request: web.Request) -> web.Response:
         raise UnknownSession(session_id)
     entries = await store.history(session_id, limit=limit, after=after)
     last = next((e.seq for e in reversed(entries) if e.seq is not None), after)
+    messages = []
+    for e in entries:
+        message: dict[str, object] = {
+            "id": str(e.seq),
+            "role": e.role,
+            "text": e.content,
+            "at": e.created_at.isoformat() if e.created_at else None,
+        }
+        if e.attachments:
+            message["attachments"] = [await _attachment(request, a) for a in e.attachments]
+        messages.append(message)
     return json_response(
         {
             "session_id": session.id,
-            "messages": [
-                {
-                    "id": str(e.seq),
-                    "role": e.role,
-                    "text": e.content,
-                    "at": e.created_at.isoformat() if e.created_at else None,
-                }
-                for e in entries
-            ],
+            "messages": messages,
             "next": str(last) if last is not None else None,
         }
     )
+
+
+async def _attachment(request: web.Request, attachment: HistoryAttachment) -> dict[str, object]:
+    """A history row's file, with a link that expires (the store's, or ``/media/{token}``)."""
+    out: dict[str, object] = {
+        "kind": attachment.kind,
+        "content_type": attachment.content_type,
+        "size": attachment.size,
+        "filename": attachment.filename,
+        "caption": attachment.caption,
+    }
+    if attachment.key is not None:
+        out["url"] = await request.app[MEDIA_URLS].url(
+            attachment.key, filename=attachment.filename, content_type=attachment.content_type
+        )
+    if attachment.error is not None:
+        out["error"] = attachment.error
+    return out
 
 
 def _reader(principal: Principal) -> str | None:

@@ -9,11 +9,20 @@ from typing import Any
 
 from aiohttp import web
 
-from channels.base import WebhookResult
+from channels.base import MediaSource, WebhookResult
 from channels.hub import PROVIDER_CHANNELS, TWILIO_WHATSAPP, WHATSAPP, ChannelHub
 from config.env_values import without_secrets
 from config.settings import Settings
-from gateway import api, auth_keys, handoff_api, llm_cache_route, openapi_route, webhooks, ws
+from gateway import (
+    api,
+    auth_keys,
+    handoff_api,
+    llm_cache_route,
+    media,
+    openapi_route,
+    webhooks,
+    ws,
+)
 from gateway.agent_console import setup_agent_console
 from gateway.agent_ws import setup_agent_socket
 from gateway.auth import AuthConfig, auth_ctx
@@ -30,6 +39,7 @@ from gateway.keys import (
     KNOWLEDGE,
     LIVE,
     LLM_CACHE,
+    MEDIA_URLS,
     MESSAGE_PATH,
     POLLERS,
     PROACTIVE,
@@ -57,6 +67,7 @@ from pipeline.kb.service import KnowledgeBase, open_knowledge_base
 from pipeline.knowledge import PackageIngester, knowledge_search
 from pipeline.llm_cache import LLMCache
 from pipeline.mail import MailSettings, SmtpMailer
+from pipeline.media import MediaIntake
 from pipeline.message_path import MessagePath, PathPolicy
 from pipeline.outbound_http import OutboundHttp
 from pipeline.proactive import ProactiveSender
@@ -64,19 +75,24 @@ from pipeline.scheduler import Scheduler
 from pipeline.services import Services
 from pipeline.websites import WebsiteCrawler
 from storage.base import StorageError
+from storage.blob_urls import MediaTokens, MediaUrls
 from storage.kb_websites import PostgresKbWebsites
 from storage.outbox import PostgresProactiveOutbox
 from storage.services import Stores, open_stores
 
 log = logging.getLogger(__name__)
 
+MEDIA_KEY_NAME = "media-url"  # the signing key of /media/{token} URLs, in the database
+
 
 async def _stores_ctx(app: web.Application) -> AsyncIterator[None]:
-    stores = await open_stores(app[SETTINGS])
+    settings = app[SETTINGS]
+    stores = await open_stores(settings)
     app[STORES] = stores
     # The buckets live in the stores: Redis when configured, so every instance shares them.
     app[RATE_LIMITER] = RateLimiter(app[RATE_LIMIT_CONFIG], stores.rate_buckets)
     try:
+        app[MEDIA_URLS] = await build_media_urls(settings, stores)
         yield
     finally:
         await stores.close()
@@ -98,6 +114,28 @@ async def _live_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await feeds.stop()
+
+
+async def build_media_urls(settings: Settings, stores: Stores) -> MediaUrls:
+    """Stored files' URLs: the store's presigned ones, else the gateway's, signed with
+    ``BOTSERVER_MEDIA_SECRET`` or a key kept in the database for every instance."""
+    secret = settings.media_secret or await stores.api_keys.signing_key(MEDIA_KEY_NAME)
+    return MediaUrls(
+        stores.blobs,
+        MediaTokens(secret),
+        base_url=settings.public_url or "",
+        ttl=settings.media_url_ttl,
+    )
+
+
+def media_sources(hub: ChannelHub | None) -> Callable[[str, str], MediaSource | None]:
+    """The adapter that fetches a bot's attachments on a channel, when it can."""
+
+    def source(bot: str, channel: str) -> MediaSource | None:
+        adapter = hub.adapter(bot, channel) if hub is not None else None
+        return adapter if isinstance(adapter, MediaSource) else None
+
+    return source
 
 
 def build_proactive(stores: Stores, hub: ChannelHub) -> ProactiveSender:
@@ -160,10 +198,10 @@ def build_services(
     websites: WebsiteCrawler | None = None,
 ) -> Services:
     """What turns may use: the stores, the dialogs' HTTP client, the mail sender
-    (``SMTP_*`` from the environment unless ``mail`` is given), with the ``hub``
-    proactive messages (TALK TO), the LLM cache (one on the stores unless given), with
-    the ``bots`` human handoff (TRANSFER TO HUMAN), and with ``websites`` USE WEBSITE's
-    crawls."""
+    (``SMTP_*`` from the environment unless ``mail`` is given), users' attachments kept
+    in the blob store, with the ``hub`` proactive messages (TALK TO) and the channels that
+    fetch attachments, the LLM cache (one on the stores unless given), with the ``bots``
+    human handoff (TRANSFER TO HUMAN), and with ``websites`` USE WEBSITE's crawls."""
     return Services(
         conversations=stores.conversations,
         locks=stores.locks,
@@ -175,6 +213,7 @@ def build_services(
         llm_cache=build_llm_cache(stores) if llm_cache is None else llm_cache,
         handoffs=build_handoffs(stores, bots, hub) if bots is not None else None,
         websites=websites,
+        media=MediaIntake(stores.blobs, stores.media, media_sources(hub)),
     )
 
 
@@ -354,6 +393,7 @@ def create_app(
     app.add_routes(webhooks.routes)
     app.add_routes(openapi_route.routes)
     app.add_routes(handoff_api.routes)
+    app.add_routes(media.routes)
     ws.setup_websockets(app)
     setup_agent_socket(app)
     setup_widget(app)

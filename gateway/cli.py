@@ -18,7 +18,7 @@ from basic import BasicSyntaxError, compile_source
 from basic.tools import is_tool
 from channels.base import InboundMessage, OutboundMessage
 from config.packages import PackageError, load_package
-from config.settings import Settings
+from config.settings import Settings, SettingsError
 from pipeline.bots import BotRegistry
 from pipeline.dispatcher import Dispatcher
 from pipeline.errors import PipelineError
@@ -455,7 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except SettingsError as e:  # a configuration that cannot be used: say what, no traceback
+        print(f"botserver: {e}", file=sys.stderr)
+        return 2
     return code
 
 

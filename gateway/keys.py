@@ -20,6 +20,7 @@ from pipeline.llm_cache import LLMCache
 from pipeline.message_path import MessagePath
 from pipeline.proactive import ProactiveSender
 from pipeline.websites import WebsiteCrawler
+from storage.blob_urls import MediaUrls
 from storage.services import Stores
 
 if TYPE_CHECKING:  # gateway.auth reads the stores through these keys
@@ -41,5 +42,6 @@ WEBSITES = web.AppKey("websites", WebsiteCrawler)
 WEBSOCKETS = web.AppKey("websockets", set[web.WebSocketResponse])
 HANDOFFS = web.AppKey("handoffs", HandoffDesk)
 LIVE = web.AppKey("live", LiveFeeds)
+MEDIA_URLS = web.AppKey("media_urls", MediaUrls)
 AUTH_CONFIG: web.AppKey[AuthConfig] = web.AppKey("auth_config")
 AUTH: web.AppKey[Authenticator] = web.AppKey("auth")

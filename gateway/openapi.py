@@ -289,6 +289,12 @@ SCHEMAS: dict[str, Schema] = {
                         },
                         "text": _string(),
                         "at": _nullable(_string(format="date-time")),
+                        "attachments": {
+                            "type": "array",
+                            "description": "The files the message carried (absent when"
+                            " none), each fetched once from its provider and kept.",
+                            "items": _ref("Attachment"),
+                        },
                     },
                     "id",
                     "role",
@@ -307,6 +313,29 @@ SCHEMAS: dict[str, Schema] = {
         "session_id",
         "messages",
         "next",
+    ),
+    "Attachment": _object(
+        {
+            "kind": {"type": "string", "enum": ["image", "audio", "video", "document"]},
+            "content_type": _nullable(_string(examples=["image/jpeg"])),
+            "size": _nullable({"type": "integer", "minimum": 0, "description": "Bytes."}),
+            "filename": _nullable(_string()),
+            "caption": _nullable(_string()),
+            "url": _string(
+                "Where to fetch it, until it expires (`BOTSERVER_MEDIA_URL_TTL`, an hour):"
+                " the gateway's `/media/{token}` (a path unless `BOTSERVER_PUBLIC_URL` is"
+                " set), or the S3 store's presigned URL. Absent when it was not kept.",
+            ),
+            "error": _string(
+                "Why it was not kept: `too_large` (over the channel's limit), `gone`"
+                " (the provider no longer had it), `refused` (a private address, a URL not"
+                " the provider's), `no_source` (a channel that cannot fetch files).",
+                enum=["too_large", "gone", "refused", "no_source"],
+            ),
+        },
+        "kind",
+        "content_type",
+        "size",
     ),
     "Reload": _object(
         {
@@ -755,6 +784,11 @@ SCHEMAS: dict[str, Schema] = {
 
 # -- shared answers ----------------------------------------------------------------------
 
+MEDIA_URL = (
+    "/media/MQoxODAwMDAwMDAwCnJlY2VpcHQuanBnCmRlZmF1bHQvdXNlcnMvNDI0MjQyQHRlbGVncmFtL2lu"
+    "Ym94LzE3LzAtcmVjZWlwdC5qcGc.3oT1u4mY7bGQy3nq3Jv0yXJH2Qm6pQvS8yX2e9YcF1o"
+)
+
 _ERROR_TEXT = {
     "bad_request": "field 'text' is required",
     "unauthorized": "this endpoint needs a credential: a visitor token (the web widget's, from"
@@ -841,6 +875,18 @@ RESPONSES: dict[str, Schema] = {
         headers={"Retry-After": _RETRY_AFTER},
     ),
 }
+
+
+def _media_error(description: str, code: str, message: str) -> Schema:
+    return {
+        "description": description,
+        "content": {
+            JSON: {
+                "schema": _ref("Error"),
+                "examples": {code: {"value": {"error": code, "message": message}}},
+            }
+        },
+    }
 
 
 def _response(name: str) -> Schema:
@@ -1201,12 +1247,36 @@ def _paths() -> dict[str, Any]:
                                     {"id": "1040", "role": "user", "text": "hi", "at": AT},
                                     {
                                         "id": "1041",
+                                        "role": "user",
+                                        "text": "my receipt",
+                                        "at": AT,
+                                        "attachments": [
+                                            {
+                                                "kind": "image",
+                                                "content_type": "image/jpeg",
+                                                "size": 48213,
+                                                "filename": "receipt.jpg",
+                                                "caption": "my receipt",
+                                                "url": MEDIA_URL,
+                                            },
+                                            {
+                                                "kind": "video",
+                                                "content_type": "video/mp4",
+                                                "size": None,
+                                                "filename": None,
+                                                "caption": None,
+                                                "error": "too_large",
+                                            },
+                                        ],
+                                    },
+                                    {
+                                        "id": "1042",
                                         "role": "assistant",
                                         "text": reply["text"],
                                         "at": AT,
                                     },
                                 ],
-                                "next": "1041",
+                                "next": "1042",
                             },
                             "caught_up": {"session_id": SESSION_ID, "messages": [], "next": "1041"},
                         },
@@ -1974,6 +2044,90 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/media/{token}": {
+            "get": {
+                "operationId": "getMedia",
+                "tags": ["media"],
+                "summary": "A stored file, by its signed link",
+                "description": "The links the history (and, later, bots' replies) give to"
+                " files users sent: the token signs the file's key, an expiry and its name"
+                " (HMAC-SHA256 under `BOTSERVER_MEDIA_SECRET` or a key kept in the"
+                " database), so it needs no other credential. The file streams with its"
+                " content type and length; `Range: bytes=a-b` (one range) answers 206."
+                " Served as inert: `nosniff`, a sandboxing `Content-Security-Policy`, and"
+                " `inline` only for images (not SVG), audio, video, PDF and plain text.",
+                "security": PUBLIC,
+                "parameters": [
+                    _path_param(
+                        "token",
+                        "The signed token of a media link.",
+                        MEDIA_URL.removeprefix("/media/"),
+                    ),
+                    {
+                        "name": "Range",
+                        "in": "header",
+                        "required": False,
+                        "description": "One byte range; several are answered whole.",
+                        "schema": {"type": "string"},
+                        "example": "bytes=0-1023",
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file.",
+                        "headers": {
+                            "Content-Disposition": {
+                                "description": "`inline` or `attachment`, with its name.",
+                                "schema": {"type": "string"},
+                                "example": 'inline; filename="receipt.jpg"; '
+                                "filename*=UTF-8''receipt.jpg",
+                            },
+                            "Accept-Ranges": {"schema": {"type": "string"}, "example": "bytes"},
+                        },
+                        "content": {
+                            "application/octet-stream": {
+                                "schema": {"type": "string", "contentMediaType": "*/*"},
+                                "examples": {"bytes": {"value": "(the file's bytes)"}},
+                            }
+                        },
+                    },
+                    "206": {
+                        "description": "The range asked for.",
+                        "headers": {
+                            "Content-Range": {
+                                "schema": {"type": "string"},
+                                "example": "bytes 0-1023/48213",
+                            }
+                        },
+                        "content": {
+                            "application/octet-stream": {
+                                "schema": {"type": "string", "contentMediaType": "*/*"},
+                                "examples": {"bytes": {"value": "(the range's bytes)"}},
+                            }
+                        },
+                    },
+                    "403": _media_error(
+                        "A token that was forged, changed or has expired.",
+                        "forbidden",
+                        "this media link is not valid or has expired",
+                    ),
+                    "404": _media_error(
+                        "The file was deleted since.", "not_found", "this file no longer exists"
+                    ),
+                    "416": {
+                        "description": "A range past the end of the file.",
+                        "headers": {
+                            "Content-Range": {
+                                "schema": {"type": "string"},
+                                "example": "bytes */48213",
+                            }
+                        },
+                    },
+                    "503": _response("Unavailable"),
+                    **errors_500,
+                },
+            }
+        },
         "/health": {
             "get": {
                 "operationId": "health",
@@ -2442,6 +2596,7 @@ def build() -> dict[str, Any]:
                     "name": "handoff",
                     "description": "Human handoff: the agents' queue, API, live feed, console.",
                 },
+                {"name": "media", "description": "Files users sent, by signed links."},
                 {"name": "operations", "description": "Health, readiness, this document."},
             ],
             "paths": _rate_limited(_paths()),

@@ -13,6 +13,7 @@ from pipeline.dialog import dialog_stage
 from pipeline.errors import TurnFailed, TurnRejected, UnknownBot
 from pipeline.handoff_stage import handoff_stage
 from pipeline.llm_stage import llm_stage
+from pipeline.media import media_stage
 from pipeline.reply import reply_stage
 from pipeline.services import Services
 from pipeline.sessions import session_stage
@@ -27,17 +28,21 @@ def default_stages(*, knowledge: Knowledge | None = None) -> list[Stage]:
 
     Order matters: the session must exist before anything reads it; reply wraps
     everything after it, so it runs last on the way out, flushing and saving
-    what the inner stages produced; the handoff stage comes next, because while a
-    person has the conversation none of the bot's stages may run (reply still saves
-    the user's message, and sends no fallback); dialog precedes the LLM because a dialog
+    what the inner stages produced (the media stage's notes on the user's row
+    and its replies included); media comes next, so that the message's files are
+    stored (the provider's links expire) for whoever answers it; then the handoff
+    stage, because while a person has the conversation none of the bot's stages may
+    run (reply still saves the user's message, and sends no fallback); dialog
+    precedes the LLM because a dialog
     waiting on HEAR owns the next message (the start dialog also sets up the
     tools, prompt and context the model then gets). The LLM stage searches
     ``knowledge`` (None: no knowledge base) for its context, or answers from it
-    when the bot has no model. A media stage joins this list when it is built.
+    when the bot has no model.
     """
     return [
         session_stage,
         reply_stage,
+        media_stage,
         handoff_stage,
         dialog_stage,
         llm_stage(knowledge=knowledge),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pipeline.handoff import HandoffDesk
 from pipeline.llm_cache import LLMCache
 from pipeline.mail import SmtpMailer
+from pipeline.media import MediaIntake
 from pipeline.outbound_http import OutboundHttp
 from pipeline.proactive import ProactiveSender
 from pipeline.websites import WebsiteCrawler
@@ -31,3 +32,4 @@ class Services:
     llm_cache: LLMCache | None = None  # the semantic cache in front of the LLM stage
     handoffs: HandoffDesk | None = None  # TRANSFER TO HUMAN, and the agents' side
     websites: WebsiteCrawler | None = None  # USE WEBSITE (with the knowledge base)
+    media: MediaIntake | None = None  # users' attachments fetched and kept (the media stage)

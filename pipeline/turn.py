@@ -14,6 +14,7 @@ from storage.base import Claim, HistoryEntry, Session, TransferItem
 if TYPE_CHECKING:
     from pipeline.bots import Bot
     from pipeline.handoff import TransferResult
+    from pipeline.media import StoredMedia
     from pipeline.services import Services
 
 
@@ -59,6 +60,8 @@ class Turn:
     held: bool = False
     # Run once the turn committed (news for the agents' consoles); failures are only logged.
     after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # The message's attachments in the blob store, once the media stage took them.
+    media: list[StoredMedia] = field(default_factory=list)
     replies: int = 0
     started: float = field(default_factory=time.perf_counter)
     # Model tokens this turn spent that no history row carries yet: the model's answer

@@ -51,6 +51,24 @@ class Session:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryAttachment:
+    """A file a history row carried: where it is kept, or why it is not (``error``).
+
+    ``key`` is the blob's key (``None`` when it was not stored: too large, gone from the
+    provider); ``kind`` is a :class:`channels.base.MediaKind` value.
+    """
+
+    kind: str
+    key: str | None
+    content_type: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    filename: str | None = None
+    caption: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryEntry:
     """One message of a conversation as kept in its history."""
 
@@ -59,6 +77,7 @@ class HistoryEntry:
     tokens_used: int = 0
     created_at: datetime | None = None
     seq: int | None = None  # its place in the history, once stored (a cursor for ``after``)
+    attachments: tuple[HistoryAttachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +248,41 @@ class ConversationStore(Protocol):
 
     async def close(self) -> None:
         """Release what the store holds (before its database pool closes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRecord:
+    """Attachment ``position`` of an inbound message, stored under ``key``."""
+
+    bot_id: str
+    channel: str
+    message_id: str
+    position: int
+    user_id: str
+    kind: str
+    key: str
+    content_type: str
+    size: int
+    sha256: str
+    filename: str | None = None
+    created_at: datetime | None = None
+
+
+class MediaRecords(Protocol):
+    """Which attachments of which messages are stored, kept apart from the turn's commit
+    so that a turn run again (after a failure) finds what its first run stored."""
+
+    async def find(self, bot_id: str, channel: str, message_id: str) -> list[MediaRecord]:
+        """The message's stored attachments, by position."""
+
+    async def add(self, record: MediaRecord) -> MediaRecord:
+        """Record a stored attachment; when its position is recorded already, that earlier
+        record stays and is returned."""
+
+    async def of_user(
+        self, bot_id: str, channel: str, user_id: str, *, limit: int = 100
+    ) -> list[MediaRecord]:
+        """A user's stored attachments with the bot on the channel, oldest first."""
 
 
 class BotConfigStore(Protocol):

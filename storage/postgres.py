@@ -23,6 +23,7 @@ import uuid_utils
 from storage.base import (
     Claim,
     ClaimLost,
+    HistoryAttachment,
     HistoryEntry,
     OutboxItem,
     Session,
@@ -101,11 +102,15 @@ WITH v0 AS (
 ), s AS (
     SELECT * FROM created UNION ALL SELECT * FROM updated
 ), h AS (
-    INSERT INTO message_history (id, session_id, role, content, tokens_used, created_at)
-    SELECT m.id, m.session_id, m.role, m.content, m.tokens_used, coalesce(m.created_at, now())
+    INSERT INTO message_history (
+        id, session_id, role, content, tokens_used, created_at, attachments)
+    SELECT m.id, m.session_id, m.role, m.content, m.tokens_used, coalesce(m.created_at, now()),
+           m.attachments
     FROM ROWS FROM (json_to_recordset($2::json) AS (
-        id uuid, session_id uuid, role text, content text, tokens_used int, created_at timestamptz)
-    ) WITH ORDINALITY AS m(id, session_id, role, content, tokens_used, created_at, ord)
+        id uuid, session_id uuid, role text, content text, tokens_used int, created_at timestamptz,
+        attachments jsonb)
+    ) WITH ORDINALITY AS m(id, session_id, role, content, tokens_used, created_at, attachments,
+                           ord)
     WHERE m.session_id IN (SELECT id FROM s)
     ORDER BY m.ord
 ), o AS (
@@ -135,14 +140,14 @@ SELECT id::text, created_at, updated_at FROM s
 """
 
 _HISTORY = """
-SELECT role, content, tokens_used, created_at, seq FROM message_history
+SELECT role, content, tokens_used, created_at, seq, attachments FROM message_history
 WHERE session_id = $1
 ORDER BY seq DESC
 LIMIT $2
 """
 
 _HISTORY_AFTER = """
-SELECT role, content, tokens_used, created_at, seq FROM message_history
+SELECT role, content, tokens_used, created_at, seq, attachments FROM message_history
 WHERE session_id = $1 AND seq > $3
 ORDER BY seq
 LIMIT $2
@@ -456,6 +461,9 @@ class PostgresConversationStore:
                     "content": e.content,
                     "tokens_used": e.tokens_used,
                     "created_at": e.created_at,
+                    "attachments": [_attachment_json(a) for a in e.attachments]
+                    if e.attachments
+                    else None,
                 }
                 for item in items
                 for e in item.append
@@ -512,10 +520,46 @@ class PostgresConversationStore:
                 rows = list(reversed(await self._db.fetch(_HISTORY, key, limit)))
             else:
                 rows = await self._db.fetch(_HISTORY_AFTER, key, limit, after)
-        return [HistoryEntry(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        return [HistoryEntry(r[0], r[1], r[2], r[3], r[4], _attachments(r[5])) for r in rows]
 
     async def close(self) -> None:
         await self._db.close()
+
+
+def _attachment_json(a: HistoryAttachment) -> dict[str, Any]:
+    return {
+        name: value
+        for name, value in (
+            ("kind", a.kind),
+            ("key", a.key),
+            ("content_type", a.content_type),
+            ("size", a.size),
+            ("sha256", a.sha256),
+            ("filename", a.filename),
+            ("caption", a.caption),
+            ("error", a.error),
+        )
+        if value is not None
+    }
+
+
+def _attachments(data: Any) -> tuple[HistoryAttachment, ...]:
+    if not isinstance(data, list):
+        return ()
+    return tuple(
+        HistoryAttachment(
+            kind=str(item.get("kind", "")),
+            key=item.get("key"),
+            content_type=item.get("content_type"),
+            size=item.get("size"),
+            sha256=item.get("sha256"),
+            filename=item.get("filename"),
+            caption=item.get("caption"),
+            error=item.get("error"),
+        )
+        for item in data
+        if isinstance(item, dict)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ PostgreSQL under ``<data_dir>/postgres``. Migrations are applied on open.
 ``REDIS_URL`` set: cache, locks, pub/sub, the LLM answer cache and rate limits' buckets in
 Redis; unset:
 in-process.
+``S3_*`` set: files (media) in that bucket; unset: under ``<data_dir>/blobs``.
 
 The gateway opens :class:`Stores` once in its ``cleanup_ctx`` (see
 :func:`stores`) and keeps it under a ``web.AppKey``.
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import redis.asyncio as aioredis
 
-from config.settings import Settings
+from config.settings import S3Settings, Settings
 from storage.api_keys import ApiKeyStore, PostgresApiKeyStore
 from storage.base import (
     BotConfigStore,
@@ -30,12 +31,16 @@ from storage.base import (
     ConversationWindows,
     Inbox,
     Locks,
+    MediaRecords,
     MemoryStore,
     Outbox,
     PubSub,
     RateBuckets,
     TableStore,
 )
+from storage.blobs_base import BlobStore
+from storage.blobs_fs import FilesystemBlobStore
+from storage.blobs_s3 import S3BlobStore, S3Config
 from storage.embedded_postgres import EmbeddedPostgres
 from storage.handoff_base import HandoffStore
 from storage.handoffs import PostgresHandoffStore
@@ -43,6 +48,7 @@ from storage.inbox import PostgresInbox
 from storage.llm_cache_base import AnswerStore
 from storage.llm_cache_memory import MemoryAnswers
 from storage.llm_cache_redis import RedisAnswers
+from storage.media_records import PostgresMediaRecords
 from storage.memory import MemoryCache, MemoryLocks, MemoryPubSub
 from storage.migrate import migrate
 from storage.outbox import PostgresConversationWindows, PostgresOutbox
@@ -78,6 +84,7 @@ class Stores:
     locks: Locks
     pubsub: PubSub
     pool: asyncpg.Pool
+    blobs: BlobStore
     redis: aioredis.Redis | None = None
     embedded: EmbeddedPostgres | None = None
     # The semantic cache's answers (pipeline.llm_cache), beside the cache they share Redis with.
@@ -88,20 +95,26 @@ class Stores:
     api_keys: ApiKeyStore = field(init=False)
     # Conversations handed to people (TRANSFER TO HUMAN), on the same pool.
     handoffs: HandoffStore = field(init=False)
+    # Which attachments of which messages are in the blob store.
+    media: MediaRecords = field(init=False)
 
     def __post_init__(self) -> None:
         self.api_keys = PostgresApiKeyStore(self.pool)
         self.handoffs = PostgresHandoffStore(self.pool)
+        self.media = PostgresMediaRecords(self.pool)
 
     async def ping(self) -> dict[str, bool]:
         """Whether each configured backend answers, for ``/ready``.
 
         Keys: ``"postgres"`` always; ``"redis"`` only when Redis is configured
-        (the in-process cache, locks and pub/sub cannot be unreachable).
+        (the in-process cache, locks and pub/sub cannot be unreachable), ``"s3"`` only
+        when files are kept on S3.
         """
         checks = {"postgres": self._ping_postgres()}
         if self.redis is not None:
             checks["redis"] = self._ping_redis(self.redis)
+        if isinstance(self.blobs, S3BlobStore):
+            checks["s3"] = self._ping_blobs(self.blobs)
         results = await asyncio.gather(*checks.values())
         return dict(zip(checks, results, strict=True))
 
@@ -122,9 +135,19 @@ class Stores:
             log.warning("redis ping failed: %s", e)
             return False
 
+    @staticmethod
+    async def _ping_blobs(blobs: BlobStore) -> bool:
+        try:
+            async with asyncio.timeout(PING_TIMEOUT):
+                return await blobs.ping()
+        except TimeoutError:
+            log.warning("blob store ping timed out")
+            return False
+
     async def close(self) -> None:
         """Close the Redis client, the stores and the pool, then stop the embedded server."""
         try:
+            await self.blobs.close()
             if self.redis is not None:
                 await self.redis.aclose()
             await self.conversations.close()
@@ -147,7 +170,12 @@ async def open_stores(
     ``schema`` puts the tables in that PostgreSQL schema (created if needed)
     instead of ``public``; ``redis_prefix`` namespaces every Redis key.
     """
-    embedded, dsn = await _database(settings)
+    blobs = await open_blobs(settings)
+    try:
+        embedded, dsn = await _database(settings)
+    except BaseException:
+        await blobs.close()
+        raise
     pool: asyncpg.Pool | None = None
     client: aioredis.Redis | None = None
     try:
@@ -170,6 +198,7 @@ async def open_stores(
             answers = MemoryAnswers()
             buckets = MemoryRateBuckets()
     except BaseException:
+        await blobs.close()
         if client is not None:
             await client.aclose()
         if pool is not None:
@@ -189,6 +218,7 @@ async def open_stores(
         locks=locks,
         pubsub=pubsub,
         pool=pool,
+        blobs=blobs,
         redis=client,
         embedded=embedded,
         answers=answers,
@@ -230,6 +260,26 @@ async def run_migrations(settings: Settings, *, schema: str | None = None) -> li
     finally:
         if embedded is not None:
             await embedded.stop()
+
+
+async def open_blobs(settings: Settings) -> BlobStore:
+    """The blob store the settings ask for: the S3 bucket of ``settings.s3``, else the
+    filesystem under ``<data_dir>/blobs``. An S3 that cannot be used is an error here (the
+    process does not start), never a quiet fallback to the disk."""
+    if settings.s3 is not None:
+        return await S3BlobStore(s3_config(settings.s3)).open_store()
+    return await FilesystemBlobStore(settings.data_dir / "blobs").open_store()
+
+
+def s3_config(s3: S3Settings) -> S3Config:
+    return S3Config(
+        bucket=s3.bucket,
+        access_key_id=s3.access_key_id,
+        secret_access_key=s3.secret_access_key,
+        endpoint_url=s3.endpoint_url,
+        region=s3.region,
+        public_url=s3.public_url,
+    )
 
 
 async def _database(settings: Settings) -> tuple[EmbeddedPostgres | None, str]:

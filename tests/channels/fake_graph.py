@@ -4,12 +4,17 @@
 ``{"messaging_product": "whatsapp", "contacts": [...], "messages": [{"id": "wamid.…"}]}``;
 scripted failures answer Meta's error object with the HTTP status Meta uses.
 Every call is recorded for the tests to read.
+
+Media: ``GET /{version}/{media-id}`` (Bearer token) answers the file's short-lived
+download URL with its mime type, size and SHA-256, as Meta does; the download there
+needs the same token. Files are added with :meth:`FakeGraphApi.add_media`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -66,6 +71,14 @@ class FakeGraphApi:
     _runner: web.AppRunner | None = None
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     api_url: str = ""
+    base_url: str = ""
+    # media id -> (mime type, bytes); expired ids still resolve but their URL is 404.
+    media: dict[str, tuple[str, bytes]] = field(default_factory=dict, repr=False)
+    expired: set[str] = field(default_factory=set)
+    downloads: dict[str, int] = field(default_factory=dict)
+    lookups: dict[str, int] = field(default_factory=dict)
+    media_failures: list[int] = field(default_factory=list)
+    wrong_sha256: set[str] = field(default_factory=set)
 
     def fail_next(
         self,
@@ -81,16 +94,23 @@ class FakeGraphApi:
             _Failure(status or usual_status, code, message, retry_after, raw_body)
         )
 
+    def add_media(self, media_id: str, data: bytes, mime_type: str) -> None:
+        """A file the user sent: its id comes in the webhook, its bytes from the lookup."""
+        self.media[media_id] = (mime_type, data)
+
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/{version}/{phone_id}/messages", self._messages)
+        app.router.add_get("/{version}/{media_id}", self._media_lookup)
+        app.router.add_get("/whatsapp_business/attachments/", self._media_download)
         # A handler sleeping for a timeout test must not hold the shutdown.
         self._runner = web.AppRunner(app, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         port = self._runner.addresses[0][1]
-        self.api_url = f"http://127.0.0.1:{port}/{self.version}"
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.api_url = f"{self.base_url}/{self.version}"
         return self.api_url
 
     async def close(self) -> None:
@@ -114,6 +134,56 @@ class FakeGraphApi:
             }
         }
         return web.json_response(body, status=status)
+
+    def _bearer_ok(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization") == f"Bearer {self.token}"
+
+    async def _media_lookup(self, request: web.Request) -> web.Response:
+        media_id = request.match_info["media_id"]
+        self.lookups[media_id] = self.lookups.get(media_id, 0) + 1
+        if not self._bearer_ok(request):
+            return self._error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+        if self.media_failures:
+            status = self.media_failures.pop(0)
+            return self._error(status, 131000 if status >= 500 else 100, "(#131000) Something")
+        if media_id not in self.media:
+            return self._error(
+                400,
+                100,
+                f"Unsupported get request. Object with ID '{media_id}' does not exist",
+                error_subcode=33,
+            )
+        mime, data = self.media[media_id]
+        digest = hashlib.sha256(data).hexdigest()
+        if media_id in self.wrong_sha256:
+            digest = hashlib.sha256(b"something else").hexdigest()
+        return web.json_response(
+            {
+                "messaging_product": "whatsapp",
+                # Meta's URLs are signed and live about five minutes.
+                "url": f"{self.base_url}/whatsapp_business/attachments/?mid={media_id}&ext=1",
+                "mime_type": mime,
+                "sha256": digest,
+                "file_size": len(data),
+                "id": media_id,
+            }
+        )
+
+    async def _media_download(self, request: web.Request) -> web.StreamResponse:
+        media_id = request.query.get("mid", "")
+        self.downloads[media_id] = self.downloads.get(media_id, 0) + 1
+        if not self._bearer_ok(request):
+            return web.Response(status=401, text="Unauthorized")
+        if media_id not in self.media or media_id in self.expired:
+            return web.Response(status=404, text="URL signature expired")
+        mime, data = self.media[media_id]
+        response = web.StreamResponse(headers={"Content-Type": mime})
+        response.content_length = len(data)
+        await response.prepare(request)
+        for start in range(0, len(data), 256 * 1024):
+            await response.write(data[start : start + 256 * 1024])
+        await response.write_eof()
+        return response
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()

@@ -6,7 +6,10 @@ every non-string value JSON-encoded), multipart or JSON parameters answers
 the Bot API builds them, or ``{"ok": false, "error_code": …, "description": …}``
 with the HTTP status Telegram uses. Methods: getMe, sendMessage,
 editMessageText, answerCallbackQuery, setWebhook, deleteWebhook,
-getWebhookInfo, getUpdates (long polling over :meth:`FakeBotApi.push_update`).
+getWebhookInfo, getUpdates (long polling over :meth:`FakeBotApi.push_update`),
+getFile; files added with :meth:`FakeBotApi.add_file` are downloaded from
+``/file/bot<token>/<file_path>`` as from Telegram's file server (20 MB at most
+through getFile; a wrong token is 404 there too).
 
 Tests script failures per method (:meth:`FakeBotApi.fail_next`, ``hang_next``,
 ``drop_next``) and read back every call in :attr:`FakeBotApi.calls`.
@@ -160,6 +163,11 @@ class FakeBotApi:
     flood_refused: int = 0
     record_calls: bool = True  # a long broadcast keeps its messages, not every call too
     _flood_tat: float = 0.0
+    # file_id -> (file_path, bytes); downloads counts each file_path's GETs.
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict, repr=False)
+    downloads: dict[str, int] = field(default_factory=dict)
+    _download_failures: list[int] = field(default_factory=list)
+    _cut_downloads: int = 0
 
     # -- scripting ---------------------------------------------------------------
 
@@ -201,6 +209,20 @@ class FakeBotApi:
     def _script(self, method: str) -> list[_Script]:
         return self._scripts.setdefault(method.lower(), [])
 
+    def add_file(self, file_id: str, data: bytes, *, file_path: str | None = None) -> str:
+        """Make a file getFile knows; its ``file_path`` on the file server is returned."""
+        path = file_path or f"documents/file_{len(self.files)}.bin"
+        self.files[file_id] = (path, data)
+        return path
+
+    def fail_download_next(self, status: int) -> None:
+        """Answer the next file download with ``status``."""
+        self._download_failures.append(status)
+
+    def cut_download_next(self) -> None:
+        """Send half of the next file download, then drop the connection."""
+        self._cut_downloads += 1
+
     async def push_update(self, update: dict[str, Any]) -> int:
         """Queue an update for getUpdates (its ``update_id`` assigned here) and return the id."""
         update_id = next(self._update_ids)
@@ -219,6 +241,7 @@ class FakeBotApi:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         self._arrived = asyncio.Condition()
         # A handler that hangs for a timeout test must not hold the shutdown.
         self._runner = web.AppRunner(app, shutdown_timeout=0.1)
@@ -264,7 +287,43 @@ class FakeBotApi:
             return _error(e)
         return web.json_response({"ok": True, "result": result})
 
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        path = request.match_info["path"]
+        self.downloads[path] = self.downloads.get(path, 0) + 1
+        found = next((data for p, data in self.files.values() if p == path), None)
+        if request.match_info["token"] != self.token or found is None:
+            return _error(ApiError(404, "Not Found"))
+        if self._download_failures:
+            return _error(ApiError(self._download_failures.pop(0), "Internal Server Error"))
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = len(found)
+        await response.prepare(request)
+        if self._cut_downloads:
+            self._cut_downloads -= 1
+            await response.write(found[: len(found) // 2])
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        for start in range(0, len(found), 256 * 1024):
+            await response.write(found[start : start + 256 * 1024])
+        await response.write_eof()
+        return response
+
     # -- methods -----------------------------------------------------------------
+
+    async def _getfile(self, params: dict[str, Any]) -> Any:
+        file_id = str(params.get("file_id") or "")
+        if file_id not in self.files:
+            raise ApiError(400, "Bad Request: invalid file_id")
+        path, data = self.files[file_id]
+        if len(data) > 20 * 1024 * 1024:
+            raise ApiError(400, "Bad Request: file is too big")
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"u{abs(hash(file_id)) % 10**8}",
+            "file_size": len(data),
+            "file_path": path,
+        }
 
     async def _getme(self, params: dict[str, Any]) -> Any:
         return BOT_USER

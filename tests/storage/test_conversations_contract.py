@@ -10,7 +10,13 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from storage.base import ConversationStore, HistoryEntry, Session, StorageError
+from storage.base import (
+    ConversationStore,
+    HistoryAttachment,
+    HistoryEntry,
+    Session,
+    StorageError,
+)
 from storage.postgres import PostgresConversationStore
 
 
@@ -333,3 +339,30 @@ async def test_ids_follow_the_order_of_writes(
     ids = [str(r["id"]) for r in rows]
     assert len(ids) == 30
     assert ids == sorted(ids)
+
+
+async def test_a_history_row_keeps_its_attachments(
+    store: ConversationStore, session: Session
+) -> None:
+    photo = HistoryAttachment(
+        kind="image",
+        key="shop/users/u@telegram/inbox/17/0-photo.jpg",
+        content_type="image/jpeg",
+        size=48213,
+        sha256="ab" * 32,
+        filename="photo.jpg",
+        caption="my receipt",
+    )
+    refused = HistoryAttachment(kind="video", key=None, content_type="video/mp4", error="too_large")
+    await store.save(
+        session,
+        append=[
+            HistoryEntry("user", "my receipt", attachments=(photo, refused)),
+            HistoryEntry("assistant", "Thanks!"),
+        ],
+    )
+    user, bot = await store.history(session.id)
+    assert user.attachments == (photo, refused)
+    assert bot.attachments == ()
+    [again] = await store.history(session.id, after=(user.seq or 0) - 1, limit=1)
+    assert again.attachments == (photo, refused)

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from config.settings import Settings
 from storage.base import HistoryEntry
+from storage.blobs_fs import FilesystemBlobStore
 from storage.embedded_postgres import EmbeddedPostgres
 from storage.memory import MemoryCache, MemoryLocks, MemoryPubSub
 from storage.migrate import bundled_migrations
@@ -67,7 +68,7 @@ async def test_configured_servers_are_used(
         await opened.close()
 
 
-async def test_ping_reports_unreachable_backends(postgres_url: str) -> None:
+async def test_ping_reports_unreachable_backends(postgres_url: str, tmp_path: Path) -> None:
     dead_redis = aioredis.Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.5)
     pool = await asyncpg.create_pool(postgres_url, min_size=0, max_size=1)
     await pool.close()  # as good as a server that went away
@@ -83,6 +84,7 @@ async def test_ping_reports_unreachable_backends(postgres_url: str) -> None:
         locks=MemoryLocks(),
         pubsub=MemoryPubSub(),
         pool=pool,
+        blobs=FilesystemBlobStore(tmp_path),
         redis=dead_redis,
     )
     try:
