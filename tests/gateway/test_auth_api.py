@@ -353,3 +353,32 @@ def test_the_configuration_comes_from_the_environment_and_keeps_its_secrets() ->
     ):
         with pytest.raises(ValueError):
             AuthConfig.from_env(bad)
+
+
+async def test_oversized_credentials_and_unknown_roles_are_clear_4xx(
+    anonymous: TestClient,
+) -> None:
+    url = MESSAGES.format(bot="default")
+    # A long credential of no kind we know, just under the server's header limit: 401, JSON.
+    resp = await anonymous.post(url, json={"text": "hi"}, headers=bearer("x" * 8_100))
+    assert resp.status == 401
+    assert (await resp.json())["error"] == "unauthorized"
+    # Over the server's header limit: refused by the HTTP parser with a 4xx, nothing run.
+    resp = await anonymous.post(url, json={"text": "hi"}, headers=bearer("x" * 20_000))
+    assert 400 <= resp.status < 500
+    # A key of a role we do not have is refused, naming the roles there are.
+    resp = await anonymous.post(
+        "/api/v1/bots/default/keys", json={"role": "wizard", "name": "x"}, headers=ADMIN
+    )
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["error"] == "bad_request" and "admin, agent, app, user" in body["message"]
+    # A JWT naming only roles we do not have is a user's: it may not name another user.
+    user = f"jwt-{uuid.uuid4().hex[:8]}"
+    wizard = bearer(hs256_token(sub=user, roles=["wizard", "superuser"]))
+    session = (await say(anonymous, wizard, "hi", user_id="someone-else"))["session_id"]
+    assert (await history(anonymous, wizard, session)).status == 200
+    resp = await anonymous.post(
+        "/api/v1/bots/default/keys", json={"role": "app", "name": "x"}, headers=wizard
+    )
+    assert resp.status == 403
