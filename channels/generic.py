@@ -16,10 +16,11 @@ window the gateway refuses the same signature a second time (a replay, see
 inbox's uniqueness on ``message_id`` keeps the retry from running a second turn.
 
 Outbound events are JSON objects with ``event`` (``message``, ``delivered``, ``handoff``:
-a conversation transferred to a person, taken, released or abandoned), a stable ``id`` (the same on every retry, for the receiver to
-drop duplicates), ``bot``, ``user_id`` and ``at``. A callback URL is reached only on a
-public address (the dialogs' HTTP guard, checked on the very address connected to) unless
-the bot's ``webhook-allow-private`` row is true; redirects are not followed.
+a conversation transferred to a person, taken, released or abandoned), a stable ``id``
+(the same on every retry, for the receiver to drop duplicates), ``bot``, ``user_id`` and
+``at``. A callback URL is reached only on a public address (the dialogs' HTTP guard,
+checked on the very address connected to) unless the bot's ``webhook-allow-private`` row
+is true; redirects are not followed.
 """
 
 from __future__ import annotations
