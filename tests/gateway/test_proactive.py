@@ -336,7 +336,9 @@ async def test_a_broadcast_is_paced_under_telegrams_limit_and_resumes_after_a_re
     assert all(n == 1 for n in received.values())  # none twice, across the restart
     # Every row was sent, except one whose request was on its way at the crash, if any:
     # it is marked unknown for the operator rather than sent again.
-    assert done["sent"] == len(received) and done["unknown"] <= 1
+    # (The unknown one may have reached the provider before the crash, or not.)
+    assert done["unknown"] <= 1
+    assert done["sent"] <= len(received) <= done["sent"] + done["unknown"]
     assert len(received) + done["unknown"] == 50
     # 30 messages a second at most: 50 take more than 1.5 s whatever the restart saved.
     assert elapsed >= (50 - 3) / 30

@@ -472,7 +472,7 @@ async def test_the_hot_statements_find_rows_by_key_while_the_tables_are_small(
         token = "00000000-0000-0000-0000-000000000000"
         kept = store_connections(pool, size=1)  # the connections the hot path runs on
         statements = [
-            (kept, store_sql._SAVE, ("[]", "[]", [], [1, 2], "[]")),
+            (kept, store_sql._SAVE, ("[]", "[]", [], [1, 2], "[]", "[]")),
             (kept, store_sql._GET, ([token],)),
             (kept, inbox_sql._CLAIM_ONE, (1, 30.0, token)),
             (pool, inbox_sql._EXTEND, (1, token, 30.0)),
