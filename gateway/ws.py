@@ -11,6 +11,11 @@ closed (1008). Then client frames: ``{"type": "message", "text",
 credential's). Server frames: ``delta``, ``message``, ``done`` (with the
 session id) and ``error``; with ``?format=html`` each is sent rendered for
 htmx's ws extension, and the user's own message is echoed as a ``user`` frame.
+
+The upgrade takes from its address's rate-limit bucket, and so does each message frame,
+from its credential's too (``gateway.rate_limits``): a frame over a limit gets an
+``error`` frame ``rate_limited`` with ``retry_after`` (seconds), is not run, and the
+socket stays open.
 """
 
 from __future__ import annotations

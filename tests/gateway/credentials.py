@@ -16,7 +16,9 @@ ADMIN_TOKEN = "gateway-tests-admin-token"
 def hs256_token(*, sub: str = "test-app", roles: list[str] | None = None, **claims: Any) -> str:
     """A JWT the test gateway accepts (unless ``claims`` spoil it)."""
     now = int(time.time())
-    payload: dict[str, Any] = {"sub": sub, "iss": ISSUER, "aud": AUDIENCE, "exp": now + 600}
+    # Two hours: modules make their tokens as they are collected, and the whole suite runs
+    # for more than ten minutes.
+    payload: dict[str, Any] = {"sub": sub, "iss": ISSUER, "aud": AUDIENCE, "exp": now + 7200}
     if roles is not None:
         payload["roles"] = roles
     payload.update(claims)
