@@ -14,6 +14,11 @@ htmx's ws extension, and the user's own message is echoed as a ``user`` frame.
 A ``message`` may also come between turns: an agent's (``"from": "agent"``) while
 a person has the conversation, or the bot's when a handoff timed out; it reaches
 every socket the user has open with the bot, on whichever instance.
+
+The upgrade takes from its address's rate-limit bucket, and so does each message frame,
+from its credential's too (``gateway.rate_limits``): a frame over a limit gets an
+``error`` frame ``rate_limited`` with ``retry_after`` (seconds), is not run, and the
+socket stays open.
 """
 
 from __future__ import annotations

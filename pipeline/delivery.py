@@ -27,6 +27,7 @@ provider, a ``delivered`` event is queued for the bot's generic webhook, when it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -172,10 +173,12 @@ class DeliveryWorker:
                 task.add_done_callback(self._done)
             if not rows or free <= len(rows):
                 self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.policy.poll_interval)
-                except TimeoutError:
-                    pass
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
+                # that comes as the event is set (a send finishing), and stop() then waited
+                # for this loop forever.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.policy.poll_interval):
+                        await self._wake.wait()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
