@@ -11,12 +11,15 @@ JWT_SECRET = b"gateway-tests-hs256-secret-of-32-bytes-or-more"
 ISSUER = "https://issuer.botserver.test"
 AUDIENCE = "botserver-tests"
 ADMIN_TOKEN = "gateway-tests-admin-token"
+# Modules make their tokens when imported, at collection: they must outlive a whole run of
+# the suite on a loaded machine (a 10-minute life expired before the tests using it ran).
+LIFETIME = 6 * 3600
 
 
 def hs256_token(*, sub: str = "test-app", roles: list[str] | None = None, **claims: Any) -> str:
     """A JWT the test gateway accepts (unless ``claims`` spoil it)."""
     now = int(time.time())
-    payload: dict[str, Any] = {"sub": sub, "iss": ISSUER, "aud": AUDIENCE, "exp": now + 600}
+    payload: dict[str, Any] = {"sub": sub, "iss": ISSUER, "aud": AUDIENCE, "exp": now + LIFETIME}
     if roles is not None:
         payload["roles"] = roles
     payload.update(claims)
