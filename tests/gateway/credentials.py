@@ -11,6 +11,9 @@ JWT_SECRET = b"gateway-tests-hs256-secret-of-32-bytes-or-more"
 ISSUER = "https://issuer.botserver.test"
 AUDIENCE = "botserver-tests"
 ADMIN_TOKEN = "gateway-tests-admin-token"
+# Modules make their tokens when imported, at collection: they must outlive a whole run of
+# the suite on a loaded machine (a 10-minute life expired before the tests using it ran).
+LIFETIME = 6 * 3600
 
 
 def hs256_token(*, sub: str = "test-app", roles: list[str] | None = None, **claims: Any) -> str:
