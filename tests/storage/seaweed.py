@@ -79,10 +79,10 @@ def _prepare(folder: Path) -> tuple[list[str], Path, str]:
         f"-dir={folder}",
         f"-master.port={master}",
         f"-master.port.grpc={master_grpc}",
-        "-master.volumeSizeLimitMB=64",
+        "-master.volumeSizeLimitMB=16",
         f"-volume.port={volume}",
         f"-volume.port.grpc={volume_grpc}",
-        "-volume.max=8",
+        "-volume.max=256",  # each bucket grows volumes of its own: the suite makes many
         "-filer",
         f"-filer.port={filer}",
         f"-filer.port.grpc={filer_grpc}",
