@@ -58,13 +58,14 @@ from gateway.rate_limits import (
 )
 from gateway.widget import setup_widget
 from pipeline.bots import BotRegistry
-from pipeline.delivery import DeliveryPolicy, DeliveryWorker
+from pipeline.delivery import WHATSAPP_INTERACTIVE_TEXT, DeliveryPolicy, DeliveryWorker
 from pipeline.dispatcher import Dispatcher
 from pipeline.handoff import HandoffDesk
 from pipeline.handoff_sweep import HandoffSweeper
 from pipeline.kb.local_embedder import load_local_embedder
 from pipeline.kb.service import KnowledgeBase, open_knowledge_base
 from pipeline.knowledge import PackageIngester, knowledge_search
+from pipeline.live_replies import LiveReplies
 from pipeline.llm_cache import LLMCache
 from pipeline.mail import MailSettings, SmtpMailer
 from pipeline.media import MediaIntake
@@ -225,11 +226,13 @@ def build_message_path(
     delivered_by_channel: frozenset[str] = frozenset(PROVIDER_CHANNELS),
     policy: PathPolicy | None = None,
     on_commit: Callable[[], None] | None = None,
+    live: LiveReplies | None = None,
 ) -> MessagePath:
     """The inbox, its worker and the synchronous web path, with the settings' limits.
 
     Replies of the provider channels are left in the outbox for the delivery
-    worker (``on_commit`` wakes it); the web channel's go back on the request."""
+    worker (``on_commit`` wakes it), the model's answers streamed to them as they
+    are written when ``live`` is given; the web channel's go back on the request."""
     return MessagePath(
         dispatcher,
         stores.inbox,
@@ -243,6 +246,7 @@ def build_message_path(
         delivered_by_channel=delivered_by_channel,
         window_channels=WINDOW_CHANNELS,
         on_commit=on_commit,
+        live=live,
     )
 
 
@@ -269,6 +273,27 @@ def build_delivery(stores: Stores, hub: ChannelHub, *, lease: float = 60.0) -> D
         config=config,
         events=event,
         policy=DeliveryPolicy(lease=lease, window_channels=frozenset({WHATSAPP})),
+    )
+
+
+def build_live_replies(
+    stores: Stores, hub: ChannelHub, delivery: DeliveryWorker, bots: BotRegistry
+) -> LiveReplies:
+    """Live streams of the model's answers to the provider channels, paced by the
+    delivery worker's pacers, for the bots and channels whose ``stream-replies`` say so."""
+
+    def streams(bot: str, channel: str) -> bool:
+        loaded = bots.get(bot)
+        return loaded is not None and loaded.streams(channel)
+
+    return LiveReplies(
+        hub.adapter,
+        delivery.pacer,
+        stores.inbox,
+        stores.outbox,
+        streams=streams,
+        window_channels=WINDOW_CHANNELS,
+        interactive_text_limits={WHATSAPP: WHATSAPP_INTERACTIVE_TEXT},
     )
 
 
@@ -322,7 +347,10 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
         delivery = build_delivery(stores, hub, lease=app[SETTINGS].lease)
         app[DELIVERY] = delivery
         services.handoffs.wake = delivery.wake  # agents' replies, timeout notices, events
-        path = build_message_path(app[SETTINGS], dispatcher, stores, on_commit=delivery.wake)
+        live = build_live_replies(stores, hub, delivery, registry)
+        path = build_message_path(
+            app[SETTINGS], dispatcher, stores, on_commit=delivery.wake, live=live
+        )
         app[MESSAGE_PATH] = path
 
         async def polled(bot: str, result: WebhookResult) -> None:

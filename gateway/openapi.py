@@ -1108,7 +1108,8 @@ def _paths() -> dict[str, Any]:
                     " server-sent events (see `x-events`): `delta` (partial text), `message`"
                     " (one whole reply), then `done` with the session id and every reply, or"
                     " `error` (`{error, message}`) when the turn fails after the stream"
-                    " began; a refusal before any event is a plain JSON error."
+                    " began (with the first event, or as the model starts to answer); a"
+                    " refusal before that is a plain JSON error."
                 ),
                 "security": ANY_CALLER,
                 "parameters": [BOT],

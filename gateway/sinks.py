@@ -39,7 +39,8 @@ class CollectingSink:
 
 
 class EventStreamSink(CollectingSink):
-    """Streams the turn as server-sent events; the response starts with the first event.
+    """Streams the turn as server-sent events; the response starts with the first event,
+    or when the model starts to answer (:meth:`begin`), whichever comes first.
 
     Starting lazily lets a turn refused before any output still answer with a
     plain 4xx JSON error.
@@ -50,7 +51,7 @@ class EventStreamSink(CollectingSink):
         self._request = request
         self.response: web.StreamResponse | None = None
 
-    async def send(self, event: str, data: dict[str, Any]) -> None:
+    async def _start(self) -> web.StreamResponse:
         if self.response is None:
             self.response = web.StreamResponse(
                 headers={
@@ -60,9 +61,21 @@ class EventStreamSink(CollectingSink):
                 }
             )
             await self.response.prepare(self._request)
-        await self.response.write(
+        return self.response
+
+    async def send(self, event: str, data: dict[str, Any]) -> None:
+        response = await self._start()
+        await response.write(
             b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
         )
+
+    async def begin(self) -> None:
+        # The model is being asked: the turn was not refused, and the head goes out now
+        # rather than with the first delta, which then leaves as soon as it is written.
+        await self._start()
+
+    async def end(self) -> None:
+        return None
 
     async def delta(self, text: str) -> None:
         await self.send("delta", {"text": text})

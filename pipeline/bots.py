@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,6 +35,13 @@ log = logging.getLogger(__name__)
 # General Bots reads the bot's system prompt from the first of these in its .gbot folder,
 # else from the ``system-prompt`` row of config.csv.
 PROMPT_FILES = ("PROMPT.md", "prompt.md", "PROMPT.txt", "prompt.txt")
+# The channels whose replies can stream to the provider while the model writes them
+# (Telegram edits one message in place; WhatsApp and SMS get whole paragraphs): what the
+# ``stream-replies`` row of config.csv chooses among. The web channel always streams.
+STREAMING_CHANNELS = frozenset({"telegram", "whatsapp", "twilio-whatsapp", "twilio-sms"})
+_ON = frozenset({"", "true", "yes", "on", "1", "all"})
+_OFF = frozenset({"false", "no", "off", "0", "none"})
+
 # A replaced provider is closed this long after its deadline, so that a turn that was
 # already talking to it when the bot reloaded can finish.
 RETIRE_GRACE = 5.0
@@ -71,10 +79,16 @@ class Bot:
     # provider named that cannot be used).
     model: BotModel | None = field(default=None, compare=False)
     model_problem: str | None = None
+    # The channels whose model answers stream live (``stream-replies``; all by default).
+    stream_channels: frozenset[str] = STREAMING_CHANNELS
 
     @property
     def name(self) -> str:
         return self.package.name
+
+    def streams(self, channel: str) -> bool:
+        """Whether the model's answers on ``channel`` are sent as they are written."""
+        return channel in self.stream_channels
 
     @property
     def display_name(self) -> str:
@@ -140,6 +154,27 @@ def http_policy_from_config(config: BotConfig) -> HttpPolicy:
     )
 
 
+def stream_channels_from_config(package: BotPackage) -> frozenset[str]:
+    """``stream-replies``: ``true`` (the default) streams on every channel that can,
+    ``false`` on none, else the channels named (``telegram, whatsapp``); a name that is
+    not such a channel is logged and left out."""
+    raw = package.config.get("stream-replies", "").strip().lower()
+    if raw in _ON:
+        return STREAMING_CHANNELS
+    if raw in _OFF:
+        return frozenset()
+    names = {name for name in re.split(r"[\s,;]+", raw) if name}
+    unknown = sorted(names - STREAMING_CHANNELS)
+    if unknown:
+        log.warning(
+            "bot %s: stream-replies names %s, which cannot stream (they are %s): left out",
+            package.name,
+            ", ".join(unknown),
+            ", ".join(sorted(STREAMING_CHANNELS)),
+        )
+    return frozenset(names & STREAMING_CHANNELS)
+
+
 def build_bot(package: BotPackage) -> Bot:
     """Compile a package's dialogs; a dialog with errors is left out and its errors kept."""
     programs: dict[str, Program] = {}
@@ -167,6 +202,7 @@ def build_bot(package: BotPackage) -> Bot:
         globals=normalize_globals(package.config.params()),
         http=http_policy_from_config(package.config),
         broken=frozenset(broken),
+        stream_channels=stream_channels_from_config(package),
     )
 
 

@@ -17,6 +17,16 @@ the reply's text as its ``{{1}}``, or, with no template configured, the reply
 is parked with that reason. A provider's "window closed" answer (131047,
 63016) closes the window and takes the same way.
 
+A reply streamed live while its turn ran (:mod:`pipeline.live_replies`) comes with what
+went out already: its row starts with those parts confirmed, and its message's ``live``
+record names the Telegram message being edited. The rest is planned by
+:func:`channels.streaming.final_parts`: the final, formatted edit of that message (never
+sooner than the edit interval after the last live edit, whichever instance made it), new
+messages past the limit, the WhatsApp and SMS paragraphs not yet sent. An edit is safe to
+repeat: it is not marked as on its way, so a crash during it sends it again, and a
+timeout retries it; a message that can no longer be edited (deleted, too old) gets the
+text as a new message instead.
+
 A channel whose adapter has ``send_part`` (the generic webhook) gets each part with an id
 that stays the same on every retry (bot, row and part), for its receiver to drop
 duplicates. A row whose message is an event (``{"event": …}``) goes to the adapter's
@@ -30,6 +40,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +49,7 @@ from typing import Any, Protocol, runtime_checkable
 from channels.base import (
     Channel,
     OutboundMessage,
+    OutcomeUnknown,
     ProviderUnavailable,
     RenderedPart,
     SendError,
@@ -47,8 +59,8 @@ from channels.base import (
     WindowClosed,
 )
 from channels.pacing import Pacer
-from channels.rendering import render_message
 from channels.retry import Disposition, RetryPolicy
+from channels.streaming import FinalPart, LiveResult, final_parts
 from pipeline.message_codec import outbound_from_json
 from storage.base import ConversationWindows, Outbox, OutboxRow, StorageError
 
@@ -219,9 +231,17 @@ class DeliveryWorker:
         if row.channel in self.policy.window_channels and not await self._window_open(row):
             await self._send_template(row, adapter, message, "the 24-hour window is closed")
             return
-        parts = self._render(adapter, message)
-        for index, part in enumerate(parts[row.parts_sent :], start=row.parts_sent):
-            sent = await self._send(row, adapter, part, index=index, reply_to=message.reply_to)
+        live = _live_record(row, message)
+        steps = self._plan(adapter, message, live)
+        for index, step in enumerate(steps[row.parts_sent :], start=row.parts_sent):
+            if step is None:  # sent live by the turn: recorded with its row
+                continue
+            if step.edit_of is not None:
+                sent = await self._edit(row, adapter, step, live)
+            else:
+                sent = await self._send(
+                    row, adapter, step.part, index=index, reply_to=message.reply_to
+                )
             if sent is None:
                 return
             row = sent
@@ -268,16 +288,66 @@ class DeliveryWorker:
         except StorageError as e:  # the message itself is sent and recorded
             log.error("outbox row %d: delivered event not queued: %s", row.seq, e)
 
-    def _render(self, adapter: Channel, message: OutboundMessage) -> list[RenderedPart]:
+    def _plan(
+        self, adapter: Channel, message: OutboundMessage, live: LiveResult | None
+    ) -> list[FinalPart | None]:
+        """The reply's requests in order, ``None`` for the parts sent live."""
         limit = WHATSAPP_INTERACTIVE_TEXT if adapter.name == "whatsapp" else None
-        return render_message(message, adapter.capabilities, interactive_text_limit=limit)
+        steps = final_parts(
+            message.text,
+            live,
+            adapter.capabilities,
+            suggestions=message.suggestions,
+            interactive_text_limit=limit,
+        )
+        done: list[FinalPart | None] = [None] * (live.parts_sent if live is not None else 0)
+        return done + list(steps)
 
-    def _pacer(self, row: OutboxRow, adapter: Channel) -> Pacer:
-        key = (row.bot_id, row.channel)
+    def pacer(self, bot: str, channel: str, adapter: Channel) -> Pacer:
+        """The pacer of one sender: every send and edit to it, live ones too, waits on it."""
+        key = (bot, channel)
         pacer = self._pacers.get(key)
         if pacer is None:
             pacer = self._pacers[key] = Pacer(adapter.capabilities)
         return pacer
+
+    def _pacer(self, row: OutboxRow, adapter: Channel) -> Pacer:
+        return self.pacer(row.bot_id, row.channel, adapter)
+
+    async def _edit(
+        self, row: OutboxRow, adapter: Channel, step: FinalPart, live: LiveResult | None
+    ) -> OutboxRow | None:
+        """The final edit of a message the turn streamed live; ``None`` as for a send."""
+        assert step.edit_of is not None
+        pacer = self._pacer(row, adapter)
+        await pacer.wait(row.conversation)
+        if live is not None and live.at is not None:
+            # The edit interval after the last live edit, made here or on another instance.
+            interval = adapter.capabilities.min_edit_interval
+            await asyncio.sleep(min(interval, max(0.0, live.at + interval - time.time())))
+        if not await self._outbox.start_part(row, lease=self.policy.lease, in_flight=False):
+            log.warning("outbox row %d: lease lost before an edit; left to its new holder", row.seq)
+            return None
+        try:
+            await adapter.edit(row.conversation, step.edit_of, step.part)
+        except SendRefused as e:
+            log.warning(
+                "outbox row %d: message %s cannot be edited (%s): sent as a new message",
+                row.seq,
+                step.edit_of,
+                e,
+            )
+            return await self._send(row, adapter, step.part, index=row.parts_sent)
+        except OutcomeUnknown as e:
+            # An edit made twice shows the same text: a timeout is retried, not parked.
+            await self._failed(row, ProviderUnavailable(str(e), code=e.code), "edit")
+            return None
+        except SendError as e:
+            pacer.back_off(e, row.conversation)
+            await self._failed(row, e, "edit")
+            return None
+        self.counters.parts += 1
+        return await self._outbox.part_sent(row, step.edit_of)
 
     async def _send(
         self,
@@ -401,3 +471,16 @@ class DeliveryWorker:
         await self._outbox.sent(row)
         log.info("outbox row %d: %s, template %r sent instead", row.seq, why, name)
         await self._delivered(row)
+
+
+def _live_record(row: OutboxRow, message: OutboundMessage) -> LiveResult | None:
+    """What the turn of ``row`` streamed live of its message (``None``: nothing)."""
+    data = row.message.get("live")
+    if not data:
+        return None
+    try:
+        return LiveResult.from_json(data, message.text)
+    except ValueError as e:
+        # Unreadable: its parts count as sent (the row says so); the rest goes as new sends.
+        log.error("outbox row %d: live record unreadable (%s)", row.seq, e)
+        return None

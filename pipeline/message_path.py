@@ -11,6 +11,11 @@ exponential backoff and parked as dead after ``max_attempts``; a message
 whose claim a crash left behind is leased again when its lease expires, by
 any instance. A message older than ``max_age`` is dropped with a log line.
 
+A worker's turn sends its replies nowhere (they are outbox rows, sent once it
+committed), except the model's answers on the channels that stream: its sink
+(:mod:`pipeline.live_replies`) sends them to the provider as they are written, records
+on the inbox row what it sent, and the reply's outbox row goes on from there.
+
 The synchronous web API rides the same path: :meth:`MessagePath.run_inline`
 writes the message, leases it itself (in the same statement, and with the
 turn's session read, when no earlier message of the conversation is active)
@@ -33,8 +38,9 @@ from datetime import UTC, datetime
 from channels.base import InboundMessage, OutboundMessage
 from pipeline.dispatcher import Dispatcher
 from pipeline.errors import PipelineError, TurnFailed, TurnRejected
+from pipeline.live_replies import LiveReplies
 from pipeline.message_codec import inbound_from_json, inbound_to_json, outbound_from_json
-from pipeline.turn import ReplySink, Turn
+from pipeline.turn import LiveSink, ReplySink, Turn
 from storage.base import Claim, ClaimLost, Inbox, InboxItem, StorageError, turn_session_read
 
 log = logging.getLogger(__name__)
@@ -122,6 +128,9 @@ class _Heartbeat:
             self._task.cancel()
 
 
+_DISCARD = _Discard()
+
+
 @dataclass(slots=True)
 class _Counters:
     turns: int = 0
@@ -138,6 +147,8 @@ class MessagePath:
     worker sends (their outbox rows are pending); other channels' replies are
     delivered by their own sink (the web request) and only recorded.
     ``on_commit`` is called after each committed turn that left replies to send.
+    ``live`` streams the model's answers of those channels while their turns run (see
+    :mod:`pipeline.live_replies`); without it their replies go whole, after the commit.
     """
 
     def __init__(
@@ -149,8 +160,10 @@ class MessagePath:
         delivered_by_channel: Collection[str] = (),
         window_channels: Collection[str] = (),
         on_commit: Callable[[], None] | None = None,
+        live: LiveReplies | None = None,
     ) -> None:
         self._dispatcher = dispatcher
+        self._live = live
         self._inbox = inbox
         self.policy = policy or PathPolicy()
         self._delivered = frozenset(delivered_by_channel)
@@ -255,7 +268,7 @@ class MessagePath:
         self,
         claim: Claim,
         message: InboundMessage | None,
-        sink: ReplySink,
+        sink: ReplySink | None,
         *,
         raise_errors: bool,
     ) -> Turn | None:
@@ -280,6 +293,8 @@ class MessagePath:
             )
             await self._finish(claim, "dropped", f"older than {policy.max_age:.0f} s")
             return None
+        if sink is None:
+            sink = self._sink(claim, message)
         heartbeat = _Heartbeat(self, claim)
         try:
             turn = await self._dispatcher.handle(
@@ -307,11 +322,22 @@ class MessagePath:
             return None
         finally:
             heartbeat.cancel()
+            if isinstance(sink, LiveSink):
+                await sink.close()
         self.counters.turns += 1
         to_send = (turn.deliver_later and turn.outbound) or turn.talk_to or turn.transfer
         if to_send and self._on_commit is not None:  # (a transfer may queue a webhook event)
             self._on_commit()
         return turn
+
+    def _sink(self, claim: Claim, message: InboundMessage) -> ReplySink:
+        """Where a worker's turn sends its replies: a live stream to the provider for the
+        model's answers, else nowhere (they are in the outbox)."""
+        if self._live is not None and message.channel in self._delivered:
+            live = self._live.sink(claim, message)
+            if live is not None:
+                return live
+        return _DISCARD
 
     async def _failed(self, claim: Claim, message: InboundMessage, error: TurnFailed) -> None:
         cause = error.__cause__
@@ -428,6 +454,6 @@ class MessagePath:
 
     async def _run_claimed(self, claim: Claim) -> None:
         try:
-            await self._run(claim, None, _Discard(), raise_errors=False)
+            await self._run(claim, None, None, raise_errors=False)
         except Exception:  # a bug; the lease expires and the message is tried again
             log.exception("inbox worker failed on seq=%d", claim.seq)

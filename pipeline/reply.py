@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from channels.base import OutboundMessage
 from pipeline.message_codec import outbound_to_json
 from pipeline.session_state import read_state
 from pipeline.turn import Next, Turn
@@ -40,15 +41,7 @@ async def reply_stage(turn: Turn, next_: Next) -> None:
     assert session is not None, "reply stage runs after the session stage"
     outbox: tuple[OutboxItem, ...] = ()
     if turn.claim is not None:  # a turn of the message path commits its replies with it
-        outbox = tuple(
-            OutboxItem(
-                channel=reply.channel,
-                conversation=reply.conversation,
-                message=outbound_to_json(reply, session_id=session.id),
-                delivered=not turn.deliver_later,
-            )
-            for reply in turn.outbound
-        ) + tuple(
+        outbox = tuple(_reply_item(turn, reply, session.id) for reply in turn.outbound) + tuple(
             OutboxItem(
                 channel=message.channel,
                 conversation=message.conversation,
@@ -81,3 +74,26 @@ async def reply_stage(turn: Turn, next_: Next) -> None:
             log.exception(
                 "after the commit of message %s of bot %s", turn.message.external_id, turn.bot.name
             )
+
+
+def _reply_item(turn: Turn, reply: OutboundMessage, session_id: str) -> OutboxItem:
+    """The outbox row of one reply; one streamed live carries what was sent already, so
+    that the delivery worker finishes it (the final edit, the paragraphs left) rather
+    than sending it again."""
+    message = outbound_to_json(reply, session_id=session_id)
+    live = turn.live(reply) if turn.deliver_later else None
+    if live is None:
+        return OutboxItem(
+            channel=reply.channel,
+            conversation=reply.conversation,
+            message=message,
+            delivered=not turn.deliver_later,
+        )
+    message["live"] = live.to_json()
+    return OutboxItem(
+        channel=reply.channel,
+        conversation=reply.conversation,
+        message=message,
+        parts_sent=live.parts_sent,
+        provider_ids=live.provider_ids[: live.parts_sent],
+    )

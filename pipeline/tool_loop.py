@@ -1,8 +1,9 @@
 """The tool loop: the model answers, or calls the session's BASIC tools until it can.
 
 Each round streams one model request: text deltas go to the reply sink as they arrive
-(``turn.sink.delta``), and the round's whole text then goes through the turn's normal reply
-path (``turn.say``).  When the model calls tools, each call (parallel calls too, in the
+(``turn.sink.delta``, inside ``turn.streaming()``: a worker turn's sink sends them on to
+Telegram, WhatsApp or SMS live), and the round's whole text then goes through the turn's
+normal reply path (``turn.say``).  When the model calls tools, each call (parallel calls too, in the
 order the model made them, one after another: they share the session) is checked before it
 runs and answered with a tool result:
 
@@ -302,16 +303,17 @@ class ToolLoop:
         parts: list[str] = []
         calls: list[ToolCall] = []
         done = None
-        async for event in self.model.provider.stream(request):
-            if isinstance(event, TextDelta):
-                if not parts:
-                    await self.turn.release()  # what was said before goes out first
-                parts.append(event.text)
-                await self.turn.sink.delta(event.text)
-            elif isinstance(event, ToolCallReady):
-                calls.append(event.call)
-            elif isinstance(event, StreamDone):
-                done = event.completion
+        async with self.turn.streaming():
+            async for event in self.model.provider.stream(request):
+                if isinstance(event, TextDelta):
+                    if not parts:
+                        await self.turn.release()  # what was said before goes out first
+                    parts.append(event.text)
+                    await self.turn.sink.delta(event.text)
+                elif isinstance(event, ToolCallReady):
+                    calls.append(event.call)
+                elif isinstance(event, StreamDone):
+                    done = event.completion
         if done is not None and done.usage is not None:
             self.turn.add_tokens(done.usage.total_tokens)
         text = done.text if done is not None else "".join(parts)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from channels.base import InboundMessage, OutboundMessage, Suggestion
+from channels.streaming import LiveResult
 from pipeline.session_state import read_state
 from storage.base import Claim, HistoryEntry, Session, TransferItem
 
@@ -26,6 +28,36 @@ class ReplySink(Protocol):
 
     async def message(self, message: OutboundMessage) -> None:
         """One complete bot message."""
+
+
+@runtime_checkable
+class StreamingSink(ReplySink, Protocol):
+    """A sink told when a model stream starts and ends (its deltas come in between)."""
+
+    async def begin(self) -> None:
+        """A model stream is about to start (an event stream sends its head now; a live
+        sink looks up, meanwhile, whether the stream may go to the provider live)."""
+
+    async def end(self) -> None:
+        """The model stream ended, or was cut short."""
+
+
+@runtime_checkable
+class LiveSink(StreamingSink, Protocol):
+    """A sink that sends streamed model output to a provider while the turn runs (a
+    worker turn on Telegram, WhatsApp, SMS), before the turn commits.
+
+    The model's text of one round arrives as deltas between :meth:`begin` and
+    :meth:`end` (which stops sending live); the next :meth:`message` is that text
+    whole (or the reply that replaces it, after a stream cut short), and :meth:`live`
+    then says what of it was already sent, for its outbox row to go on from there.
+    """
+
+    def live(self, message: OutboundMessage) -> LiveResult | None:
+        """What was sent live of ``message`` (one that went to :meth:`message`)."""
+
+    async def close(self) -> None:
+        """The turn is over: stop whatever still sends."""
 
 
 @dataclass(slots=True)
@@ -124,6 +156,25 @@ class Turn:
             return
         pending, self._pending = self._pending, None
         await self._deliver(*pending, self.suggestions())
+
+    @contextlib.asynccontextmanager
+    async def streaming(self) -> AsyncIterator[None]:
+        """Around one model stream, whose deltas go to the sink: a live sink sends them to
+        the provider as they come, and stops at the end (or when the stream fails)."""
+        sink = self.sink
+        if not isinstance(sink, StreamingSink):
+            yield
+            return
+        await sink.begin()
+        try:
+            yield
+        finally:
+            await sink.end()
+
+    def live(self, reply: OutboundMessage) -> LiveResult | None:
+        """What of ``reply`` (one of :attr:`outbound`) was already sent live."""
+        sink = self.sink
+        return sink.live(reply) if isinstance(sink, LiveSink) else None
 
     def suggestions(self) -> tuple[Suggestion, ...]:
         if self.session is None:

@@ -112,6 +112,9 @@ class Claim:
     message: dict[str, Any]
     attempts: int
     received_at: datetime
+    # What earlier attempts of this turn streamed live to the provider before failing
+    # (see :meth:`Inbox.record_live`): one entry per message or paragraph sent, in order.
+    live: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(slots=True)
@@ -167,12 +170,18 @@ class InboxPut:
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
     """A reply committed with its turn. ``delivered``: it already reached the user
-    (a web reply sent on the request), so it is kept only as a record."""
+    (a web reply sent on the request), so it is kept only as a record.
+
+    A reply streamed live while its turn ran starts with ``parts_sent`` parts already
+    confirmed, their ids in ``provider_ids``: the delivery worker goes on from there.
+    """
 
     channel: str
     conversation: str
     message: dict[str, Any]
     delivered: bool = False
+    parts_sent: int = 0
+    provider_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,6 +484,10 @@ class Inbox(Protocol):
         """End the message without a turn: ``done``, ``dead`` (with its reason) or
         ``dropped``."""
 
+    async def record_live(self, claim: Claim, entry: dict[str, Any]) -> bool:
+        """Append what a live stream of the claim's turn just sent (a provider message id,
+        with what identifies a paragraph); ``False`` when the claim is no longer held."""
+
     async def status(self, bot_id: str, channel: str, external_id: str) -> str | None:
         """The state of a message, ``None`` when it was never received."""
 
@@ -497,8 +510,14 @@ class Outbox(Protocol):
         A row whose lease expired while a part's request may have left is marked
         ``unknown`` instead of being handed out again."""
 
-    async def start_part(self, row: OutboxRow, *, lease: float) -> bool:
-        """Mark the next part as on its way; ``False`` when the lease was lost."""
+    async def start_part(self, row: OutboxRow, *, lease: float, in_flight: bool = True) -> bool:
+        """Mark the next part as on its way; ``False`` when the lease was lost.
+
+        ``in_flight=False`` for a request that may safely be made twice (an edit): a
+        crash while it is on its way then hands the row out again, not as unknown."""
+
+    async def busy(self, bot_id: str, channel: str, conversation: str) -> bool:
+        """Whether the conversation has replies not yet sent (pending or being sent)."""
 
     async def part_sent(self, row: OutboxRow, provider_id: str) -> OutboxRow:
         """Record a part the provider confirmed; the row with it counted."""

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 import orjson
@@ -63,7 +64,7 @@ SET status = 'running', lease_token = $4::uuid, attempts = i.attempts + 1,
     lease_until = now() + $3 * interval '1 second'
 FROM c WHERE i.seq = c.seq
 RETURNING i.seq, i.bot_id, i.channel, i.conversation, i.external_id, i.message, i.attempts,
-          i.received_at
+          i.received_at, i.live
 """
 
 _CLAIM = f"""
@@ -105,6 +106,11 @@ WITH c AS (
 _EXTEND = """
 UPDATE inbox SET lease_until = now() + $3 * interval '1 second'
 WHERE seq = $1 AND lease_token = $2::uuid AND finished_at IS NULL
+"""
+
+_RECORD_LIVE = """
+UPDATE inbox SET live = coalesce(live, '[]'::jsonb) || jsonb_build_array($3::jsonb)
+WHERE seq = $1 AND lease_token = $2::uuid AND status = 'running'
 """
 
 _RETRY = """
@@ -296,6 +302,7 @@ class PostgresInbox:
                 message=r[5],
                 attempts=r[6],
                 received_at=r[7],
+                live=tuple(r[8] or ()),
             )
             for r in rows
         ]
@@ -305,6 +312,11 @@ class PostgresInbox:
     async def extend(self, claim: Claim, *, lease: float) -> bool:
         with translate_errors:
             result: str = await self._pool.execute(_EXTEND, claim.seq, claim.token, lease)
+        return result.endswith(" 1")
+
+    async def record_live(self, claim: Claim, entry: dict[str, Any]) -> bool:
+        with translate_errors:
+            result: str = await self._pool.execute(_RECORD_LIVE, claim.seq, claim.token, entry)
         return result.endswith(" 1")
 
     async def retry(self, claim: Claim, *, delay: float, error: str) -> None:

@@ -52,8 +52,14 @@ RETURNING o.seq, o.bot_id, o.channel, o.conversation, o.message, o.parts_sent,
 """
 
 _START_PART = """
-UPDATE outbox SET in_flight = true, lease_until = now() + $3 * interval '1 second'
+UPDATE outbox SET in_flight = $4, lease_until = now() + $3 * interval '1 second'
 WHERE seq = $1 AND lease_token = $2::uuid AND status = 'sending'
+"""
+
+_BUSY = """
+SELECT EXISTS (SELECT 1 FROM outbox
+               WHERE bot_id = $1 AND channel = $2 AND conversation = $3
+                 AND status IN ('pending', 'sending'))
 """
 
 _PART_SENT = """
@@ -140,10 +146,17 @@ class PostgresOutbox:
         claimed.sort(key=lambda row: row.seq)
         return claimed
 
-    async def start_part(self, row: OutboxRow, *, lease: float) -> bool:
+    async def start_part(self, row: OutboxRow, *, lease: float, in_flight: bool = True) -> bool:
         with translate_errors:
-            result: str = await self._pool.execute(_START_PART, row.seq, row.token, lease)
+            result: str = await self._pool.execute(
+                _START_PART, row.seq, row.token, lease, in_flight
+            )
         return result.endswith(" 1")
+
+    async def busy(self, bot_id: str, channel: str, conversation: str) -> bool:
+        with translate_errors:
+            busy: bool = await self._pool.fetchval(_BUSY, bot_id, channel, conversation)
+        return busy
 
     async def part_sent(self, row: OutboxRow, provider_id: str) -> OutboxRow:
         with translate_errors:

@@ -83,7 +83,7 @@ WITH v0 AS (
         claim_seq bigint, claim_token uuid, replies jsonb)
 ), done AS (
     UPDATE inbox i SET status = 'done', lease_token = NULL, lease_until = NULL,
-        finished_at = now(), session_id = v0.id, replies = v0.replies
+        finished_at = now(), session_id = v0.id, replies = v0.replies, live = NULL
     FROM v0
     WHERE i.seq = ANY($4::bigint[]) AND i.seq = v0.claim_seq
       AND i.lease_token = v0.claim_token AND i.finished_at IS NULL
@@ -114,15 +114,17 @@ WITH v0 AS (
     WHERE m.session_id IN (SELECT id FROM s)
     ORDER BY m.ord
 ), o AS (
-    INSERT INTO outbox (inbox_seq, bot_id, channel, conversation, message, status, sent_at)
+    INSERT INTO outbox (inbox_seq, bot_id, channel, conversation, message, status, sent_at,
+                        parts_sent, provider_ids)
     SELECT r.inbox_seq, r.bot_id, r.channel, r.conversation, r.message,
            CASE WHEN r.delivered THEN 'sent' ELSE 'pending' END,
-           CASE WHEN r.delivered THEN now() END
+           CASE WHEN r.delivered THEN now() END,
+           coalesce(r.parts_sent, 0), coalesce(r.provider_ids, '[]'::jsonb)
     FROM ROWS FROM (json_to_recordset($5::json) AS (
         session_id uuid, inbox_seq bigint, bot_id text, channel text, conversation text,
-        message jsonb, delivered bool)
+        message jsonb, delivered bool, parts_sent int, provider_ids jsonb)
     ) WITH ORDINALITY AS r(session_id, inbox_seq, bot_id, channel, conversation, message,
-                           delivered, ord)
+                           delivered, parts_sent, provider_ids, ord)
     WHERE r.session_id IN (SELECT id FROM s)
     ORDER BY r.ord
 ), t AS (
@@ -479,6 +481,8 @@ class PostgresConversationStore:
                     "conversation": o.conversation,
                     "message": o.message,
                     "delivered": o.delivered,
+                    "parts_sent": o.parts_sent,
+                    "provider_ids": o.provider_ids,
                 }
                 for item in items
                 for o in item.outbox

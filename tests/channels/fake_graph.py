@@ -17,6 +17,7 @@ import base64
 import hashlib
 import itertools
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,11 +43,12 @@ ERRORS: dict[int, tuple[str, str, int]] = {
 
 @dataclass
 class GraphCall:
-    """One request the fake received."""
+    """One request the fake received, and when it arrived (``time.monotonic()``)."""
 
     path: str
     headers: dict[str, str]
     json: Any
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass

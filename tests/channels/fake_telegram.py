@@ -12,7 +12,9 @@ getFile; files added with :meth:`FakeBotApi.add_file` are downloaded from
 through getFile; a wrong token is 404 there too).
 
 Tests script failures per method (:meth:`FakeBotApi.fail_next`, ``hang_next``,
-``drop_next``) and read back every call in :attr:`FakeBotApi.calls`.
+``drop_next``) and read back every call in :attr:`FakeBotApi.calls`, each with its
+arrival time; :meth:`FakeBotApi.writes` gives a chat's sends and edits in order, as the
+user saw its messages appear and change, and :meth:`FakeBotApi.history` what it holds.
 
 With ``flood_rate`` set the fake enforces a bot's global flood control as Telegram does:
 sendMessage beyond ``flood_rate`` a second (a token bucket with ``flood_burst`` at once;
@@ -96,11 +98,13 @@ NOT_MODIFIED = (
 
 @dataclass
 class TelegramCall:
-    """One request the fake received: the method as called and its decoded parameters."""
+    """One request the fake received: the method as called, its decoded parameters, and
+    when it arrived (``time.monotonic()``)."""
 
     method: str
     params: dict[str, Any]
     content_type: str
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -151,6 +155,9 @@ class FakeBotApi:
     blocked: set[int | str] = field(default_factory=set)
     webhook: dict[str, Any] | None = None
     messages: dict[tuple[int | str, int], dict[str, Any]] = field(default_factory=dict)
+    # Each message's markup as last sent (parse mode and source): a change of formatting
+    # alone is a modification, as Telegram compares the entities too.
+    formatting: dict[tuple[int | str, int], tuple[str | None, str]] = field(default_factory=dict)
     api_url: str = ""
     _scripts: dict[str, list[_Script]] = field(default_factory=dict)
     _pending: list[dict[str, Any]] = field(default_factory=list)
@@ -235,6 +242,22 @@ class FakeBotApi:
     def calls_to(self, method: str) -> list[TelegramCall]:
         """The calls of one method, in order (method names are case-insensitive)."""
         return [c for c in self.calls if c.method.lower() == method.lower()]
+
+    def writes(self, chat: int | str) -> list[TelegramCall]:
+        """The sendMessage and editMessageText calls to ``chat``, in the order they came,
+        each with its arrival time (``at``): what the user saw appear and change."""
+        return [
+            c
+            for c in self.calls
+            if c.method.lower() in ("sendmessage", "editmessagetext")
+            and c.params.get("chat_id") == chat
+        ]
+
+    def history(self, chat: int | str) -> list[dict[str, Any]]:
+        """The messages ``chat`` holds now, oldest first (as the Bot API last returned them)."""
+        return [
+            m for (c, _), m in sorted(self.messages.items(), key=lambda kv: kv[0][1]) if c == chat
+        ]
 
     # -- server ------------------------------------------------------------------
 
@@ -364,6 +387,7 @@ class FakeBotApi:
         if markup is not None:
             message["reply_markup"] = markup
         self.messages[(chat_id, message["message_id"])] = message
+        self.formatting[(chat_id, message["message_id"])] = _formatting(params)
         return message
 
     async def _editmessagetext(self, params: dict[str, Any]) -> Any:
@@ -373,8 +397,14 @@ class FakeBotApi:
         if message is None:
             raise ApiError(400, "Bad Request: message to edit not found")
         markup = _inline_keyboard(params.get("reply_markup"))
-        if message["text"] == text and message.get("reply_markup") == markup:
+        formatting = _formatting(params)
+        if (
+            message["text"] == text
+            and self.formatting.get(key) == formatting  # type: ignore[arg-type]
+            and message.get("reply_markup") == markup
+        ):
             raise ApiError(400, NOT_MODIFIED)
+        self.formatting[key] = formatting  # type: ignore[index]
         message.update(text=text, edit_date=int(time.time()))
         message.pop("reply_markup", None)
         if markup is not None:
@@ -496,6 +526,15 @@ def _message_text(params: dict[str, Any]) -> str:
     if len(text) > 4096:
         raise ApiError(400, "Bad Request: message is too long")
     return text
+
+
+def _formatting(params: dict[str, Any]) -> tuple[str | None, str]:
+    """What stands for a message's entities: its marked-up source, when it has markup."""
+    parse_mode = params.get("parse_mode") or None
+    source = str(params.get("text") or "")
+    if parse_mode is None or not any(mark in source for mark in "<*_"):
+        return (None, "")
+    return (parse_mode, source)
 
 
 def _inline_keyboard(markup: Any) -> dict[str, Any] | None:

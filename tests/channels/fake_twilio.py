@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,11 +36,13 @@ MESSAGES = {
 
 @dataclass
 class TwilioCall:
-    """One request the fake received: its path, headers and form fields."""
+    """One request the fake received: its path, headers and form fields, and when it
+    arrived (``time.monotonic()``)."""
 
     path: str
     headers: dict[str, str]
     form: dict[str, str]
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass

@@ -7,13 +7,16 @@ import dataclasses
 import itertools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from channels.base import (
     Capabilities,
+    ProviderUnavailable,
     RateLimited,
     RenderedPart,
+    SendRefused,
     SendResult,
     StreamMode,
     Suggestion,
@@ -21,7 +24,14 @@ from channels.base import (
     WebhookRequest,
     WebhookResult,
 )
-from channels.streaming import StreamDelivery, complete_paragraphs
+from channels.streaming import (
+    LiveEntry,
+    LiveResult,
+    LiveStream,
+    StreamDelivery,
+    complete_paragraphs,
+    final_parts,
+)
 from tests.channels.virtual_time import run
 
 TELEGRAM = Capabilities(
@@ -158,7 +168,8 @@ def test_whatsapp_gets_whole_paragraphs_as_they_complete() -> None:
         "\nSecond one",
         ".\n\n```\ncode\n\n",
         "more\n```\n\n",
-        "Last",
+        "La",
+        "st",
     ]
 
     ids = run(StreamDelivery(channel, "u").deliver(deltas(pieces, 1.0)))
@@ -166,8 +177,26 @@ def test_whatsapp_gets_whole_paragraphs_as_they_complete() -> None:
     texts = [c.part.text for c in channel.of("send")]
     assert texts == ["First *paragraph* here.", "Second one.", "```code\n\nmore```", "Last"]
     assert ids == ["m1", "m2", "m3", "m4"]
-    # The first paragraph went out when it completed, not at the end.
-    assert channel.calls[0].at == 3.0
+    # Each paragraph went out once text followed it, not at the end.
+    assert [c.at for c in channel.calls] == [3.0, 4.0, 6.0, 7.0]
+
+
+def test_the_last_paragraph_waits_for_the_end_even_after_a_blank_line() -> None:
+    channel = RecordingChannel(WHATSAPP)
+
+    async def stream() -> LiveResult:
+        live = LiveStream(channel, "u")
+        for piece in ["One.\n\n", "Two.\n\n"]:
+            live.feed(piece)
+            await asyncio.sleep(1.0)
+        return await live.close()
+
+    result = run(stream())
+    # "Two." is complete, but nothing follows it: it may be the whole reply's end, which
+    # only the final step (after the turn commits) sends.
+    assert [c.part.text for c in channel.calls] == ["One."]
+    assert result.chars == len("One.\n\n") and result.provider_ids == ("m1",)
+    assert [p.part.text for p in final_parts(result.source, result, WHATSAPP)] == ["Two."]
 
 
 def test_paragraphs_waiting_for_the_pacer_go_together() -> None:
@@ -175,7 +204,7 @@ def test_paragraphs_waiting_for_the_pacer_go_together() -> None:
 
     slow = dataclasses.replace(WHATSAPP, chat_messages_per_second=1 / 6)
     channel = RecordingChannel(slow)
-    pieces = ["One.\n\n", "Two.\n\n", "Three.\n\n", "Four."]
+    pieces = ["One.\n\nT", "wo.\n\nThr", "ee.\n\nFo", "ur."]
     run(StreamDelivery(channel, "u", pacer=Pacer(slow)).deliver(deltas(pieces, 1.0)))
     assert [(c.at, c.part.text) for c in channel.calls] == [
         (1.0, "One."),
@@ -210,3 +239,137 @@ def test_web_gets_every_delta() -> None:
 )
 def test_complete_paragraphs(source: str, end: int) -> None:
     assert complete_paragraphs(source) == end
+
+
+# -- live streams: what a turn sends before it commits, and its retry ------------------------
+
+
+class EditableChannel(RecordingChannel):
+    """Refuses edits of messages it never sent, as Telegram does (deleted, or not ours);
+    ``slow_sends`` makes each send take that long."""
+
+    def __init__(self, capabilities: Capabilities, *, slow_sends: float = 0.0) -> None:
+        super().__init__(capabilities)
+        self.known = {"m-earlier"}
+        self.slow_sends = slow_sends
+
+    async def send(self, conversation: str, part: RenderedPart) -> SendResult:
+        if self.slow_sends:
+            await asyncio.sleep(self.slow_sends)
+        result = await super().send(conversation, part)
+        self.known.add(result.provider_id)
+        return result
+
+    async def edit(self, conversation: str, provider_id: str, part: RenderedPart) -> None:
+        if provider_id not in self.known:
+            raise SendRefused("Bad Request: message to edit not found", code="400")
+        await super().edit(conversation, provider_id, part)
+
+
+async def live(
+    channel: RecordingChannel, pieces: Sequence[str], every: float, **options: Any
+) -> LiveResult:
+    stream = LiveStream(channel, "chat", **options)
+    for piece in pieces:
+        await asyncio.sleep(every)
+        stream.feed(piece)
+    await asyncio.sleep(every)
+    return await stream.close()
+
+
+def test_a_live_stream_never_sends_the_final_formatted_edit() -> None:
+    channel = RecordingChannel(TELEGRAM)
+    result = run(live(channel, _words(20, bold_every=5), 0.1))
+    assert channel.calls[0].kind == "send"
+    assert all(c.part.text_format is TextFormat.PLAIN for c in channel.calls)
+    assert result.editing == "m1" and result.parts_sent == 0
+    # The final step, after the commit: the formatted edit of that message.
+    (step,) = final_parts(result.source, result, TELEGRAM)
+    assert step.edit_of == "m1" and step.part.text.startswith("<b>w0</b> w1")
+
+
+def test_a_retried_turn_edits_the_message_its_first_attempt_sent() -> None:
+    channel = EditableChannel(TELEGRAM)
+    recorded: list[LiveEntry] = []
+
+    async def record(entry: LiveEntry) -> bool:
+        recorded.append(entry)
+        return True
+
+    result = run(live(channel, _words(5), 0.1, reuse=[LiveEntry("m-earlier")], on_sent=record))
+    assert channel.of("send") == []
+    assert {c.provider_id for c in channel.of("edit")} == {"m-earlier"}
+    assert result.provider_ids == ("m-earlier",) and recorded == []
+
+
+def test_a_message_that_cannot_be_edited_any_more_is_replaced_by_a_new_one() -> None:
+    channel = EditableChannel(TELEGRAM)
+    recorded: list[LiveEntry] = []
+
+    async def record(entry: LiveEntry) -> bool:
+        recorded.append(entry)
+        return True
+
+    result = run(live(channel, _words(5), 0.1, reuse=[LiveEntry("m-gone")], on_sent=record))
+    assert channel.calls[0].kind == "send"
+    assert result.provider_ids == ("m1",) and recorded == [LiveEntry("m1")]
+
+
+def test_a_retry_counts_the_paragraphs_it_would_send_the_same_as_sent() -> None:
+    first = RecordingChannel(WHATSAPP)
+    recorded: list[LiveEntry] = []
+
+    async def record(entry: LiveEntry) -> bool:
+        recorded.append(entry)
+        return True
+
+    pieces = ["One.\n\n", "Two.\n\n", "Three.\n\n", "Four."]
+    run(live(first, pieces, 1.0, on_sent=record))
+    assert [c.part.text for c in first.calls] == ["One.", "Two.", "Three."]
+
+    # The same answer: nothing is sent again; the final step sends what is left.
+    again = RecordingChannel(WHATSAPP)
+    result = run(live(again, pieces, 1.0, reuse=recorded))
+    assert again.calls == []
+    assert result.provider_ids == ("m1", "m2", "m3") and result.parts_sent == 3
+    assert [p.part.text for p in final_parts(result.source, result, WHATSAPP)] == ["Four."]
+
+    # Another answer from its second paragraph on: the first counts, the rest goes anew.
+    other = RecordingChannel(WHATSAPP)
+    result = run(live(other, ["One.\n\n", "Deux.\n\n", "Trois."], 1.0, reuse=recorded))
+    assert [c.part.text for c in other.calls] == ["Deux."]
+    assert result.provider_ids == ("m1", "m1")  # the earlier attempt's, then this one's
+
+
+def test_closing_waits_for_a_send_on_its_way_and_counts_it() -> None:
+    channel = EditableChannel(TELEGRAM, slow_sends=5.0)
+
+    async def stream() -> LiveResult:
+        stream = LiveStream(channel, "chat")
+        stream.feed("Hello")
+        await asyncio.sleep(1.0)  # the send is on its way
+        return await stream.close()
+
+    result = run(stream())
+    assert [c.kind for c in channel.calls] == ["send"]
+    assert result.provider_ids == ("m1",) and result.editing == "m1"
+
+
+def test_a_failed_live_send_stops_the_stream_and_leaves_the_rest_to_the_final_step() -> None:
+    class Failing(RecordingChannel):
+        async def send(self, conversation: str, part: RenderedPart) -> SendResult:
+            raise ProviderUnavailable("Bad Gateway", code="502")
+
+    channel = Failing(TELEGRAM)
+
+    async def stream() -> tuple[LiveResult, LiveStream]:
+        stream = LiveStream(channel, "chat")
+        for piece in _words(10):
+            stream.feed(piece)
+            await asyncio.sleep(0.2)
+        return await stream.close(), stream
+
+    result, stream = run(stream())
+    assert isinstance(stream.error, ProviderUnavailable)
+    assert result.provider_ids == ()
+    assert result.for_text(result.source) is None  # the reply then goes out whole

@@ -7,7 +7,8 @@ inbox; its turn runs (again, once its lease has expired, if the process that
 leased it died) and commits once; its reply is sent once; a part that may have
 left when the process died is parked as ``unknown``, never sent again; and
 instances sharing the database run each conversation in order, with or
-without Redis.
+without Redis; a model's answer that was streaming to Telegram at the kill leaves one
+message, rewritten by the answer of the turn run again, never two answers.
 
 The gateways run with ``BOTSERVER_LEASE`` of a few seconds (60 by default), so a
 test that kills a process waits that long, once, for its leases to expire.
@@ -37,8 +38,12 @@ import asyncpg
 import pytest
 
 from tests.channels.fake_telegram import TOKEN, FakeBotApi
+from tests.llm import fake_openai
+from tests.llm.fake_openai import FakeOpenAI
+from tests.llm.scripted import Answer
 
 BOT = "relay"
+WRITER = "writer"  # no dialog: the model answers every message, streamed live
 SECRET = "crash_webhook_secret-1"
 # The lease a killed process leaves behind (BOTSERVER_LEASE); recovery also takes the
 # restart and the poll that finds the expired lease.
@@ -227,19 +232,30 @@ async def telegram() -> AsyncIterator[HoldingBotApi]:
 
 
 @pytest.fixture
-def bots(tmp_path: Path, telegram: HoldingBotApi) -> Path:
+async def model() -> AsyncIterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    await server.start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+def bots(tmp_path: Path, telegram: HoldingBotApi, model: FakeOpenAI) -> Path:
     folder = tmp_path / "bots"
-    package = folder / f"{BOT}.gbai"
-    (package / f"{BOT}.gbdialog").mkdir(parents=True)
-    (package / f"{BOT}.gbot").mkdir()
-    (package / f"{BOT}.gbdialog" / "start.bas").write_text(DIALOG)
     config = {
         "telegram-bot-token": TOKEN,
         "telegram-webhook-secret": SECRET,
         "telegram-api-url": telegram.api_url,
     }
-    rows = "".join(f"{k},{v}\n" for k, v in config.items())
-    (package / f"{BOT}.gbot" / "config.csv").write_text("name,value\n" + rows)
+    llm = {"llm-url": f"{model.url}/v1", "llm-key": fake_openai.API_KEY, "llm-model": "gpt-4o"}
+    for name, dialog, rows in ((BOT, DIALOG, config), (WRITER, None, config | llm)):
+        package = folder / f"{name}.gbai"
+        (package / f"{name}.gbdialog").mkdir(parents=True)
+        (package / f"{name}.gbot").mkdir()
+        if dialog is not None:
+            (package / f"{name}.gbdialog" / "start.bas").write_text(dialog)
+        lines = "".join(f"{k},{v}\n" for k, v in rows.items())
+        (package / f"{name}.gbot" / "config.csv").write_text("name,value\n" + lines)
     return folder
 
 
@@ -282,9 +298,9 @@ def update(chat: int, text: str) -> tuple[int, bytes]:
     return update_id, json.dumps({"update_id": update_id, "message": message}).encode()
 
 
-async def post(http: aiohttp.ClientSession, gateway: Gateway, body: bytes) -> int:
+async def post(http: aiohttp.ClientSession, gateway: Gateway, body: bytes, bot: str = BOT) -> int:
     headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": SECRET}
-    async with http.post(f"{gateway.url}/webhooks/telegram/{BOT}", data=body, headers=headers) as r:
+    async with http.post(f"{gateway.url}/webhooks/telegram/{bot}", data=body, headers=headers) as r:
         return r.status
 
 
@@ -453,6 +469,64 @@ async def _all_sent(db: asyncpg.Connection, chat: int, count: int) -> bool:
 
 async def _statuses(db: asyncpg.Connection, chat: int, expected: list[str]) -> bool:
     return [status for _, status, _ in await outbox_rows(db, chat)] == expected
+
+
+# -- killed while a model's answer streams -----------------------------------------------------
+
+STREAMED = 105
+
+
+async def test_a_gateway_killed_while_an_answer_streams_leaves_one_answer_after_restart(
+    gateways: Callable[[str, str | None], Gateway],
+    telegram: HoldingBotApi,
+    model: FakeOpenAI,
+    db: asyncpg.Connection,
+    http: aiohttp.ClientSession,
+) -> None:
+    gateway = gateways("one", None)
+    await gateway.start()
+    model.script(
+        Answer(text=tuple(f"first{i} " for i in range(40)), spacing=0.25),  # ~10 s of writing
+        Answer(text=("The **answer** ", "of the ", "turn run ", "again."), spacing=0.2),
+    )
+    update_id, body = update(STREAMED, "tell me")
+    assert await post(http, gateway, body, bot=WRITER) == 200
+
+    def streaming() -> bool:
+        writes = [w for w in telegram.calls if w.params.get("chat_id") == STREAMED]
+        return len(writes) >= 3  # sent, then edited as the model writes
+
+    await eventually(streaming, 20, "the answer streaming to Telegram")
+    await gateway.kill()
+    [(_, shown)] = [(k, m) for k, m in telegram.messages.items() if k[0] == STREAMED]
+    assert shown["text"].startswith("first0 first1") and not shown["text"].endswith("first39")
+    partial = await db.fetchval(
+        "SELECT live FROM inbox WHERE bot_id = $1 AND external_id = $2", WRITER, str(update_id)
+    )
+    assert json.loads(partial) == [{"id": str(shown["message_id"])}]  # recorded at once
+
+    await gateway.start()
+
+    def finished() -> bool:
+        writes = [w for w in telegram.calls if w.params.get("chat_id") == STREAMED]
+        return bool(writes) and writes[-1].params.get("parse_mode") == "HTML"
+
+    await eventually(finished, RECOVERY, "the turn run again and its answer finished")
+    await asyncio.sleep(0.5)  # a second message would have arrived by now
+    # One message: the first attempt's, rewritten by the second attempt's answer.
+    assert telegram.texts(STREAMED) == ["The answer of the turn run again."]
+    sends = [c for c in telegram.calls_to("sendMessage") if c.params["chat_id"] == STREAMED]
+    assert len(sends) == 1
+    edits = [c for c in telegram.calls_to("editMessageText") if c.params["chat_id"] == STREAMED]
+    assert {c.params["message_id"] for c in edits} == {shown["message_id"]}
+    assert edits[-1].params["text"] == "The <b>answer</b> of the turn run again."
+    status, attempts = await db.fetchrow(
+        "SELECT status, attempts FROM inbox WHERE bot_id = $1 AND external_id = $2",
+        WRITER,
+        str(update_id),
+    )
+    assert (status, attempts) == ("done", 2)
+    assert len(model.calls) == 2
 
 
 # -- two gateways on one database -------------------------------------------------------------

@@ -19,8 +19,7 @@ LIFETIME = 6 * 3600
 def hs256_token(*, sub: str = "test-app", roles: list[str] | None = None, **claims: Any) -> str:
     """A JWT the test gateway accepts (unless ``claims`` spoil it)."""
     now = int(time.time())
-    # Valid for hours: tokens made when a test module is imported serve the whole run.
-    payload: dict[str, Any] = {"sub": sub, "iss": ISSUER, "aud": AUDIENCE, "exp": now + 6 * 3600}
+    payload: dict[str, Any] = {"sub": sub, "iss": ISSUER, "aud": AUDIENCE, "exp": now + LIFETIME}
     if roles is not None:
         payload["roles"] = roles
     payload.update(claims)

@@ -32,7 +32,8 @@ AUDIENCE = "botserver"
 
 def claims(**overrides: Any) -> dict[str, Any]:
     now = int(time.time())
-    base: dict[str, Any] = {"sub": "user-1", "iss": ISSUER, "aud": AUDIENCE, "exp": now + 600}
+    # Made as the module is imported (the tables below): valid for the whole run.
+    base: dict[str, Any] = {"sub": "user-1", "iss": ISSUER, "aud": AUDIENCE, "exp": now + 6 * 3600}
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
 

@@ -1,11 +1,12 @@
 """What a fake model server answers, scripted per request, and the server both fakes share.
 
 A test queues outcomes (:meth:`ScriptedServer.script`): an :class:`Answer` (text in the
-pieces a stream sends, tool calls, reasoning, usage), a :class:`Fail` (an HTTP error in
-the provider's own error format, with headers such as Retry-After), a :class:`Hang`
-(never answers), a :class:`Cut` (a stream that stops part-way, cleanly or by dropping the
-connection) or :class:`Garbage` (a stream event that is not JSON). Each request is kept in
-:attr:`ScriptedServer.calls` with its headers, body and arrival time.
+pieces a stream sends, ``spacing`` seconds apart, tool calls, reasoning, usage), a
+:class:`Fail` (an HTTP error in the provider's own error format, with headers such as
+Retry-After), a :class:`Hang` (never answers), a :class:`Cut` (a stream that stops
+part-way, cleanly or by dropping the connection) or :class:`Garbage` (a stream event that
+is not JSON). Each request is kept in :attr:`ScriptedServer.calls` with its headers, body
+and arrival time.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Answer:
     cached_tokens: int = 0
     finish: str | None = None  # the provider's own finish reason, when not derived
     model: str = ""
+    spacing: float = 0.0  # seconds between the stream's events: a model writing slowly
 
 
 @dataclass(frozen=True)
@@ -149,9 +151,14 @@ class ScriptedServer:
         )
         await response.prepare(request)
         count = outcome.after if isinstance(outcome, Cut) else len(events)
-        for event in events[:count]:
+        answer = outcome.answer if isinstance(outcome, Cut) else outcome
+        spacing = answer.spacing if isinstance(answer, Answer) else 0.0
+        for index, event in enumerate(events[:count]):
+            if index and spacing:
+                await asyncio.sleep(spacing)
             await response.write(event)
-            await asyncio.sleep(0)
+            if not spacing:
+                await asyncio.sleep(0)
         if isinstance(outcome, Cut) and outcome.drop:
             assert request.transport is not None
             request.transport.close()

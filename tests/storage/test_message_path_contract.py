@@ -492,3 +492,56 @@ async def test_the_hot_statements_find_rows_by_key_while_the_tables_are_small(
             await kept.close()
     finally:
         await pool.close()
+
+
+async def test_what_a_turn_streamed_is_recorded_by_its_holder_and_given_to_its_retry(
+    inbox: PostgresInbox,
+    conversations: PostgresConversationStore,
+    outbox: PostgresOutbox,
+    pg_pool: asyncpg.Pool,
+    unique: Callable[[str], str],
+) -> None:
+    bot = unique("bot")
+    await inbox.put(item(bot, "c", "m1"))
+    [stale] = await inbox.claim(limit=1, lease=0.1, bot_id=bot)
+    assert stale.live == ()
+    assert await inbox.record_live(stale, {"id": "2001"})
+    await asyncio.sleep(0.2)  # the process died; its lease expires
+    [retry] = await inbox.claim(limit=1, lease=30, bot_id=bot)
+    assert retry.live == ({"id": "2001"},)
+    # The dead holder's stream, were it still sending, records nothing any more.
+    assert not await inbox.record_live(stale, {"id": "2099"})
+    assert await inbox.record_live(retry, {"id": "2002", "end": 12, "sha": "ab"})
+
+    # The commit: the reply's row starts with the parts sent live; the record is cleared.
+    session = conversations.new(bot_id=bot, channel="telegram", user_id="c")
+    reply = OutboxItem(
+        channel="telegram",
+        conversation="c",
+        message={"text": "streamed", "live": {"mode": "edit", "ids": ["2001"]}},
+        parts_sent=1,
+        provider_ids=("2001",),
+    )
+    await conversations.save(session, claim=retry, outbox=[reply])
+    [row] = [r for r in await outbox.claim(limit=10, lease=30) if r.bot_id == bot]
+    assert (row.parts_sent, row.provider_ids) == (1, ("2001",))
+    assert await pg_pool.fetchval("SELECT live FROM inbox WHERE seq = $1", retry.seq) is None
+
+
+async def test_an_edit_on_its_way_at_a_crash_is_handed_out_again_not_parked(
+    inbox: PostgresInbox,
+    conversations: PostgresConversationStore,
+    outbox: PostgresOutbox,
+    unique: Callable[[str], str],
+) -> None:
+    bot = unique("bot")
+    await commit_reply(inbox, conversations, bot, "c", "m1", ["final edit"])
+    assert await outbox.busy(bot, "telegram", "c")
+    assert not await outbox.busy(bot, "telegram", "other")
+    [row] = [r for r in await outbox.claim(limit=10, lease=0.2) if r.bot_id == bot]
+    assert await outbox.start_part(row, lease=0.2, in_flight=False)  # the process dies
+    await asyncio.sleep(0.3)
+    [again] = [r for r in await outbox.claim(limit=10, lease=30) if r.bot_id == bot]
+    assert (again.seq, again.attempts) == (row.seq, 2)
+    await outbox.sent(await outbox.part_sent(again, "2001"))
+    assert not await outbox.busy(bot, "telegram", "c")
