@@ -123,9 +123,10 @@ class EdgeIndex:
         *,
         space: VectorSpace | None = None,
     ) -> None:
-        points = [self._point(bot, collection, source, chunk, space) for chunk in chunks]
-
         def write() -> None:
+            # Built here, in the executor: the terms of a long document's chunks (tokens,
+            # stems) took a loaded machine's loop for a third of a second.
+            points = [self._point(bot, collection, source, chunk, space) for chunk in chunks]
             shard = self._shard(bot, create=True)
             assert shard is not None
             if space is not None:

@@ -16,6 +16,7 @@ stand-in used by the contract suite where no Qdrant server is installed.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -82,7 +83,11 @@ class QdrantIndex:
         space: VectorSpace | None = None,
     ) -> None:
         name = await self._collection(bot, space, create=True)
-        points = [self._point(bot, collection, source, chunk, space) for chunk in chunks]
+        # The chunks' terms (tokens, stems) in a thread: a long document's took a loaded
+        # machine's loop for a third of a second.
+        points = await asyncio.to_thread(
+            lambda: [self._point(bot, collection, source, chunk, space) for chunk in chunks]
+        )
         try:
             if points:
                 await self._client.upsert(name, points=points, wait=True)

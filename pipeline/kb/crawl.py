@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from config.packages import BotConfig
 from pipeline.kb.documents import UnreadableDocument
+from pipeline.kb.parser_processes import read_off_loop
 from pipeline.kb.robots import ALLOW_ALL, ROBOTS_MAX_BYTES, Robots, parse_robots, unreachable
 from pipeline.kb.text_readers import decode
 from pipeline.kb.web_pages import PAGE_TYPES, WHOLE_TYPES, WebPage, read_page
@@ -329,9 +330,10 @@ class SiteCrawl:
     async def _read(self, fetched: Fetched, depth: int) -> None:
         p = self.progress
         final = fetched.url
-        loop = asyncio.get_running_loop()
         try:
-            page = await loop.run_in_executor(
+            page = await read_off_loop(
+                final,
+                fetched.content_type in WHOLE_TYPES,
                 self._executor,
                 read_page,
                 final,

@@ -18,6 +18,10 @@ class UnreadableDocument(PipelineError):
         self.source = source
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[UnreadableDocument], tuple[str, str]]:
+        # Raised in a parser process (pipeline.kb.parser_processes), it is pickled back.
+        return (type(self), (self.source, self.reason))
+
 
 @dataclass(frozen=True, slots=True)
 class Section:

@@ -12,7 +12,8 @@ is a URL, see :mod:`pipeline.websites`) are the crawler's and left alone here;
 :func:`index_document` indexes both kinds.
 
 Reading, parsing and chunking run in an executor, and so does a local
-embedding model; nothing CPU-bound runs on the event loop.
+embedding model; PDF and ``.docx`` files are parsed in worker processes
+(:mod:`pipeline.kb.parser_processes`). Nothing CPU-bound runs on the event loop.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 from pipeline.kb.chunking import Chunk, chunk_sections
 from pipeline.kb.documents import ReadDocument, UnreadableDocument
 from pipeline.kb.embedders import Embedder, EmbeddingFailed
+from pipeline.kb.parser_processes import parse_in_process, read_off_loop
 from pipeline.kb.readers import SUPPORTED_SUFFIXES, read_document
 from pipeline.kb.web_urls import is_web_source
 from storage.kb_base import (
@@ -146,7 +148,9 @@ async def ingest_bot(
             tell(collection, source, "unchanged", row.chunk_count)
             continue
         try:
-            read = await loop.run_in_executor(executor, read_document, source, data)
+            read = await read_off_loop(
+                source, parse_in_process(source), executor, read_document, source, data
+            )
         except UnreadableDocument as e:
             log.warning("kb: bot %r: %s/%s skipped: %s", bot, collection, source, e.reason)
             await index.delete_source(bot, collection, source)
