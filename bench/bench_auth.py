@@ -123,6 +123,7 @@ async def _micro(
     from gateway.auth import AuthConfig, Authenticator
     from gateway.auth_jwt import JwtSettings, JwtVerifier
     from gateway.auth_visitor import VisitorTokens
+    from storage.api_keys import PostgresApiKeyStore
     from storage.base import Rate
     from storage.rate_buckets import MemoryRateBuckets
     from storage.services import open_stores
@@ -154,14 +155,22 @@ async def _micro(
             "JWT HS256": hs,
             "JWT RS256 (JWKS)": _jwt(rsa_key, "bench-app", ["app"]),
         }
+        # Verified keys are remembered while revocations are heard, as in the gateway.
+        revocations = asyncio.create_task(stores.api_keys.listen())
+        await stores.api_keys.wait_subscribed()
         for token in tokens.values():  # warm: the JWKS fetched, statements prepared
             await authenticator.authenticate(token)
         out: dict[str, tuple[float, float]] = {}
         for name, token in tokens.items():
-            label = f"{name}, seen before" if name.startswith("JWT") else name
+            label = f"{name}, seen before" if name.startswith(("JWT", "API")) else name
             out[label] = await _per_call(
                 lambda token=token: authenticator.authenticate(token), iterations, batches
             )
+        # An API key not remembered (its first use, or revocations unheard): the table's row.
+        uncached = Authenticator(config, PostgresApiKeyStore(stores.pool), visitors, None)
+        out["API key, checked in the table"] = await _per_call(
+            lambda: uncached.authenticate(api_key), iterations, batches
+        )
         # A token's first use: its signature checked (a new token each call).
         first = max(iterations // 4, 50)
         for name, make in (
@@ -190,6 +199,7 @@ async def _micro(
         out["(a rate-limit check, in process)"] = await _per_call(
             lambda: buckets.take("k", rate), iterations, batches
         )
+        revocations.cancel()
         return out
     finally:
         await session.close()

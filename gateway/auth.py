@@ -25,6 +25,8 @@ open, until something grants it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import os
@@ -381,10 +383,15 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
     session: aiohttp.ClientSession | None = None
     if config.jwt.remote_keys:
         session = aiohttp.ClientSession()
+    # Verified API keys are remembered while this instance hears revocations.
+    revocations = asyncio.create_task(stores.api_keys.listen(), name="api-key-revocations")
     try:
         verifier = JwtVerifier(config.jwt, session=session) if config.jwt.enabled else None
         app[AUTH] = Authenticator(config, stores.api_keys, VisitorTokens(secret), verifier)
         yield
     finally:
+        revocations.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await revocations
         if session is not None:
             await session.close()

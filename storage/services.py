@@ -23,7 +23,8 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from config.settings import S3Settings, Settings
-from storage.api_keys import ApiKeyStore, PostgresApiKeyStore
+from storage.api_key_cache import CachedApiKeys
+from storage.api_keys import PostgresApiKeyStore
 from storage.base import (
     BotConfigStore,
     Cache,
@@ -91,15 +92,16 @@ class Stores:
     answers: AnswerStore = field(default_factory=MemoryAnswers)
     # Rate limits' token buckets: in Redis when configured (every instance shares them).
     rate_buckets: RateBuckets = field(default_factory=MemoryRateBuckets)
-    # The web API's keys (hashed) and the gateway's signing keys, on the same pool.
-    api_keys: ApiKeyStore = field(init=False)
+    # The web API's keys (hashed) and the gateway's signing keys, on the same pool; verified
+    # keys remembered for seconds while the instance hears revocations (its listen() task).
+    api_keys: CachedApiKeys = field(init=False)
     # Conversations handed to people (TRANSFER TO HUMAN), on the same pool.
     handoffs: HandoffStore = field(init=False)
     # Which attachments of which messages are in the blob store.
     media: MediaRecords = field(init=False)
 
     def __post_init__(self) -> None:
-        self.api_keys = PostgresApiKeyStore(self.pool)
+        self.api_keys = CachedApiKeys(PostgresApiKeyStore(self.pool), self.pubsub)
         self.handoffs = PostgresHandoffStore(self.pool)
         self.media = PostgresMediaRecords(self.pool)
 
