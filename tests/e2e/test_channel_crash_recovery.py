@@ -49,7 +49,9 @@ SECRET = "crash_webhook_secret-1"
 # restart and the poll that finds the expired lease.
 LEASE = 8.0
 RECOVERY = LEASE + 20.0
-STARTUP_SECONDS = 30.0
+# Two gateways starting at once on a loaded 2-core machine took over 30 s (importing the
+# model SDKs and loading a tokenizer each, ~2 s when quiet).
+STARTUP_SECONDS = 90.0
 
 # A line with "slow" in it waits inside its turn (the interpreter's WAIT), so that a kill
 # lands between the claim and the commit; every line is echoed.
