@@ -315,6 +315,7 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.data_dir,
         qdrant_url=settings.qdrant_url,
         qdrant_api_key=settings.qdrant_api_key,
+        config_of=registry.config_of,  # a bot's own embeddings endpoint, if it names one
     )
     app[KNOWLEDGE] = kb
     llm_cache = build_llm_cache(stores)

@@ -263,6 +263,7 @@ async def _kb_ingest(settings: Settings, bot: str, path: Path) -> int:
     from pipeline.kb.progress import ProgressBar
     from pipeline.kb.service import open_knowledge_base
 
+    config = load_package(path).config.as_dict()
     stores = await open_stores(settings)
     try:
         kb = await open_knowledge_base(
@@ -270,6 +271,7 @@ async def _kb_ingest(settings: Settings, bot: str, path: Path) -> int:
             settings.data_dir,
             qdrant_url=settings.qdrant_url,
             qdrant_api_key=settings.qdrant_api_key,
+            config_of=lambda name: config if name == bot else None,
         )
         try:
             report = await kb.ingest(bot, path, progress=ProgressBar(sys.stderr))
@@ -326,6 +328,7 @@ async def _kb_crawl(settings: Settings, name: str, url: str, refresh: str) -> in
             settings.data_dir,
             qdrant_url=settings.qdrant_url,
             qdrant_api_key=settings.qdrant_api_key,
+            config_of=registry.config_of,
         )
         try:
             crawler = build_website_crawler(stores, kb, http, registry)

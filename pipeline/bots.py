@@ -305,6 +305,11 @@ class BotRegistry:
     def names(self) -> list[str]:
         return sorted(self._bots)
 
+    def config_of(self, name: str) -> dict[str, str] | None:
+        """The rows of a loaded bot's ``config.csv``; None for a bot not loaded."""
+        bot = self._bots.get(name)
+        return bot.package.config.as_dict() if bot is not None else None
+
     async def load_all(self) -> None:
         """Read every package of the bots folder (file reads and compiling off the event loop)."""
         bots = await asyncio.to_thread(self._load_all_sync)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 
 import asyncpg
 
+from pipeline.kb.bot_embedders import BotEmbedders, ConfigOf
 from pipeline.kb.documents import ReadDocument
 from pipeline.kb.embedders import Embedder
 from pipeline.kb.ingest import (
@@ -35,8 +36,13 @@ from storage.kb_open import open_knowledge_index
 
 log = logging.getLogger(__name__)
 
-#: Which embedder a bot's chunks and questions use (None: lexical only).
-EmbedderFor = Callable[[str], Embedder | None]
+#: Which embedder a bot's chunks and questions use (None: lexical only); see
+#: :class:`pipeline.kb.bot_embedders.BotEmbedders`.
+EmbedderFor = Callable[[str], Awaitable[Embedder | None]]
+
+
+async def _lexical(bot: str) -> Embedder | None:
+    return None
 
 
 class KnowledgeBase:
@@ -52,7 +58,7 @@ class KnowledgeBase:
     ) -> None:
         self.index = index
         self._documents = documents
-        self._embedder_for = embedder_for or (lambda bot: None)
+        self._embedder_for = embedder_for or _lexical
         self._executor = executor
         self._optimizing: asyncio.Task[None] | None = None
         self._locks: dict[str, asyncio.Lock] = {}
@@ -71,7 +77,7 @@ class KnowledgeBase:
                 find_kb_folder(package_dir),
                 index=self.index,
                 documents=self._documents,
-                embedder=self._embedder_for(bot),
+                embedder=await self._embedder_for(bot),
                 progress=progress,
                 executor=self._executor,
             )
@@ -120,7 +126,7 @@ class KnowledgeBase:
     ) -> bool:
         """Index one document read from ``source``, unless ``known`` (its row) says the same
         text is indexed with the same embedder already; True when it was (re)indexed."""
-        embedder = self._embedder_for(bot)
+        embedder = await self._embedder_for(bot)
         if known is not None and up_to_date(known, digest, embedding_id(embedder)):
             return False
         await index_document(
@@ -166,7 +172,7 @@ class KnowledgeBase:
             bot,
             chosen,
             question,
-            embedder=self._embedder_for(bot),
+            embedder=await self._embedder_for(bot),
             limit=limit,
             mode=mode,
         )
@@ -177,11 +183,16 @@ class KnowledgeBase:
             await asyncio.shield(self._optimizing)
 
     async def close(self) -> None:
-        """Let a running index build finish, then close the index."""
+        """Let a running index build finish, then close the index (and the embeddings
+        endpoints' clients)."""
         try:
             await self.indexing()
         finally:
-            await self.index.close()
+            try:
+                await self.index.close()
+            finally:
+                if isinstance(self._embedder_for, BotEmbedders):
+                    await self._embedder_for.close()
 
     def _optimize_soon(self) -> None:
         if self._optimizing is not None and not self._optimizing.done():
@@ -202,14 +213,17 @@ async def open_knowledge_base(
     qdrant_url: str | None = None,
     qdrant_api_key: str | None = None,
     local_model: bool = True,
+    config_of: ConfigOf | None = None,
     executor: Executor | None = None,
 ) -> KnowledgeBase:
     """The process's knowledge base: its index (Qdrant server or embedded), its rows in
-    ``pool``'s database, and the packaged local model for every bot when installed."""
+    ``pool``'s database, and its embedders: a bot's own embeddings endpoint when its
+    config (from ``config_of``) names one, else the packaged local model when installed."""
     index = await open_knowledge_index(
         data_dir, qdrant_url=qdrant_url, qdrant_api_key=qdrant_api_key
     )
-    embedder = load_local_embedder(executor=executor) if local_model else None
+    local = load_local_embedder(executor=executor) if local_model else None
+    embedders = BotEmbedders(local, config_of or (lambda bot: None))
     return KnowledgeBase(
-        index, PostgresKbDocuments(pool), embedder_for=lambda bot: embedder, executor=executor
+        index, PostgresKbDocuments(pool), embedder_for=embedders, executor=executor
     )

@@ -187,7 +187,7 @@ async def test_embedding_model_changes_and_failures(
     embedder = EndpointEmbedder(endpoint, model="letters", dim=5)
     kb = KnowledgeBase(kb_index, documents)
     await kb.ingest(bot, root)
-    with_model = KnowledgeBase(kb_index, documents, embedder_for=lambda b: embedder)
+    with_model = KnowledgeBase(kb_index, documents, embedder_for=lambda b: _ready(embedder))
     report = await with_model.ingest(bot, root)  # the model changed: everything again
     assert report.indexed == 3 and endpoint.calls == 3
     assert {d.embedding_id for d in await documents.list(bot)} == {"letters:5"}
@@ -242,3 +242,7 @@ async def test_parsing_a_large_pdf_does_not_block_the_event_loop(
     # Parsed in a worker process, its chunks' terms made in a thread, the loop runs throughout;
     # parsed in a thread of this process, pypdf stalled it for over 0.5 s on a loaded machine.
     assert max(gaps) < min(0.25, took / 3), (max(gaps), took)
+
+
+async def _ready(embedder: EndpointEmbedder) -> EndpointEmbedder:
+    return embedder

@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from pipeline.kb.embedders import Embedder
 from pipeline.kb.local_embedder import load_local_embedder
 from pipeline.kb.service import KnowledgeBase
 from storage.kb_base import SearchMode
@@ -33,12 +34,16 @@ async def bundled_kb(
     kb_pool: asyncpg.Pool, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[tuple[KnowledgeBase, str]]:
     index = await EdgeIndex.open(tmp_path_factory.mktemp("quality") / "edge")
-    kb = KnowledgeBase(index, PostgresKbDocuments(kb_pool), embedder_for=lambda bot: EMBEDDER)
+    kb = KnowledgeBase(index, PostgresKbDocuments(kb_pool), embedder_for=_embedder)
     bot = f"default-{uuid.uuid4().hex[:8]}"
     report = await kb.ingest(bot, PACKAGE)
     assert report.indexed >= 15 and not report.skipped
     yield kb, bot
     await kb.close()
+
+
+async def _embedder(bot: str) -> Embedder | None:
+    return EMBEDDER
 
 
 async def recall(kb: KnowledgeBase, bot: str, mode: SearchMode) -> tuple[float, float, list[str]]:

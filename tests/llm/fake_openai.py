@@ -68,6 +68,7 @@ def _finish(answer: Answer) -> str:
 class FakeOpenAI(ScriptedServer):
     def __init__(self, api_key: str = API_KEY) -> None:
         super().__init__(api_key)
+        self.embeddings_down = False  # True: /v1/embeddings answers 503
 
     def routes(self) -> dict[str, Any]:
         return {"/v1/chat/completions": self._chat, "/v1/embeddings": self._embeddings}
@@ -175,6 +176,8 @@ class FakeOpenAI(ScriptedServer):
         call = await self.record(request)
         if not self._authorized(request):
             return _error(401, "Incorrect API key provided.")
+        if self.embeddings_down:
+            return _error(503, "The server is overloaded or not ready yet.")
         texts = call.body["input"]
         texts = [texts] if isinstance(texts, str) else texts
         data = [
