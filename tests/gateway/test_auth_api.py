@@ -211,6 +211,14 @@ async def test_keys_are_created_shown_once_listed_and_revoked(
     )
     assert other_bot.status == 403
 
+    # Checked in the table once, then remembered: the next requests read no row.
+    keys = anonymous.app[STORES].api_keys
+    assert keys.subscribed
+    misses = keys.misses
+    for _ in range(3):
+        assert (await history(anonymous, app, session, f"?user_id={user}")).status == 200
+    assert keys.misses == misses
+
     delete = f"/api/v1/bots/default/keys/{created['id']}"
     assert (await anonymous.delete(delete, headers=ADMIN)).status == 200
     refused = await anonymous.post(
