@@ -60,6 +60,7 @@ from gateway.widget import setup_widget
 from pipeline.bots import BotRegistry
 from pipeline.delivery import WHATSAPP_INTERACTIVE_TEXT, DeliveryPolicy, DeliveryWorker
 from pipeline.dispatcher import Dispatcher
+from pipeline.gathering import GatherPolicy
 from pipeline.handoff import HandoffDesk
 from pipeline.handoff_sweep import HandoffSweeper
 from pipeline.kb.local_embedder import load_local_embedder
@@ -227,12 +228,14 @@ def build_message_path(
     policy: PathPolicy | None = None,
     on_commit: Callable[[], None] | None = None,
     live: LiveReplies | None = None,
+    hub: ChannelHub | None = None,
 ) -> MessagePath:
     """The inbox, its worker and the synchronous web path, with the settings' limits.
 
     Replies of the provider channels are left in the outbox for the delivery
     worker (``on_commit`` wakes it), the model's answers streamed to them as they
-    are written when ``live`` is given; the web channel's go back on the request."""
+    are written when ``live`` is given; the web channel's go back on the request. With
+    the ``hub``, each bot's ``album-window`` and ``burst-window`` gather messages."""
     return MessagePath(
         dispatcher,
         stores.inbox,
@@ -247,7 +250,24 @@ def build_message_path(
         window_channels=WINDOW_CHANNELS,
         on_commit=on_commit,
         live=live,
+        gathering=gather_policies(hub) if hub is not None else None,
     )
+
+
+def gather_policies(hub: ChannelHub) -> Callable[[str], GatherPolicy | None]:
+    """Each bot's album and burst windows, read from its config when it was (re)loaded."""
+    read: dict[str, tuple[dict[str, str], GatherPolicy]] = {}
+
+    def policy(bot: str) -> GatherPolicy | None:
+        channels = hub.bot(bot)
+        if channels is None:
+            return None
+        known = read.get(bot)
+        if known is None or known[0] is not channels.config:
+            known = read[bot] = (channels.config, GatherPolicy.from_config(bot, channels.config))
+        return known[1]
+
+    return policy
 
 
 # Channels whose free-form replies are allowed only within 24 hours of the user's message.
@@ -349,7 +369,7 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
         services.handoffs.wake = delivery.wake  # agents' replies, timeout notices, events
         live = build_live_replies(stores, hub, delivery, registry)
         path = build_message_path(
-            app[SETTINGS], dispatcher, stores, on_commit=delivery.wake, live=live
+            app[SETTINGS], dispatcher, stores, on_commit=delivery.wake, live=live, hub=hub
         )
         app[MESSAGE_PATH] = path
 
