@@ -228,14 +228,14 @@ def build_message_path(
     policy: PathPolicy | None = None,
     on_commit: Callable[[], None] | None = None,
     live: LiveReplies | None = None,
-    hub: ChannelHub | None = None,
+    bots: BotRegistry | None = None,
 ) -> MessagePath:
     """The inbox, its worker and the synchronous web path, with the settings' limits.
 
     Replies of the provider channels are left in the outbox for the delivery
     worker (``on_commit`` wakes it), the model's answers streamed to them as they
     are written when ``live`` is given; the web channel's go back on the request. With
-    the ``hub``, each bot's ``album-window`` and ``burst-window`` gather messages."""
+    the ``bots``, each bot's ``album-window`` and ``burst-window`` gather messages."""
     return MessagePath(
         dispatcher,
         stores.inbox,
@@ -250,22 +250,16 @@ def build_message_path(
         window_channels=WINDOW_CHANNELS,
         on_commit=on_commit,
         live=live,
-        gathering=gather_policies(hub) if hub is not None else None,
+        gathering=gather_policies(bots) if bots is not None else None,
     )
 
 
-def gather_policies(hub: ChannelHub) -> Callable[[str], GatherPolicy | None]:
-    """Each bot's album and burst windows, read from its config when it was (re)loaded."""
-    read: dict[str, tuple[dict[str, str], GatherPolicy]] = {}
+def gather_policies(bots: BotRegistry) -> Callable[[str], GatherPolicy | None]:
+    """Each bot's album and burst windows, as its config said when it was (re)loaded."""
 
     def policy(bot: str) -> GatherPolicy | None:
-        channels = hub.bot(bot)
-        if channels is None:
-            return None
-        known = read.get(bot)
-        if known is None or known[0] is not channels.config:
-            known = read[bot] = (channels.config, GatherPolicy.from_config(bot, channels.config))
-        return known[1]
+        loaded = bots.get(bot)
+        return loaded.gathering if loaded is not None else None
 
     return policy
 
@@ -369,7 +363,7 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
         services.handoffs.wake = delivery.wake  # agents' replies, timeout notices, events
         live = build_live_replies(stores, hub, delivery, registry)
         path = build_message_path(
-            app[SETTINGS], dispatcher, stores, on_commit=delivery.wake, live=live, hub=hub
+            app[SETTINGS], dispatcher, stores, on_commit=delivery.wake, live=live, bots=registry
         )
         app[MESSAGE_PATH] = path
 
