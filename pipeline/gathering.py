@@ -164,7 +164,11 @@ def gather(
             break
     if not taken:
         return None
-    merged = inbound_to_json(merge(inbound_from_json(head), taken))
+    try:
+        first = inbound_from_json(head)
+    except (KeyError, TypeError, ValueError):
+        return None  # its turn finds it unreadable and parks it, alone
+    merged = inbound_to_json(merge(first, taken))
     merged[TAG] = tag
     return len(taken), merged
 

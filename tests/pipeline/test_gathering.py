@@ -109,6 +109,9 @@ def test_a_burst_takes_the_plain_messages_written_within_the_window() -> None:
     # Messages not marked (no window when they came) are never taken.
     assert gather(head, [(inbound_to_json(message("x", external_id="6")), 0.1)]) is None
     assert gather(inbound_to_json(message("x")), [(lines[0], 0.1)]) is None
+    # An unreadable row folds nothing in, and is never folded into another.
+    assert gather({TAG: head[TAG]}, [(lines[0], 0.1)]) is None
+    assert gather(head, [({TAG: head[TAG]}, 0.1), (lines[0], 0.2)]) is None
 
 
 def test_a_merge_after_a_merge_keeps_every_folded_id_in_order() -> None:
