@@ -24,10 +24,10 @@ runs a turn of its own (and may start a group of its own).
 Per bot in ``config.csv``, in milliseconds (General Bots has no such keys):
 
 * ``album-window`` (default 1000): Telegram albums, and WhatsApp photos and videos sent
-  one after another; ``0`` turns it off. Only album items are held back, so nothing
-  else waits. Telegram delivers an album's updates within a fraction of a second (the
-  aiogram and python-telegram-bot recipes wait 0.1-2 s in memory; this waits in the
-  inbox).
+  one after another (through Meta or Twilio); ``0`` turns it off. Only album items are
+  held back, so nothing else waits. Telegram delivers an album's updates within a
+  fraction of a second (the aiogram and python-telegram-bot recipes wait 0.1-2 s in
+  memory; this waits in the inbox).
 * ``burst-window`` (default 0, off): plain text and media messages. Off by default
   because it holds back every message by the window, and because a dialog waiting at a
   HEAR for one answer would get two lines in one; a bot that talks to a model, where
@@ -62,6 +62,8 @@ TAG = "gather"
 GATHERED_CHANNELS = frozenset({"telegram", "whatsapp", "twilio-whatsapp", "twilio-sms"})
 
 _WHATSAPP_ALBUM_KINDS = frozenset({MediaKind.IMAGE, MediaKind.VIDEO})
+# WhatsApp delivers photos picked together one message each, through Meta and Twilio alike.
+_WHATSAPP_CHANNELS = frozenset({"whatsapp", "twilio-whatsapp"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,14 +122,15 @@ def _window(bot: str, config: Mapping[str, str], key: str, default: float) -> fl
 
 def album_key(message: InboundMessage) -> str | None:
     """What the items of ``message``'s album share: Telegram's ``media_group_id``; on
-    WhatsApp, being a photo or a video (its albums are photos sent one after another)."""
+    WhatsApp (Meta's or Twilio's), being a photo or a video (its albums are photos sent
+    one after another)."""
     if message.channel == "telegram":
         group = message.raw.get("media_group_id")
         return f"telegram:{group}" if group else None
-    if message.channel == "whatsapp" and any(
+    if message.channel in _WHATSAPP_CHANNELS and any(
         a.kind in _WHATSAPP_ALBUM_KINDS for a in message.attachments
     ):
-        return "whatsapp:media"
+        return f"{message.channel}:media"
     return None
 
 

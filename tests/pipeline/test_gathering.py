@@ -56,6 +56,9 @@ def test_the_defaults_hold_back_album_items_only() -> None:
     # WhatsApp has no album id: its photos and videos, sent one after another, are one.
     wa = message(channel="whatsapp", photo="9", message={"type": "image"})
     assert (policy.mark(wa) or ({}, 0.0))[0]["album"] == "whatsapp:media"
+    twilio = message(channel="twilio-whatsapp", photo="MM1", MessageSid="MM1")
+    assert (policy.mark(twilio) or ({}, 0.0))[0]["album"] == "twilio-whatsapp:media"
+    assert policy.mark(message(channel="twilio-sms", photo="MM2")) is None  # MMS: one message
     assert policy.mark(message(photo="p", channel="web", media_group_id="77")) is None
 
 
