@@ -141,8 +141,10 @@ WHERE seq = $1 AND lease_token = $2::uuid AND finished_at IS NULL
 
 # A message folded into another's turn (an album's item, a burst's line: status
 # 'merged') has the outcome of the row that carries it (migration 0016).
+# (A subquery by key: a join was planned as a hash of the whole table while it is small.)
 _STATUS = """
-SELECT coalesce(c.status, i.status) FROM inbox i LEFT JOIN inbox c ON c.seq = i.merged_into
+SELECT coalesce((SELECT c.status FROM inbox c WHERE c.seq = i.merged_into), i.status)
+FROM inbox i
 WHERE i.bot_id = $1 AND i.channel = $2 AND i.external_id = $3
 """
 
