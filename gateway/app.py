@@ -60,6 +60,7 @@ from gateway.widget import setup_widget
 from pipeline.bots import BotRegistry
 from pipeline.delivery import WHATSAPP_INTERACTIVE_TEXT, DeliveryPolicy, DeliveryWorker
 from pipeline.dispatcher import Dispatcher
+from pipeline.gathering import GatherPolicy
 from pipeline.handoff import HandoffDesk
 from pipeline.handoff_sweep import HandoffSweeper
 from pipeline.kb.local_embedder import load_local_embedder
@@ -227,12 +228,14 @@ def build_message_path(
     policy: PathPolicy | None = None,
     on_commit: Callable[[], None] | None = None,
     live: LiveReplies | None = None,
+    bots: BotRegistry | None = None,
 ) -> MessagePath:
     """The inbox, its worker and the synchronous web path, with the settings' limits.
 
     Replies of the provider channels are left in the outbox for the delivery
     worker (``on_commit`` wakes it), the model's answers streamed to them as they
-    are written when ``live`` is given; the web channel's go back on the request."""
+    are written when ``live`` is given; the web channel's go back on the request. With
+    the ``bots``, each bot's ``album-window`` and ``burst-window`` gather messages."""
     return MessagePath(
         dispatcher,
         stores.inbox,
@@ -247,7 +250,18 @@ def build_message_path(
         window_channels=WINDOW_CHANNELS,
         on_commit=on_commit,
         live=live,
+        gathering=gather_policies(bots) if bots is not None else None,
     )
+
+
+def gather_policies(bots: BotRegistry) -> Callable[[str], GatherPolicy | None]:
+    """Each bot's album and burst windows, as its config said when it was (re)loaded."""
+
+    def policy(bot: str) -> GatherPolicy | None:
+        loaded = bots.get(bot)
+        return loaded.gathering if loaded is not None else None
+
+    return policy
 
 
 # Channels whose free-form replies are allowed only within 24 hours of the user's message.
@@ -350,7 +364,7 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
         services.handoffs.wake = delivery.wake  # agents' replies, timeout notices, events
         live = build_live_replies(stores, hub, delivery, registry)
         path = build_message_path(
-            app[SETTINGS], dispatcher, stores, on_commit=delivery.wake, live=live
+            app[SETTINGS], dispatcher, stores, on_commit=delivery.wake, live=live, bots=registry
         )
         app[MESSAGE_PATH] = path
 

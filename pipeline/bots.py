@@ -18,6 +18,7 @@ from typing import Any
 
 from basic import BasicSyntaxError, Limits, Program, compile_source, normalize_globals
 from config.packages import BotConfig, BotPackage, PackageError, discover_packages, load_package
+from pipeline.gathering import GatherPolicy
 from pipeline.llm import (
     LLMProvider,
     LLMSettings,
@@ -81,6 +82,8 @@ class Bot:
     model_problem: str | None = None
     # The channels whose model answers stream live (``stream-replies``; all by default).
     stream_channels: frozenset[str] = STREAMING_CHANNELS
+    # Albums and bursts answered as one turn (``album-window``, ``burst-window``).
+    gathering: GatherPolicy = field(default_factory=GatherPolicy)
 
     @property
     def name(self) -> str:
@@ -203,6 +206,7 @@ def build_bot(package: BotPackage) -> Bot:
         http=http_policy_from_config(package.config),
         broken=frozenset(broken),
         stream_channels=stream_channels_from_config(package),
+        gathering=GatherPolicy.from_config(package.name, package.config),
     )
 
 

@@ -22,6 +22,10 @@ turn's session read, when no earlier message of the conversation is active)
 and runs the turn with the request's sink, so the replies stream on the
 request; the message is held back from other workers for ``inline_grace``
 seconds meanwhile, after which a worker runs it even if the request was lost.
+
+Albums and bursts (:mod:`pipeline.gathering`): a message that may be one of several
+answered together is held back for its window when accepted; the worker that leases the
+first folds the others into it before its turn runs.
 """
 
 from __future__ import annotations
@@ -34,10 +38,12 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from channels.base import InboundMessage, OutboundMessage
 from pipeline.dispatcher import Dispatcher
 from pipeline.errors import PipelineError, TurnFailed, TurnRejected
+from pipeline.gathering import TAG, GatherPolicy, gather
 from pipeline.live_replies import LiveReplies
 from pipeline.message_codec import inbound_from_json, inbound_to_json, outbound_from_json
 from pipeline.turn import LiveSink, ReplySink, Turn
@@ -149,6 +155,7 @@ class MessagePath:
     ``on_commit`` is called after each committed turn that left replies to send.
     ``live`` streams the model's answers of those channels while their turns run (see
     :mod:`pipeline.live_replies`); without it their replies go whole, after the commit.
+    ``gathering`` gives a bot's album and burst windows (none: every message is a turn).
     """
 
     def __init__(
@@ -161,8 +168,10 @@ class MessagePath:
         window_channels: Collection[str] = (),
         on_commit: Callable[[], None] | None = None,
         live: LiveReplies | None = None,
+        gathering: Callable[[str], GatherPolicy | None] | None = None,
     ) -> None:
         self._dispatcher = dispatcher
+        self._gathering = gathering
         self._live = live
         self._inbox = inbox
         self.policy = policy or PathPolicy()
@@ -176,17 +185,26 @@ class MessagePath:
 
     # -- accepting --------------------------------------------------------------------------
 
-    def _item(self, message: InboundMessage, *, delay: float = 0.0) -> InboxItem:
+    def _item(
+        self, message: InboundMessage, *, delay: float = 0.0, tag: dict[str, Any] | None = None
+    ) -> InboxItem:
+        data = inbound_to_json(message)
+        if tag is not None:
+            data[TAG] = tag
         return InboxItem(
             bot_id=message.bot,
             channel=message.channel,
             external_id=message.external_id,
             conversation=message.conversation,
             received_at=message.received_at,
-            message=inbound_to_json(message),
+            message=data,
             delay=delay,
             window=message.channel in self._windows,
         )
+
+    def _mark(self, message: InboundMessage) -> tuple[dict[str, Any], float] | None:
+        policy = self._gathering(message.bot) if self._gathering is not None else None
+        return policy.mark(message) if policy is not None else None
 
     async def accept(self, message: InboundMessage) -> bool:
         """Claim ``message`` durably for the workers; ``False`` for a redelivery.
@@ -194,7 +212,14 @@ class MessagePath:
         Raises :class:`StorageError` when the inbox cannot be written: the
         provider must then get an error status, so that it delivers again.
         """
-        seq = await self._inbox.put(self._item(message))
+        mark = self._mark(message)
+        if mark is None:
+            seq = await self._inbox.put(self._item(message))
+        else:
+            tag, hold = mark
+            seq = await self._inbox.put(self._item(message, delay=hold, tag=tag))
+            if seq is not None:  # due then: look for it (other instances find it polling)
+                asyncio.get_running_loop().call_later(hold, self._wake.set)
         if seq is None:
             self.counters.duplicates += 1
             log.info(
@@ -274,6 +299,11 @@ class MessagePath:
     ) -> Turn | None:
         """One claimed message's turn, with the claim's outcome recorded whatever happens."""
         policy = self.policy
+        if message is None and TAG in claim.message:
+            gathered = await self._gather(claim)
+            if gathered is None:
+                return None
+            claim = gathered
         if message is None:
             try:
                 message = inbound_from_json(claim.message)
@@ -329,6 +359,37 @@ class MessagePath:
         if to_send and self._on_commit is not None:  # (a transfer may queue a webhook event)
             self._on_commit()
         return turn
+
+    async def _gather(self, claim: Claim) -> Claim | None:
+        """``claim`` with the messages that belong with it folded in (see
+        :mod:`pipeline.gathering`); ``None`` when the turn cannot run now (the claim was
+        lost, or the inbox failed: the message is given back and tried again)."""
+        try:
+            gathered = await self._inbox.gather(claim, gather)
+        except StorageError as e:
+            if claim.attempts >= self.policy.max_attempts:
+                self.counters.parked += 1
+                log.error("message parked after %d tries seq=%d: %s", claim.attempts, claim.seq, e)
+                await self._finish(claim, "dead", f"retries exhausted: gathering: {e}")
+                return None
+            delay = self.policy.backoff(claim.attempts)
+            log.warning("cannot gather seq=%d, again in %.1f s: %s", claim.seq, delay, e)
+            try:
+                await self._inbox.retry(claim, delay=delay, error=f"gathering: {e}")
+            except StorageError as again:  # the lease expires and the message is leased again
+                log.error("cannot give back seq=%d: %s", claim.seq, again)
+            return None
+        if gathered is None:
+            log.warning("claim of seq=%d lost before its turn", claim.seq)
+        elif gathered.merged != claim.merged:
+            log.info(
+                "messages gathered into one turn channel=%s bot=%s message=%s with=%d",
+                claim.channel,
+                claim.bot_id,
+                claim.external_id,
+                len(gathered.merged) - len(claim.merged),
+            )
+        return gathered
 
     def _sink(self, claim: Claim, message: InboundMessage) -> ReplySink:
         """Where a worker's turn sends its replies: a live stream to the provider for the

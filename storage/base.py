@@ -8,7 +8,7 @@ Every key is scoped by bot by the caller or by the store's arguments.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -115,6 +115,18 @@ class Claim:
     # What earlier attempts of this turn streamed live to the provider before failing
     # (see :meth:`Inbox.record_live`): one entry per message or paragraph sent, in order.
     live: tuple[dict[str, Any], ...] = ()
+    # The rows folded into this one by :meth:`Inbox.gather` (an album's other items, the
+    # rest of a burst): finished as merged, their messages in ``message``.
+    merged: tuple[int, ...] = ()
+
+
+# What to fold into a leased message (see :meth:`Inbox.gather`): given its message and the
+# pending messages of its conversation after it, oldest first, each with the seconds
+# between its write and the leased one's, how many of them (from the first) belong with
+# it and the merged message; ``None`` when none does.
+Gatherer = Callable[
+    [dict[str, Any], Sequence[tuple[dict[str, Any], float]]], tuple[int, dict[str, Any]] | None
+]
 
 
 @dataclass(slots=True)
@@ -474,6 +486,13 @@ class Inbox(Protocol):
         lease), each the oldest active one of its conversation; ``seq`` limits it to that
         message, which it claims even before it is due."""
 
+    async def gather(self, claim: Claim, gatherer: Gatherer) -> Claim | None:
+        """Fold into ``claim``'s message the pending messages after it in its conversation
+        that ``gatherer`` picks, atomically: their rows are finished as ``merged`` and
+        share the outcome of ``claim``'s row from then on. The claim with the merged
+        message (the same claim when nothing was folded), ``None`` when it is no longer
+        held."""
+
     async def extend(self, claim: Claim, *, lease: float) -> bool:
         """Push the lease back; ``False`` when the claim is no longer held."""
 
@@ -489,7 +508,8 @@ class Inbox(Protocol):
         with what identifies a paragraph); ``False`` when the claim is no longer held."""
 
     async def status(self, bot_id: str, channel: str, external_id: str) -> str | None:
-        """The state of a message, ``None`` when it was never received."""
+        """The state of a message, ``None`` when it was never received; a message folded
+        into another's turn has that message's state."""
 
     async def counts(self, bot_id: str, channel: str) -> InboxCounts: ...
 

@@ -23,16 +23,30 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import orjson
 
-from storage.base import Claim, InboxCounts, InboxItem, InboxOutcome, InboxPut, SessionRead
+from storage.base import (
+    Claim,
+    Gatherer,
+    InboxCounts,
+    InboxItem,
+    InboxOutcome,
+    InboxPut,
+    SessionRead,
+)
 from storage.batching import Batcher
-from storage.postgres import _session, as_uuid, store_connections, translate_errors
+from storage.postgres import (
+    DatabaseError,
+    _session,
+    as_uuid,
+    store_connections,
+    translate_errors,
+)
 
 # New rows only (a duplicate inserts nothing and is answered None); each new
 # message also moves its conversation's window when the channel keeps one. A row
@@ -125,7 +139,14 @@ UPDATE inbox SET status = $3, lease_token = NULL, lease_until = NULL, last_error
 WHERE seq = $1 AND lease_token = $2::uuid AND finished_at IS NULL
 """
 
-_STATUS = "SELECT status FROM inbox WHERE bot_id = $1 AND channel = $2 AND external_id = $3"
+# A message folded into another's turn (an album's item, a burst's line: status
+# 'merged') has the outcome of the row that carries it (migration 0016).
+# (A subquery by key: a join was planned as a hash of the whole table while it is small.)
+_STATUS = """
+SELECT coalesce((SELECT c.status FROM inbox c WHERE c.seq = i.merged_into), i.status)
+FROM inbox i
+WHERE i.bot_id = $1 AND i.channel = $2 AND i.external_id = $3
+"""
 
 _COUNTS = """
 SELECT count(*) FILTER (WHERE status = 'pending'),
@@ -145,8 +166,45 @@ SELECT i.status, i.session_id::text, i.last_error,
                     WHERE o.inbox_seq = i.seq AND o.channel = i.channel
                       AND o.conversation = i.conversation), '[]'::jsonb)
 FROM inbox i
-WHERE i.bot_id = $1 AND i.channel = $2 AND i.external_id = $3
+WHERE i.seq = (SELECT coalesce(f.merged_into, f.seq) FROM inbox f
+               WHERE f.bot_id = $1 AND f.channel = $2 AND f.external_id = $3)
 """
+
+# Gathering (see :meth:`PostgresInbox.gather`): the leased row, locked, with the time it
+# was written (the database's clock, the same for every instance) ...
+_GATHER_HEAD = """
+SELECT created_at FROM inbox
+WHERE seq = $1 AND lease_token = $2::uuid AND finished_at IS NULL
+FOR UPDATE
+"""
+
+# ... the messages of its conversation after it, locked, oldest first, with how long after
+# it each was written ...
+_GATHER_NEXT = """
+SELECT seq, status, message, extract(epoch FROM created_at - $5::timestamptz)::float8
+FROM inbox
+WHERE bot_id = $1 AND channel = $2 AND conversation = $3 AND seq > $4
+  AND status IN ('pending', 'running')
+ORDER BY seq
+LIMIT $6
+FOR UPDATE
+"""
+
+# ... and the fold: the leased row carries the merged message, the folded rows are
+# finished as merged into it.
+_GATHER_FOLD = """
+WITH folded AS (
+    UPDATE inbox SET status = 'merged', merged_into = $1, finished_at = now(),
+        lease_token = NULL, lease_until = NULL
+    WHERE seq = ANY($3::bigint[]) AND status = 'pending'
+    RETURNING seq
+)
+UPDATE inbox SET message = $2
+WHERE seq = $1 AND (SELECT count(*) FROM folded) = cardinality($3::bigint[])
+"""
+
+# The most messages one turn folds in (an album has at most ten items).
+MAX_GATHERED = 50
 
 
 def conversation_lock_key(bot_id: str, channel: str, conversation: str) -> int:
@@ -308,6 +366,44 @@ class PostgresInbox:
         ]
         claims.sort(key=lambda c: c.seq)
         return claims
+
+    async def gather(self, claim: Claim, gatherer: Gatherer) -> Claim | None:
+        """Fold into ``claim``'s row the pending messages after it that ``gatherer`` says
+        belong with it, in one transaction: the claim with the merged message (the same
+        claim when nothing was folded), or ``None`` when the claim is no longer held.
+
+        The rows looked at are locked for the decision (no other worker could lease them
+        anyway: only the oldest active row of a conversation is leased); a message put
+        meanwhile is a later row, not looked at, which runs a turn of its own.
+        """
+        with translate_errors:
+            async with self._pool.acquire() as conn, conn.transaction():
+                written = await conn.fetchval(_GATHER_HEAD, claim.seq, claim.token)
+                if written is None:
+                    return None
+                rows = await conn.fetch(
+                    _GATHER_NEXT,
+                    claim.bot_id,
+                    claim.channel,
+                    claim.conversation,
+                    claim.seq,
+                    written,
+                    MAX_GATHERED,
+                )
+                pending = []
+                for row in rows:
+                    if row[1] != "pending":
+                        break
+                    pending.append(row)
+                decided = gatherer(claim.message, [(r[2], r[3]) for r in pending])
+                if decided is None or decided[0] <= 0:
+                    return claim
+                count, message = decided
+                folded = [r[0] for r in pending[:count]]
+                result: str = await conn.execute(_GATHER_FOLD, claim.seq, message, folded)
+                if not result.endswith(" 1"):
+                    raise DatabaseError(f"inbox rows {folded} changed while being gathered")
+        return replace(claim, message=message, merged=claim.merged + tuple(folded))
 
     async def extend(self, claim: Claim, *, lease: float) -> bool:
         with translate_errors:

@@ -8,7 +8,8 @@ leased it died) and commits once; its reply is sent once; a part that may have
 left when the process died is parked as ``unknown``, never sent again; and
 instances sharing the database run each conversation in order, with or
 without Redis; a model's answer that was streaming to Telegram at the kill leaves one
-message, rewritten by the answer of the turn run again, never two answers.
+message, rewritten by the answer of the turn run again, never two answers; an album
+claimed before the kill, in its window or with its turn running, is answered once.
 
 The gateways run with ``BOTSERVER_LEASE`` of a few seconds (60 by default), so a
 test that kills a process waits that long, once, for its leases to expire.
@@ -678,3 +679,111 @@ async def test_when_one_of_two_instances_is_killed_the_other_finishes_its_claims
         f"killed one of two instances: {retaken} turns retaken after the lease,"
         f" {len(unknown)} replies parked as unknown, {statuses['sent']} sent"
     )
+
+
+# -- albums across a kill ------------------------------------------------------------------------
+
+ALBUM_MID_TURN = 111  # its album's turn (the items folded into one) is running at the kill
+ALBUM_IN_WINDOW = 112  # its album's items are claimed and still waiting out their window
+
+
+def album_item(chat: int, group: str, file_id: str, caption: str = "") -> tuple[int, bytes]:
+    """One photo of a Telegram album: an update of its own sharing ``media_group_id``."""
+    update_id = next(_update_ids)
+    message: dict[str, Any] = {
+        "message_id": update_id,
+        "from": {"id": chat, "is_bot": False, "first_name": "Ada"},
+        "chat": {"id": chat, "first_name": "Ada", "type": "private"},
+        "date": int(time.time()),
+        "media_group_id": group,
+        "photo": [{"file_id": file_id, "file_unique_id": file_id, "width": 800, "height": 600}],
+    }
+    if caption:
+        message["caption"] = caption
+    return update_id, json.dumps({"update_id": update_id, "message": message}).encode()
+
+
+async def _album_rows(db: asyncpg.Connection, ids: list[int]) -> list[str]:
+    rows = await db.fetch(
+        "SELECT status FROM inbox WHERE bot_id = $1 AND external_id = ANY($2::text[]) ORDER BY seq",
+        BOT,
+        [str(i) for i in ids],
+    )
+    return [r[0] for r in rows]
+
+
+async def test_albums_killed_in_their_window_or_mid_turn_are_answered_once_after_restart(
+    gateways: Callable[[str, str | None], Gateway],
+    telegram: HoldingBotApi,
+    db: asyncpg.Connection,
+    http: aiohttp.ClientSession,
+) -> None:
+    gateway = gateways("albums", None)
+    await gateway.start()
+    for chat in (ALBUM_MID_TURN, ALBUM_IN_WINDOW):
+        assert await post(http, gateway, update(chat, "hi")[1]) == 200
+    for chat in (ALBUM_MID_TURN, ALBUM_IN_WINDOW):
+        await eventually(lambda c=chat: telegram.texts(c) == [GREETING], 15, "greeted")
+    for n in range(6):
+        telegram.add_file(f"album-{n}", bytes([n]) * (64 + n), file_path=f"photos/{n}.jpg")
+
+    # ALBUM_MID_TURN: the caption makes its turn wait inside the dialog.
+    slow = [
+        album_item(ALBUM_MID_TURN, "900", "album-0", "slow album"),
+        album_item(ALBUM_MID_TURN, "900", "album-1"),
+        album_item(ALBUM_MID_TURN, "900", "album-2"),
+    ]
+    for _, body in slow:
+        assert await post(http, gateway, body) == 200
+    slow_ids = [i for i, _ in slow]
+    await eventually(
+        lambda: _is(_album_rows(db, slow_ids), ["running", "merged", "merged"]),
+        10,
+        "the album folded into one running turn",
+    )
+    # ALBUM_IN_WINDOW: claimed (answered 200), then the process dies before the window ends.
+    waiting = [
+        album_item(ALBUM_IN_WINDOW, "901", "album-3", "my trip"),
+        album_item(ALBUM_IN_WINDOW, "901", "album-4"),
+        album_item(ALBUM_IN_WINDOW, "901", "album-5"),
+    ]
+    for _, body in waiting:
+        assert await post(http, gateway, body) == 200
+    await gateway.kill()
+    waiting_ids = [i for i, _ in waiting]
+    assert await _album_rows(db, waiting_ids) == ["pending"] * 3
+    assert await _album_rows(db, slow_ids) == ["running", "merged", "merged"]
+    assert telegram.texts(ALBUM_MID_TURN) == [GREETING]
+    assert telegram.texts(ALBUM_IN_WINDOW) == [GREETING]
+
+    await gateway.start()
+    await eventually(
+        lambda: telegram.texts(ALBUM_IN_WINDOW) == [GREETING, echo("my trip")],
+        15,
+        "the album claimed before the kill answered once",
+    )
+    await eventually(
+        lambda: telegram.texts(ALBUM_MID_TURN) == [GREETING, echo("slow album")],
+        RECOVERY,
+        "the album whose turn was killed answered once, after its lease",
+    )
+    await asyncio.sleep(1.5)  # a second answer (an item run on its own) would be here by now
+    assert telegram.texts(ALBUM_MID_TURN) == [GREETING, echo("slow album")]
+    assert telegram.texts(ALBUM_IN_WINDOW) == [GREETING, echo("my trip")]
+    for ids in (slow_ids, waiting_ids):
+        assert await _album_rows(db, ids) == ["done", "merged", "merged"]
+    attempts = await db.fetchval(
+        "SELECT attempts FROM inbox WHERE bot_id = $1 AND external_id = $2", BOT, str(slow_ids[0])
+    )
+    assert attempts == 2  # the killed turn, run again on the merged message it left
+    # Each turn's user message carries its album's three photos, in order.
+    for chat, first in ((ALBUM_MID_TURN, 0), (ALBUM_IN_WINDOW, 3)):
+        attachments = await db.fetchval(
+            "SELECT h.attachments FROM message_history h JOIN user_sessions s"
+            " ON s.id = h.session_id WHERE s.bot_id = $1 AND s.user_id = $2"
+            " AND h.role = 'user' AND h.attachments IS NOT NULL",
+            BOT,
+            str(chat),
+        )
+        sizes = [a["size"] for a in json.loads(attachments)]
+        assert sizes == [64 + first, 65 + first, 66 + first], attachments

@@ -477,6 +477,14 @@ async def test_the_hot_statements_find_rows_by_key_while_the_tables_are_small(
             (kept, inbox_sql._CLAIM_ONE, (1, 30.0, token)),
             (pool, inbox_sql._EXTEND, (1, token, 30.0)),
             (pool, inbox_sql._FINISH, (1, token, "done", None)),
+            # A web request's wait for its message's outcome, and a message's status, which
+            # follow a folded message to the row that carries it (migration 0016).
+            (pool, inbox_sql._OUTCOME, ("bot", "web", "m7")),
+            (pool, inbox_sql._STATUS, ("bot", "web", "m7")),
+            # Gathering an album's or a burst's messages into the leased one.
+            (pool, inbox_sql._GATHER_HEAD, (1, token)),
+            (pool, inbox_sql._GATHER_NEXT, ("bot", "web", "u7", 1, datetime.now(UTC), 50)),
+            (pool, inbox_sql._GATHER_FOLD, (1, {}, [2, 3])),
         ]
         try:
             for db, sql, args in statements:
