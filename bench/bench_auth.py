@@ -55,10 +55,10 @@ from bench.bench_web import (
     Bench,
     BenchError,
     Phase,
-    Server,
     _free_port,
     _get_status,
     _server_env,
+    gateway_server,
 )
 
 ISSUER = "https://issuer.bench.invalid"
@@ -232,23 +232,8 @@ def run(args: argparse.Namespace) -> int:
         BOTSERVER_RATE_LIMITS="off",
         BOTSERVER_KB_INGEST="off",
     )
-    port = _free_port()
-    gateway = Server(
-        "gateway",
-        [
-            str(args.botserver),
-            "serve",
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp / "data"),
-        ],
-        env,
-        tmp / "gateway.log",
-    )
-    gateway.pgdata = (tmp / "data" / "postgres").resolve()
+    gateway = gateway_server(args.botserver, tmp, env)
+    port = gateway.port
     bench = Bench(argparse.Namespace(clients=1), tmp)
     try:
         for _ in range(100):  # the JWKS server's start

@@ -76,10 +76,11 @@ from bench.bench_web import (
     Server,
     _counts,
     _cpu_model,
-    _free_port,
     _LoadGenerator,
     _nproc,
     _server_env,
+    baseline_server,
+    gateway_server,
 )
 from pipeline.kb.local_embedder import load_local_embedder
 from pipeline.llm_cache import CacheRequest, CacheSettings, LLMCache
@@ -432,39 +433,8 @@ def run(args: argparse.Namespace, say: Any) -> dict[str, Any]:
         )
         if args.redis:
             env["REDIS_URL"] = args.redis
-        gw_port, base_port = _free_port(), _free_port()
-        gateway = Server(
-            "gateway",
-            [
-                str(args.botserver),
-                "serve",
-                "--host",
-                HOST,
-                "--port",
-                str(gw_port),
-                "--data-dir",
-                str(tmp / "data"),
-                "--bots",
-                str(tmp / "bots"),
-            ],
-            env,
-            tmp / "gateway.log",
-        )
-        gateway.pgdata = (tmp / "data" / "postgres").resolve()
-        baseline = Server(
-            "baseline",
-            [
-                sys.executable,
-                "-m",
-                "bench.baseline_server",
-                "--host",
-                HOST,
-                "--port",
-                str(base_port),
-            ],
-            _server_env(),
-            tmp / "baseline.log",
-        )
+        gateway = gateway_server(args.botserver, tmp, env, bots=tmp / "bots")
+        baseline = baseline_server(tmp)
         servers += [gateway, baseline]
         say(f"gateway ready in {gateway.start(timeout=args.start_timeout):.1f} s")
         baseline.start(timeout=30)

@@ -589,6 +589,27 @@ class Server:
                     _signal(pid, signal.SIGKILL)
 
 
+def gateway_server(
+    botserver: Path, tmp: Path, env: dict[str, str], *, bots: Path | None = None
+) -> Server:
+    """``botserver serve`` on a free port, its data (and embedded PostgreSQL) in ``tmp/data``,
+    its log in ``tmp/gateway.log``; ``bots``: another bots folder than the bundled one."""
+    argv = [str(botserver), "serve", "--host", HOST, "--port", str(_free_port())]
+    argv += ["--data-dir", str(tmp / "data")]
+    if bots is not None:
+        argv += ["--bots", str(bots)]
+    gateway = Server("gateway", argv, env, tmp / "gateway.log")
+    gateway.pgdata = (tmp / "data" / "postgres").resolve()
+    return gateway
+
+
+def baseline_server(tmp: Path) -> Server:
+    """The bare aiohttp handler (``bench/baseline_server.py``) on a free port."""
+    argv = [sys.executable, "-m", "bench.baseline_server", "--host", HOST]
+    argv += ["--port", str(_free_port())]
+    return Server("baseline", argv, _server_env(), tmp / "baseline.log")
+
+
 def _signal(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
@@ -890,37 +911,8 @@ def run(args: argparse.Namespace, out: list[str]) -> dict[str, Any]:
     servers: list[Server] = []
     bench = Bench(args, tmp)
     try:
-        gw_port, base_port = _free_port(), _free_port()
-        gateway = Server(
-            "gateway",
-            [
-                str(args.botserver),
-                "serve",
-                "--host",
-                HOST,
-                "--port",
-                str(gw_port),
-                "--data-dir",
-                str(tmp / "data"),
-            ],
-            _server_env(),
-            tmp / "gateway.log",
-        )
-        gateway.pgdata = (tmp / "data" / "postgres").resolve()
-        baseline = Server(
-            "baseline",
-            [
-                sys.executable,
-                "-m",
-                "bench.baseline_server",
-                "--host",
-                HOST,
-                "--port",
-                str(base_port),
-            ],
-            _server_env(),
-            tmp / "baseline.log",
-        )
+        gateway = gateway_server(args.botserver, tmp, _server_env())
+        baseline = baseline_server(tmp)
         servers += [gateway, baseline]
         report["gateway_argv"] = gateway.argv
         ready_s = gateway.start(timeout=args.start_timeout)
