@@ -26,11 +26,12 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from channels import web as web_channel
 from channels.base import PayloadError
-from gateway.auth import AuthRefused, Forbidden, Principal, Unauthorized, caller, check_bot
+from gateway.auth import AuthRefused, Forbidden, Principal, caller, check_bot
 from gateway.handoff_api import as_agent
-from gateway.keys import AUTH, BOTS, HANDOFFS, LIVE, SETTINGS, WEBSOCKETS
+from gateway.keys import BOTS, HANDOFFS, LIVE, SETTINGS, WEBSOCKETS
 from gateway.live import Mailbox
 from gateway.sinks import WebSocketSink
+from gateway.ws_auth import read_auth_frame
 from pipeline.errors import UnknownBot
 from pipeline.handoff import handoff_view
 from storage.base import StorageError
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 
-AUTH_TIMEOUT = 10.0
 _NOT_IN_URL = ("token", "access_token", "key")
 
 
@@ -92,27 +92,10 @@ async def _hello(
     header: Principal | None,
 ) -> Principal | None:
     try:
-        try:
-            frame = await ws.receive(timeout=AUTH_TIMEOUT)
-        except TimeoutError:
-            raise Unauthorized("no auth frame within 10 seconds") from None
-        if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+        hello = await read_auth_frame(request, ws, bot, header)
+        if hello is None:
             return None
-        if frame.type != WSMsgType.TEXT:
-            raise Unauthorized('the first frame must be {"type": "auth", "token": …}')
-        try:
-            data = web_channel.decode_json_object(frame.data)
-        except PayloadError as e:
-            raise Unauthorized(f"the first frame must be an auth frame: {e}") from e
-        if data.get("type") != "auth":
-            raise Unauthorized('the first frame must be {"type": "auth", "token": …}')
-        token = data.get("token")
-        if token is None and header is not None:
-            principal = header
-        elif isinstance(token, str):
-            principal = check_bot(await request.app[AUTH].authenticate(token), bot)
-        else:
-            raise Unauthorized("field 'token' of the auth frame must be a string")
+        principal, _ = hello
         if not {"agent", "admin"} & principal.roles:
             raise Forbidden("the agents' feed needs the agent or admin role")
     except AuthRefused as e:

@@ -33,18 +33,18 @@ from channels.base import OutboundMessage, PayloadError, Suggestion
 from gateway.auth import (
     AuthRefused,
     Principal,
-    Unauthorized,
     caller,
     check_bot,
     limit_credential,
     message_user,
     without_user_id,
 )
-from gateway.keys import AUTH, BOTS, LIVE, MESSAGE_PATH, SETTINGS, STORES, WEBSOCKETS
+from gateway.keys import BOTS, LIVE, MESSAGE_PATH, SETTINGS, STORES, WEBSOCKETS
 from gateway.live import Follower, user_key
 from gateway.rate_limits import RATE_LIMITER, RateLimited
 from gateway.sinks import WebSocketSink, reply_frame
 from gateway.widget import render_frame
+from gateway.ws_auth import read_auth_frame
 from pipeline.errors import TurnFailed, TurnRejected, UnknownBot
 from pipeline.handoff import AGENT_ROLE
 from pipeline.message_path import MessageFailed, MessageQueued
@@ -55,7 +55,6 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 REPLAY_LIMIT = 50
-AUTH_TIMEOUT = 10.0  # seconds for the first frame, the credential
 _NOT_IN_URL = ("user_id", "session_id", "token", "visitor_token")
 
 
@@ -119,27 +118,10 @@ async def _hello(
 ) -> tuple[Principal, str | None, str | None] | None:
     """Read the auth frame: the caller, its user and the session to resume; None: refused."""
     try:
-        try:
-            frame = await ws.receive(timeout=AUTH_TIMEOUT)
-        except TimeoutError:
-            raise Unauthorized("no auth frame within 10 seconds") from None
-        if frame.type != WSMsgType.TEXT:
-            if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-                return None
-            raise Unauthorized('the first frame must be {"type": "auth", "token": …}')
-        try:
-            data = web_channel.decode_json_object(frame.data)
-        except PayloadError as e:
-            raise Unauthorized(f"the first frame must be an auth frame: {e}") from e
-        if data.get("type") != "auth":
-            raise Unauthorized('the first frame must be {"type": "auth", "token": …}')
-        token = data.get("token")
-        if token is None and header is not None:
-            principal = header
-        elif isinstance(token, str):
-            principal = check_bot(await request.app[AUTH].authenticate(token), bot)
-        else:
-            raise Unauthorized("field 'token' of the auth frame must be a string")
+        hello = await read_auth_frame(request, ws, bot, header)
+        if hello is None:
+            return None
+        principal, data = hello
         user_id = message_user(principal)
         session_id = _optional_string(data, "session_id", 64)
         if user_id is None:  # an app names its user, here or in each message
