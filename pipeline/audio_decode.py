@@ -9,6 +9,8 @@ The decoder trusts the bytes, never the content type a user or provider gave: ff
 finds the format itself. A file ffmpeg cannot read to its end (corrupt, cut short, not
 audio at all whatever its content type says) is :class:`UnreadableAudio`; one longer
 than the bot allows is :class:`AudioTooLong`, found from its header before any decoding.
+MP3 and AMR are bare frames with no length to check against: one cut short reads as a
+shorter recording, up to the cut.
 What goes to the provider is the file as it came when the provider takes that container
 (``accepted``, OpenAI's list by default: OGG, MP3, MP4/M4A, WAV, WebM, FLAC), else 16 kHz
 mono 16-bit WAV (AMR and whatever else ffmpeg reads).
