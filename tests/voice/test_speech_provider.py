@@ -183,7 +183,7 @@ def resolved(rows: Mapping[str, str], environ: Mapping[str, str]) -> tuple[objec
                 "transcription-model": "large-v3",
             },
             {"OPENAI_API_KEY": "sk-env"},
-            ("stt.example.com", "https://stt.example.com/v1/audio/transcriptions", "large-v3", "b"),
+            ("stt.example.com", "https://stt.example.com/v1", "large-v3", "b"),
         ),
         # A server on this machine needs no key.
         (
