@@ -154,10 +154,10 @@ def speech_settings(
     if not model:
         raise SpeechNotConfigured(f"{chosen} needs a transcription-model")
     name = chosen if chosen != "compatible" else (urlsplit(url).hostname or "compatible")
-    return SpeechSettings(name, base_url(url), model, key, timeout)
+    return SpeechSettings(name, sdk_base_url(url), model, key, timeout)
 
 
-def base_url(url: str) -> str:
+def sdk_base_url(url: str) -> str:
     """The SDK's base URL from one that may name the whole endpoint (``…/v1``,
     ``…/v1/audio/transcriptions`` and a bare host alike)."""
     return openai_base_url(url.strip().rstrip("/").removesuffix("/audio/transcriptions"))
@@ -176,7 +176,7 @@ def _from_environment(environ: Mapping[str, str], timeout: float) -> SpeechSetti
         key = environ.get("TRANSCRIPTION_KEY", "").strip() or "no-key"
         model = environ.get("TRANSCRIPTION_MODEL", "").strip() or "whisper-1"
         name = urlsplit(url).hostname or "transcription"
-        return SpeechSettings(name, base_url(url), model, key, timeout)
+        return SpeechSettings(name, sdk_base_url(url), model, key, timeout)
     for provider in ("openai", "groq"):
         base_url, env_key, default_model = _KNOWN[provider]
         env_value = environ.get(env_key or "", "").strip()
