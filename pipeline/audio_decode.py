@@ -64,9 +64,12 @@ class AudioTooLong(AudioError):
     """Longer than the bot's limit (``seconds`` is how long it is)."""
 
     def __init__(self, seconds: float, limit: float) -> None:
-        super().__init__(f"{seconds:.1f} s long, over the limit of {limit:g} s")
+        super().__init__(seconds, limit)  # its args, so that it pickles back from a worker
         self.seconds = seconds
         self.limit = limit
+
+    def __str__(self) -> str:
+        return f"{self.seconds:.1f} s long, over the limit of {self.limit:g} s"
 
 
 @dataclass(frozen=True, slots=True)

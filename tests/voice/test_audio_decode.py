@@ -117,8 +117,12 @@ def test_a_note_over_the_limit_is_refused_from_its_header() -> None:
 async def test_decoding_runs_in_a_worker_process(samples: dict[str, bytes]) -> None:
     audio = await decode(samples["amr"], max_seconds=60)
     assert audio.converted and audio.data.startswith(b"RIFF")
-    with pytest.raises(UnreadableAudio):
+    # Its refusals come back from the worker as they were raised there.
+    with pytest.raises(UnreadableAudio, match="no audio"):
         await decode(b"not audio at all", max_seconds=60)
+    with pytest.raises(AudioTooLong) as caught:
+        await decode(samples["ogg"], max_seconds=1)
+    assert caught.value.limit == 1 and "over the limit of 1 s" in str(caught.value)
 
 
 async def test_a_file_that_kills_its_decoder_is_unreadable_and_the_next_one_is_read(
