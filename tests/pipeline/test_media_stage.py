@@ -24,8 +24,8 @@ from pipeline.errors import TurnFailed
 from pipeline.media import MediaIntake
 from pipeline.message_path import MessagePath, PathPolicy
 from pipeline.services import Services
-from pipeline.turn import Next, Stage, Turn
 from pipeline.speech_local import installed as offline_installed
+from pipeline.turn import Next, Stage, Turn
 from pipeline.voice import NO_ENGINE, REPLIES, UNREADABLE
 from storage.services import Stores
 from tests.channels.fake_graph import PHONE_NUMBER_ID, FakeGraphApi
