@@ -102,22 +102,16 @@ def prepare(
     with tempfile.NamedTemporaryFile(prefix="voice-", suffix=".bin") as f:
         f.write(data)
         f.flush()
-        try:
-            info = mediainfo_json(f.name)
-        except Exception as e:  # ffprobe's own failure, or output pydub cannot parse
-            raise UnreadableAudio(f"ffprobe could not read it: {e}") from None
-        fmt = str(info.get("format", {}).get("format_name", ""))
-        streams = [s for s in info.get("streams", []) if s.get("codec_type") == "audio"]
-        if not fmt or not streams:
-            raise UnreadableAudio(f"no audio found in it (format {fmt or 'unknown'!r})")
-        declared = _seconds(info.get("format", {}).get("duration"))
-        if declared is not None and declared > max_seconds:
-            raise AudioTooLong(declared, max_seconds)
-        codec = str(streams[0].get("codec_name") or "") or None
+        sniffed = sniff(data)
+        codec: str | None
+        if sniffed is not None:
+            fmt, codec = sniffed  # what phones send, known by its first bytes: no ffprobe
+        else:
+            fmt, codec = _probe(mediainfo_json, f.name, max_seconds)
         try:
             # Limited to a little past the limit: a header that lies cannot make ffmpeg
-            # decode an hour of audio into this process's memory. The codec probed above
-            # spares pydub probing the file a second time (each ffmpeg run costs ~0.1 s).
+            # decode an hour of audio into this process's memory. The codec, known above,
+            # spares pydub probing the file (each ffmpeg run costs ~0.1 s of CPU).
             segment = AudioSegment.from_file(f.name, codec=codec, duration=max_seconds + 1)
         except (CouldntDecodeError, IndexError, KeyError, ValueError) as e:
             raise UnreadableAudio(f"ffmpeg could not decode it: {_first_line(e)}") from None
@@ -133,6 +127,41 @@ def prepare(
     out = io.BytesIO()
     mono.export(out, format="wav")
     return SpeechAudio(out.getvalue(), "voice.wav", "audio/wav", seconds, fmt, converted=True)
+
+
+def sniff(data: bytes) -> tuple[str, str] | None:
+    """The container (as ffprobe names it) and codec of the usual voice formats, from
+    their first bytes; ``None`` for anything else (ffprobe then looks)."""
+    head = data[:512]
+    if head.startswith(b"OggS"):
+        if b"OpusHead" in head:
+            return "ogg", "opus"
+        if b"\x01vorbis" in head:
+            return "ogg", "vorbis"
+        return None
+    if head.startswith(b"#!AMR-WB\n"):
+        return "amr", "amrwb"
+    if head.startswith(b"#!AMR\n"):
+        return "amr", "amrnb"
+    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE6 == 0xE2):
+        return "mp3", "mp3"  # an ID3 tag, or an MPEG-1/2 layer III frame sync
+    return None
+
+
+def _probe(mediainfo_json: Any, path: str, max_seconds: float) -> tuple[str, str | None]:
+    """ffprobe's format name and codec of the file at ``path`` (its duration checked)."""
+    try:
+        info = mediainfo_json(path)
+    except Exception as e:  # ffprobe's own failure, or output pydub cannot parse
+        raise UnreadableAudio(f"ffprobe could not read it: {e}") from None
+    fmt = str(info.get("format", {}).get("format_name", ""))
+    streams = [s for s in info.get("streams", []) if s.get("codec_type") == "audio"]
+    if not fmt or not streams:
+        raise UnreadableAudio(f"no audio found in it (format {fmt or 'unknown'!r})")
+    declared = _seconds(info.get("format", {}).get("duration"))
+    if declared is not None and declared > max_seconds:
+        raise AudioTooLong(declared, max_seconds)
+    return fmt, str(streams[0].get("codec_name") or "") or None
 
 
 def _seconds(value: Any) -> float | None:

@@ -87,18 +87,24 @@ async def listen(turn: Turn, audio: StoredMedia) -> tuple[str | None, str | None
     ``(None, reason)``. Provider and store failures are raised (the turn is run again)."""
     intake = turn.services.media
     assert intake is not None, "audio is only kept with a blob store"
-    blobs = intake.blobs
     message = turn.message
     where = (
         f"channel={message.channel} bot={message.bot} message={message.external_id} "
         f"position={audio.position}"
     )
+    return await hear(intake.blobs, turn.bot.speech, audio, where)
+
+
+async def hear(
+    blobs: BlobStore, speech: BotSpeech, audio: StoredMedia, where: str
+) -> tuple[str | None, str | None]:
+    """:func:`listen` on the store and the bot's speech settings (``where`` names the
+    note in the log)."""
     key = transcript_key(audio.key)
     kept = await _kept(blobs, key)
     if kept is not None:
         log.info("voice: transcript reused %s", where)
         return (kept, None) if kept.strip() else (None, SILENT)
-    speech: BotSpeech = turn.bot.speech
     engine = speech.engine
     if engine is None:
         log.warning("voice: note not understood %s: %s", where, speech.problem)

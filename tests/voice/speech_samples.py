@@ -52,9 +52,11 @@ def need_tools() -> None:
         )
 
 
-def speak(sentence: str, fmt: str = "ogg", *, pad_seconds: float = 0.0) -> bytes:
-    """``sentence`` spoken by espeak-ng, as a file of ``fmt`` (``pad_seconds`` of silence
-    after it, for a note of a given length)."""
+def speak(
+    sentence: str, fmt: str = "ogg", *, pad_seconds: float = 0.0, length: float | None = None
+) -> bytes:
+    """``sentence`` spoken by espeak-ng, as a file of ``fmt``: ``pad_seconds`` of silence
+    after it, or cut to ``length`` seconds (say it long enough)."""
     need_tools()
     with tempfile.TemporaryDirectory(prefix="voice-sample-") as folder:
         wav = Path(folder) / "speech.wav"
@@ -63,6 +65,10 @@ def speak(sentence: str, fmt: str = "ogg", *, pad_seconds: float = 0.0) -> bytes
             padded = Path(folder) / "padded.wav"
             subprocess.run(["sox", str(wav), str(padded), "pad", "0", str(pad_seconds)], check=True)
             wav = padded
+        if length is not None:
+            cut = Path(folder) / "cut.wav"
+            subprocess.run(["sox", str(wav), str(cut), "trim", "0", str(length)], check=True)
+            wav = cut
         encoder = _ENCODERS[fmt]
         if encoder is None:
             return wav.read_bytes()

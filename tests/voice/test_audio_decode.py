@@ -18,6 +18,7 @@ from pipeline.audio_decode import (
     UnreadableAudio,
     decode,
     prepare,
+    sniff,
 )
 from tests.voice.speech_samples import need_tools, silence, speak
 
@@ -105,13 +106,34 @@ def test_a_frame_stream_cut_short_is_read_up_to_the_cut(samples: dict[str, bytes
                 prepare(bad, max_seconds=60)
 
 
-def test_a_note_over_the_limit_is_refused_from_its_header() -> None:
-    long_note = silence(40.0, "ogg")
+def test_a_note_over_the_limit_is_refused_without_decoding_all_of_it() -> None:
+    # A voice note (known by its first bytes) is decoded no further than just past the
+    # limit; a file ffprobe must look at is refused from its header.
+    ogg, m4a = silence(40.0, "ogg"), silence(40.0, "m4a")
     with pytest.raises(AudioTooLong) as caught:
-        prepare(long_note, max_seconds=30)
-    assert 39.5 < caught.value.seconds < 40.5
+        prepare(ogg, max_seconds=30)
+    assert 30 < caught.value.seconds <= 31.1
     assert caught.value.limit == 30
-    assert prepare(long_note, max_seconds=45).seconds == pytest.approx(40.0, abs=0.1)
+    with pytest.raises(AudioTooLong) as caught:
+        prepare(m4a, max_seconds=30)
+    assert 39.5 < caught.value.seconds < 40.5
+    assert prepare(ogg, max_seconds=45).seconds == pytest.approx(40.0, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "known"),
+    [
+        ("ogg", ("ogg", "opus")),
+        ("amr", ("amr", "amrnb")),
+        ("mp3", ("mp3", "mp3")),
+        ("m4a", None),
+        ("wav", None),
+    ],
+)
+def test_voice_formats_are_known_by_their_first_bytes(
+    samples: dict[str, bytes], fmt: str, known: tuple[str, str] | None
+) -> None:
+    assert sniff(samples[fmt]) == known
 
 
 async def test_decoding_runs_in_a_worker_process(samples: dict[str, bytes]) -> None:
