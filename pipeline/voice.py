@@ -18,6 +18,9 @@ What goes wrong, and what follows:
   with whatever text the message had, or ends there when it had none;
 * the provider failing (5xx, 429, a timeout) or the blob store failing: the turn fails
   and is run again later, the user's dialog left as it was.
+
+It runs before the handoff stage, so that a person who has the conversation reads what a
+voice note said; the bot then tells the user nothing, whatever went wrong.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from dataclasses import replace
 from channels.base import MediaKind
 from pipeline.audio_decode import AudioTooLong, UnreadableAudio, decode
 from pipeline.media import StoredMedia
+from pipeline.session_state import SessionStateError, read_state
 from pipeline.speech import SpeechRefused
 from pipeline.speech_config import BotSpeech
 from pipeline.turn import Next, Turn
@@ -167,16 +171,31 @@ async def voice_stage(turn: Turn, next_: Next) -> None:
             turn.transcripts[media.position] = text
         if problem is not None:
             problems.append(problem)
-    for reason in dict.fromkeys(problems):
-        limit = f"{turn.bot.speech.max_seconds:g} seconds"
-        await turn.say(REPLIES[reason].format(limit=limit))
     text = user_text(turn.message.text, list(turn.transcripts.values()))
     if turn.transcripts:
         turn.message = replace(turn.message, text=text)
         _note_on_user_row(turn, text)
+    if _with_a_person(turn):
+        # A person may have the conversation (the handoff stage, next, finds out): the
+        # transcript is for them, the bot says nothing, and the message goes on to them.
+        await next_(turn)
+        return
+    for reason in dict.fromkeys(problems):
+        limit = f"{turn.bot.speech.max_seconds:g} seconds"
+        await turn.say(REPLIES[reason].format(limit=limit))
     if not text:
         return  # nothing left to answer: the replies said why
     await next_(turn)
+
+
+def _with_a_person(turn: Turn) -> bool:
+    """Whether the conversation was handed to a person (``TRANSFER TO HUMAN``)."""
+    if turn.session is None:
+        return False
+    try:
+        return read_state(turn.session).needs_human
+    except SessionStateError:
+        return False
 
 
 def _note_on_user_row(turn: Turn, text: str) -> None:

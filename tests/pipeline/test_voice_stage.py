@@ -9,17 +9,21 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from channels.base import Attachment, InboundMessage, MediaKind, MediaSource
 from channels.whatsapp import WhatsAppChannel
+from gateway.app import build_services
 from pipeline.bots import BotRegistry
 from pipeline.dispatcher import Dispatcher, default_stages
 from pipeline.errors import TurnFailed
+from pipeline.mail import MailSettings
 from pipeline.media import MediaIntake
 from pipeline.message_path import MessagePath, PathPolicy
+from pipeline.outbound_http import OutboundHttp
 from pipeline.services import Services
 from pipeline.speech_local import installed as offline_installed
 from pipeline.turn import Next, Stage, Turn
@@ -474,3 +478,60 @@ async def test_the_worker_keeps_serving_after_bad_audio(
         await path.stop()
     assert statuses == ["done", "done"]
     assert path.counters.retried == 0
+
+
+CONCIERGE = """\
+TALK "Hello."
+HEAR request
+result = TRANSFER TO HUMAN "support", "high", "asked for a person"
+TALK "A person will be with you shortly."
+HEAR after
+TALK "Welcome back! You said: " + after
+"""
+
+
+async def test_with_a_person_the_transcript_is_theirs_and_the_bot_says_nothing(
+    tmp_path: Path,
+    stores: Stores,
+    services: Services,
+    graph: FakeGraphApi,
+    stt: FakeSpeechToText,
+    http_client: OutboundHttp,
+) -> None:
+    need_tools()
+    write_bot(
+        tmp_path,
+        "desk",
+        CONCIERGE,
+        {
+            "crm-enabled": "true",
+            "transcription-url": stt.base_url,
+            "transcription-key": API_KEY,
+            "transcription-model": "whisper-1",
+        },
+    )
+    bots = BotRegistry(tmp_path, tables=stores.tables, environ={})
+    await bots.load_all()
+    try:
+        with_desk = replace(
+            build_services(stores, http_client, mail=MailSettings(), bots=bots),
+            media=services.media,
+        )
+        d = dispatcher(bots, with_desk)
+        user = new_user()
+        await d.handle(message("desk", text="hi", user=user), Replies())
+        transferred = Replies()
+        await d.handle(message("desk", text="a person please", user=user), transferred)
+        assert transferred.texts == ["A person will be with you shortly."]
+        graph.add_media("v-held", speak(SENTENCE, "ogg"), "audio/ogg")
+        graph.add_media("v-held-bad", b"\x00" * 4000, "audio/ogg")
+        stt.script(HEARD)
+        held, bad = Replies(), Replies()
+        turn = await d.handle(message("desk", note("v-held"), user=user), held)
+        assert turn.held and held.texts == []  # the person answers, not the bot
+        assert (await user_rows(stores, turn))[-1].content == HEARD
+        turn = await d.handle(message("desk", note("v-held-bad"), user=user), bad)
+        assert turn.held and bad.texts == []  # not even to say the note was unreadable
+        assert len(stt.calls) == 1
+    finally:
+        await bots.close()
