@@ -64,9 +64,7 @@ async def stt() -> AsyncIterator[FakeSpeechToText]:
 
 @pytest.fixture(autouse=True)
 def fresh_stt(stt: FakeSpeechToText) -> None:
-    stt.calls.clear()
-    stt._script.clear()
-    stt.default = ""
+    stt.reset()
 
 
 def write_bot(folder: Path, name: str, dialog: str, config: dict[str, str]) -> None:

@@ -55,6 +55,12 @@ class FakeSpeechToText:
     def script(self, *outcomes: str | Fail | Hang) -> None:
         self._script.extend(outcomes)
 
+    def reset(self, default: str = "") -> None:
+        """Forget the requests and the script (a server shared by a module's tests)."""
+        self.calls.clear()
+        self._script.clear()
+        self.default = default
+
     async def start(self) -> str:
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_post("/v1/audio/transcriptions", self._transcribe)
