@@ -273,7 +273,9 @@ def load_bot(
     else:
         log.info("bot %s: LLM %s", package.name, model.provider.name)
     speech = bot_speech(package.config, environ)
-    if speech.engine is None:
+    if speech.engine is None and speech.named:
+        log.warning("bot %s: speech to text off: %s", package.name, speech.problem)
+    elif speech.engine is None:
         log.info("bot %s: no speech to text: %s", package.name, speech.problem)
     else:
         log.info("bot %s: speech to text %s", package.name, speech.engine.name)

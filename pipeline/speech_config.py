@@ -75,6 +75,8 @@ class BotSpeech:
     language: str | None = None
     max_seconds: float = DEFAULT_MAX_SECONDS
     timeout: float = DEFAULT_TIMEOUT
+    # The bot's rows asked for speech to text that cannot be had (worth a warning).
+    named: bool = False
 
 
 class _Rows:
@@ -206,7 +208,7 @@ def bot_speech(config: BotConfig, environ: Mapping[str, str]) -> BotSpeech:
         timeout = rows.seconds("transcription-timeout", DEFAULT_TIMEOUT)
         settings = speech_settings(rows, environ, timeout)
     except SpeechNotConfigured as e:
-        return BotSpeech(problem=str(e))
+        return BotSpeech(problem=str(e), named=True)
     if settings is None or settings == LOCAL:
         from pipeline import speech_local
 
@@ -218,7 +220,12 @@ def bot_speech(config: BotConfig, environ: Mapping[str, str]) -> BotSpeech:
                 else "no speech-to-text provider is configured (transcription-url and"
                 " transcription-key in config.csv, or OPENAI_API_KEY in the environment)"
             )
-            return BotSpeech(problem=problem, language=language, max_seconds=max_seconds)
+            return BotSpeech(
+                problem=problem,
+                language=language,
+                max_seconds=max_seconds,
+                named=settings == LOCAL,
+            )
         return BotSpeech(local, None, language, max_seconds, timeout)
     assert isinstance(settings, SpeechSettings)
     engine = OpenAITranscriber(

@@ -233,6 +233,7 @@ def test_a_provider_that_cannot_be_used_gives_none_and_says_why(
     engine, why = resolved(rows, environ)
     assert engine is None
     assert problem in str(why)
+    assert bot_speech(BotConfig(rows), environ).named  # a warning at load, not a note
 
 
 def test_no_provider_at_all_says_what_the_bot_needs() -> None:
@@ -241,6 +242,7 @@ def test_no_provider_at_all_says_what_the_bot_needs() -> None:
     engine, why = resolved({}, {})
     assert engine is None
     assert "transcription-url" in str(why) and "OPENAI_API_KEY" in str(why)
+    assert not bot_speech(BotConfig({}), {}).named
 
 
 def test_language_and_limit_rows() -> None:
