@@ -100,4 +100,6 @@ class FullHost(Host, Protocol):
 
     async def receive_media(self, kind: str, text: str) -> Any:
         """HEAR x AS IMAGE|FILE|AUDIO...: turn the user's message into the stored value
-        (file URL, transcript)."""
+        (file URL, transcript). A host may say which kinds (``image``, ``file``,
+        ``audio``, ``video``) it takes in a ``media_kinds`` collection: HEAR AS another kind
+        then fails as a missing capability."""

@@ -366,7 +366,7 @@ class Hear(Instr):
     def run(self, m: Machine, f: Frame) -> None:
         media = hear_types.MEDIA_KINDS.get(self.kind)
         if media is not None:
-            m.capability("receive_media", f"HEAR AS {self.kind}")
+            m.media_capability(media, f"HEAR AS {self.kind}")
         if self.options:  # a menu's options are buttons, as in General Bots
             offer = getattr(m.host, "offer_choice", None) or m.host.add_suggestion
             for option in self.options:
@@ -572,6 +572,17 @@ class Machine:
             raise MissingCapability(f.program.filename, f.unit.code[f.pc].line, name, keyword)
         return method  # type: ignore[no-any-return]
 
+    def media_capability(self, kind: str, keyword: str) -> Callable[..., Any]:
+        """The host's ``receive_media``, when it takes files of ``kind`` (a host that says
+        which kinds it takes, in ``media_kinds``, lacks it for the others)."""
+        kinds = getattr(self.host, "media_kinds", None)
+        if kinds is not None and kind not in kinds:
+            f = self.frames[-1]
+            raise MissingCapability(
+                f.program.filename, f.unit.code[f.pc].line, "receive_media", keyword
+            )
+        return self.capability("receive_media", keyword)
+
     # -- running
     async def run(self) -> bool:
         """Run until the dialog ends (False) or waits at HEAR (True)."""
@@ -744,7 +755,7 @@ class Machine:
         try:
             media = hear_types.MEDIA_KINDS.get(ins.kind)
             if media is not None:
-                method = self.capability("receive_media", f"HEAR AS {ins.kind}")
+                method = self.media_capability(media, f"HEAR AS {ins.kind}")
                 value = await self.host_wait(method(media, text))
                 if value is None or value == "":
                     raise hear_types.Invalid

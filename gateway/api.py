@@ -262,6 +262,8 @@ async def _attachment(request: web.Request, attachment: HistoryAttachment) -> di
         )
     if attachment.error is not None:
         out["error"] = attachment.error
+    if attachment.transcript is not None:
+        out["transcript"] = attachment.transcript
     return out
 
 

@@ -332,6 +332,10 @@ SCHEMAS: dict[str, Schema] = {
                 " the provider's), `no_source` (a channel that cannot fetch files).",
                 enum=["too_large", "gone", "refused", "no_source"],
             ),
+            "transcript": _string(
+                "What a voice note or audio file said, as the speech-to-text provider heard"
+                " it (the user's text for the turn). Absent when it was not transcribed."
+            ),
         },
         "kind",
         "content_type",

@@ -1,6 +1,7 @@
 """Loaded bots: a package read from disk plus its compiled dialogs and its model provider.
 
-A bot's providers (``pipeline.llm``) are built once, when the bot loads, from its config.csv
+A bot's providers (``pipeline.llm``, and speech to text: ``pipeline.speech_config``) are
+built once, when the bot loads, from its config.csv
 and the process environment; a reload builds new ones and closes the old ones once turns
 already running with them had time to finish; :meth:`BotRegistry.close` closes them all.
 """
@@ -14,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from basic import BasicSyntaxError, Limits, Program, compile_source, normalize_globals
 from config.packages import BotConfig, BotPackage, PackageError, discover_packages, load_package
@@ -28,6 +29,7 @@ from pipeline.llm import (
     provider_from_config,
 )
 from pipeline.outbound_http import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, HttpPolicy
+from pipeline.speech_config import BotSpeech, bot_speech
 from pipeline.tokens import TokenCounter, answer_reserve, context_window, counter_for_model
 from storage.base import TableStore
 
@@ -84,6 +86,8 @@ class Bot:
     stream_channels: frozenset[str] = STREAMING_CHANNELS
     # Albums and bursts answered as one turn (``album-window``, ``burst-window``).
     gathering: GatherPolicy = field(default_factory=GatherPolicy)
+    # Speech to text for voice notes (none, with why, until the bot is given its providers).
+    speech: BotSpeech = field(default_factory=BotSpeech, compare=False)
 
     @property
     def name(self) -> str:
@@ -272,7 +276,14 @@ def load_bot(
         log.info("bot %s: no LLM: %s", package.name, problem)
     else:
         log.info("bot %s: LLM %s", package.name, model.provider.name)
-    return replace(bot, model=model, model_problem=problem)
+    speech = bot_speech(package.config, environ)
+    if speech.engine is None and speech.named:
+        log.warning("bot %s: speech to text off: %s", package.name, speech.problem)
+    elif speech.engine is None:
+        log.info("bot %s: no speech to text: %s", package.name, speech.problem)
+    else:
+        log.info("bot %s: speech to text %s", package.name, speech.engine.name)
+    return replace(bot, model=model, model_problem=problem, speech=speech)
 
 
 class BotRegistry:
@@ -297,7 +308,7 @@ class BotRegistry:
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
         self.llm_policy = llm_policy
         self._bots: dict[str, Bot] = {}
-        self._retiring: dict[asyncio.Task[None], tuple[str, LLMProvider]] = {}
+        self._retiring: dict[asyncio.Task[None], tuple[str, tuple[_Closable, ...]]] = {}
 
     def attach_tables(self, tables: TableStore) -> None:
         """Seed tables on load from now on (the composition root calls this once stores open)."""
@@ -364,17 +375,22 @@ class BotRegistry:
 
     def _retire(self, bot: Bot) -> None:
         """Close a replaced bot's providers once turns still using them had time to end."""
-        if bot.model is None:
+        providers = _providers(bot)
+        if not providers:
             return
-        provider = bot.model.provider
-        delay = bot.model.settings.deadline + RETIRE_GRACE
+        delay = max(
+            bot.model.settings.deadline if bot.model is not None else 0.0,
+            bot.speech.timeout,
+        )
+        delay += RETIRE_GRACE
 
         async def close_later() -> None:
             await asyncio.sleep(delay)
-            await _close_provider(bot.name, provider)
+            for provider in providers:
+                await _close_provider(bot.name, provider)
 
         task = asyncio.create_task(close_later(), name=f"retire-llm-{bot.name}")
-        self._retiring[task] = (bot.name, provider)
+        self._retiring[task] = (bot.name, providers)
         task.add_done_callback(lambda done: self._retiring.pop(done, None))
 
     async def close(self) -> None:
@@ -383,15 +399,30 @@ class BotRegistry:
         for task, _ in retiring:
             task.cancel()
         await asyncio.gather(*(task for task, _ in retiring), return_exceptions=True)
-        for _, (name, provider) in retiring:
-            await _close_provider(name, provider)
+        for _, (name, providers) in retiring:
+            for provider in providers:
+                await _close_provider(name, provider)
         for bot in self._bots.values():
-            if bot.model is not None:
-                await _close_provider(bot.name, bot.model.provider)
+            for provider in _providers(bot):
+                await _close_provider(bot.name, provider)
 
 
-async def _close_provider(bot: str, provider: LLMProvider) -> None:
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+def _providers(bot: Bot) -> tuple[_Closable, ...]:
+    """The clients a bot holds open: its model's and its speech engine's."""
+    found: list[_Closable] = []
+    if bot.model is not None:
+        found.append(bot.model.provider)
+    if bot.speech.engine is not None:
+        found.append(bot.speech.engine)
+    return tuple(found)
+
+
+async def _close_provider(bot: str, provider: _Closable) -> None:
     try:
         await provider.aclose()
     except Exception:  # closing is best effort; the process is releasing it either way
-        log.exception("bot %s: closing the LLM provider failed", bot)
+        log.exception("bot %s: closing a provider failed", bot)

@@ -8,8 +8,9 @@ mail go to the turn's services; ``x = LLM "prompt"`` to the bot's model provider
 turn's outbox, committed with the turn; a scheduled job, which commits nothing, writes its
 outbox row at once; ``SEND TEMPLATE`` (see :mod:`pipeline.templates`) the same way.
 ``TRANSFER TO HUMAN`` hands the conversation to a person (see :mod:`pipeline.handoff`),
-committed with the turn too.  Capabilities that later work brings (media) are deliberately
-absent, and so is ``llm`` for a bot with no provider
+committed with the turn too.  ``HEAR x AS AUDIO|VOICE`` gets what the voice note said
+(see :mod:`pipeline.voice`).  Capabilities that later work brings (images and files) are
+deliberately absent, and so is ``llm`` for a bot with no provider
 configured: the interpreter then fails the keyword with ``MissingCapability``.
 
 A dialog's own failures are raised as :class:`basic.errors.ScriptError`, which the interpreter
@@ -39,6 +40,7 @@ from pipeline.proactive import ProactiveSender, Recipient
 from pipeline.session_state import SessionState, Website, read_state, write_state
 from pipeline.table_conditions import ConditionError, parse_conditions
 from pipeline.turn import Turn
+from pipeline.voice import heard_audio
 from pipeline.websites import InvalidRefresh, refresh_seconds
 from storage.base import Condition, MemoryStore, StorageError, TableStore, TransferItem
 
@@ -92,6 +94,15 @@ class DialogHost:
 
     async def talk(self, text: str) -> None:
         await self._talk(text)
+
+    # HEAR x AS <kind>: the kinds of file this host takes (see basic/host.py).
+    media_kinds = frozenset({"audio"})
+
+    async def receive_media(self, kind: str, text: str) -> Any:
+        """``HEAR x AS AUDIO|VOICE``: what the message's voice note said (pipeline.voice)."""
+        if kind == "audio":
+            return await heard_audio(self._turn, text)
+        raise ScriptError(f"HEAR AS {kind.upper()}: files of that kind are not received here")
 
     @property
     def talk_to(self) -> Callable[[str, str], Awaitable[None]] | None:

@@ -18,6 +18,7 @@ from pipeline.reply import reply_stage
 from pipeline.services import Services
 from pipeline.sessions import session_stage
 from pipeline.turn import ReplySink, Stage, Turn, build_chain
+from pipeline.voice import voice_stage
 from storage.base import Claim
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,9 @@ def default_stages(*, knowledge: Knowledge | None = None) -> list[Stage]:
     everything after it, so it runs last on the way out, flushing and saving
     what the inner stages produced (the media stage's notes on the user's row
     and its replies included); media comes next, so that the message's files are
-    stored (the provider's links expire) for whoever answers it; then the handoff
+    stored (the provider's links expire) for whoever answers it, and voice right after
+    it, so that a voice note is the user's text for everything after (a person who has
+    the conversation reads the transcript too); then the handoff
     stage, because while a person has the conversation none of the bot's stages may
     run (reply still saves the user's message, and sends no fallback); dialog
     precedes the LLM because a dialog
@@ -43,6 +46,7 @@ def default_stages(*, knowledge: Knowledge | None = None) -> list[Stage]:
         session_stage,
         reply_stage,
         media_stage,
+        voice_stage,
         handoff_stage,
         dialog_stage,
         llm_stage(knowledge=knowledge),

@@ -94,6 +94,8 @@ class Turn:
     after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # The message's attachments in the blob store, once the media stage took them.
     media: list[StoredMedia] = field(default_factory=list)
+    # What the message's audio files said, by position, once the voice stage heard them.
+    transcripts: dict[int, str] = field(default_factory=dict)
     replies: int = 0
     started: float = field(default_factory=time.perf_counter)
     # Model tokens this turn spent that no history row carries yet: the model's answer

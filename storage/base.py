@@ -55,7 +55,8 @@ class HistoryAttachment:
     """A file a history row carried: where it is kept, or why it is not (``error``).
 
     ``key`` is the blob's key (``None`` when it was not stored: too large, gone from the
-    provider); ``kind`` is a :class:`channels.base.MediaKind` value.
+    provider); ``kind`` is a :class:`channels.base.MediaKind` value; ``transcript`` is
+    what a voice note or audio file said (``None`` when it was not transcribed).
     """
 
     kind: str
@@ -66,6 +67,7 @@ class HistoryAttachment:
     filename: str | None = None
     caption: str | None = None
     error: str | None = None
+    transcript: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

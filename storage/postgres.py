@@ -542,6 +542,7 @@ def _attachment_json(a: HistoryAttachment) -> dict[str, Any]:
             ("filename", a.filename),
             ("caption", a.caption),
             ("error", a.error),
+            ("transcript", a.transcript),
         )
         if value is not None
     }
@@ -560,6 +561,7 @@ def _attachments(data: Any) -> tuple[HistoryAttachment, ...]:
             filename=item.get("filename"),
             caption=item.get("caption"),
             error=item.get("error"),
+            transcript=item.get("transcript"),
         )
         for item in data
         if isinstance(item, dict)

@@ -354,15 +354,22 @@ async def test_a_history_row_keeps_its_attachments(
         caption="my receipt",
     )
     refused = HistoryAttachment(kind="video", key=None, content_type="video/mp4", error="too_large")
+    note = HistoryAttachment(
+        kind="audio",
+        key="shop/users/u@telegram/inbox/17/2-voice.ogg",
+        content_type="audio/ogg",
+        size=5120,
+        transcript="Call me at five, please.",
+    )
     await store.save(
         session,
         append=[
-            HistoryEntry("user", "my receipt", attachments=(photo, refused)),
+            HistoryEntry("user", "my receipt", attachments=(photo, refused, note)),
             HistoryEntry("assistant", "Thanks!"),
         ],
     )
     user, bot = await store.history(session.id)
-    assert user.attachments == (photo, refused)
+    assert user.attachments == (photo, refused, note)
     assert bot.attachments == ()
     [again] = await store.history(session.id, after=(user.seq or 0) - 1, limit=1)
-    assert again.attachments == (photo, refused)
+    assert again.attachments == (photo, refused, note)
