@@ -8,9 +8,11 @@ mail go to the turn's services; ``x = LLM "prompt"`` to the bot's model provider
 turn's outbox, committed with the turn; a scheduled job, which commits nothing, writes its
 outbox row at once; ``SEND TEMPLATE`` (see :mod:`pipeline.templates`) the same way.
 ``TRANSFER TO HUMAN`` hands the conversation to a person (see :mod:`pipeline.handoff`),
-committed with the turn too.  Capabilities that later work brings (media) are deliberately
-absent, and so is ``llm`` for a bot with no provider
-configured: the interpreter then fails the keyword with ``MissingCapability``.
+committed with the turn too.  ``HEAR x AS IMAGE|QRCODE|FILE…`` reads the message's stored
+files (see :mod:`pipeline.hear_media`) and ``GET "file"`` the bot's drive (see
+:mod:`pipeline.drive_files`).  A capability this process lacks is absent (``llm`` for a
+bot with no provider configured, ``receive_media`` where no files are kept): the
+interpreter then fails the keyword with ``MissingCapability``.
 
 A dialog's own failures are raised as :class:`basic.errors.ScriptError`, which the interpreter
 locates at the failing line (and which ``ON ERROR RESUME NEXT`` can catch).  A failure of our
@@ -28,7 +30,8 @@ from typing import Any
 
 from basic.errors import HostUnavailable, ScriptError
 from basic.tools import is_tool
-from pipeline import templates
+from pipeline import hear_media, templates
+from pipeline.drive_files import DriveFileError, read_drive_file
 from pipeline.errors import TurnRejected
 from pipeline.handoff import CRM_DISABLED, priority_of
 from pipeline.kb.web_urls import InvalidWebsite, website_url
@@ -478,6 +481,33 @@ class DialogHost:
         where = self._where(condition, "DELETE", required=True)
         with _infrastructure("DELETE"):
             return await self._tables("DELETE").delete(self._bot.name, name, where)
+
+    # -- files ----------------------------------------------------------------------------
+
+    @property
+    def receive_media(self) -> Callable[[str, str], Awaitable[Any]] | None:
+        """``HEAR x AS IMAGE|QRCODE|FILE…``: present where users' files are kept."""
+        return self._receive_media if self._services.media is not None else None
+
+    async def _receive_media(self, kind: str, text: str) -> Any:
+        if kind in hear_media.KINDS:
+            with _infrastructure(f"HEAR AS {kind.upper()}"):
+                return await hear_media.receive(self._turn, kind, text)
+        raise ScriptError(f"HEAR AS {kind.upper()} is not supported here")
+
+    async def read_file(self, path: str) -> str:
+        """``GET "path"``: a file of the bot's drive, as text."""
+        intake = self._services.media
+        try:
+            with _infrastructure("GET"):
+                return await read_drive_file(
+                    self._bot.name,
+                    self._bot.package.path,
+                    intake.blobs if intake is not None else None,
+                    str(path),
+                )
+        except DriveFileError as e:
+            raise ScriptError(str(e)) from e
 
     # -- the outside world ----------------------------------------------------------------
 
