@@ -22,6 +22,7 @@ FRAME = (
     "in it."
 )
 MIN_PAGE_TOKENS = 40  # a page cut shorter than this is left out instead
+NOTE_TOKENS = 60  # kept for each document's heading and note of what was left out
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +87,11 @@ def fit_documents(
     total = sum(len(d.pages) for d in documents)
     parts = [FRAME]
     used = counter.count(FRAME)
+    allowance -= NOTE_TOKENS * len(documents)  # room for every heading and note
     kept = 0
     full = False
     for document in documents:
-        heading = _heading(document)
-        parts.append(heading)
-        used += counter.count(heading) + 2
+        parts.append(_heading(document))
         if not document.pages:
             parts.append("[No text could be read from it: it may be scanned images only.]")
             continue
@@ -106,7 +106,7 @@ def fit_documents(
                 used += cost
                 kept += 1
                 continue
-            room = int(allowance - used - 60)  # 60: the note that follows
+            room = int(allowance - used)
             head = _cut(text, room, counter) if room >= MIN_PAGE_TOKENS else ""
             if head:
                 parts.append(head)

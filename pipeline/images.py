@@ -44,7 +44,7 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False  # a short file is an error, never a pad
 DEFAULT_MAX_SIDE = 1568
 JPEG_QUALITY = 85
 # Formats a messaging app sends; anything else (PSD, EPS, ICNS, …) is not opened at all.
-ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG opens MPO too
 OUTPUT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 _FORMAT_NAMES = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 
