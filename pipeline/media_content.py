@@ -53,8 +53,8 @@ TOO_BIG_TO_READ = "too_big_to_read"
 MISSING = "missing"
 
 _REPLIES = {
-    images.BOMB: "That image is far too large for me to open ({detail}). Could you send a "
-    "smaller photo or a screenshot?",
+    images.BOMB: "That image is far too large for me to open (it has too many pixels). "
+    "Could you send a smaller photo or a screenshot?",
     images.CORRUPT: "I couldn't open that image: the file looks damaged or cut short. "
     "Could you send it again?",
     images.NOT_AN_IMAGE: "The file you sent as an image isn't one I can open (it is not a "

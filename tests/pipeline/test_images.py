@@ -100,6 +100,16 @@ def test_bombs_damaged_files_and_impostors_are_refused(
     assert refused.value.reason == reason
 
 
-async def test_normalizing_runs_off_the_event_loop() -> None:
+async def test_normalizing_runs_in_a_parser_process_and_its_refusals_come_back() -> None:
     out = await images.normalize_off_loop(sideways_photo(), ImageLimits())
     assert (out.width, out.height) == (200, 400)
+    with pytest.raises(ImageRejected) as refused:
+        await images.normalize_off_loop(bomb_png(), ImageLimits())
+    assert refused.value.reason == images.BOMB  # pickled back from the worker
+    assert "1600000000 pixels" in refused.value.detail
+
+
+def test_a_big_jpeg_is_decoded_scaled_down_not_whole() -> None:
+    image, _, source_size = images.decoded(photo(4000, 3000), ImageLimits())
+    assert source_size == (4000, 3000)
+    assert image.size == (2000, 1500)  # libjpeg's 1/2 scale, still above the 1568 cap
