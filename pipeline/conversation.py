@@ -126,11 +126,32 @@ def passages_text(passages: Sequence[KnowledgePassage]) -> str | None:
     return "\n\n".join(lines)
 
 
+def attachments_note(entry: HistoryEntry) -> str:
+    """What an earlier message's files were, for the model (their contents went with that
+    turn only): ``[The user sent: receipt.jpg (an image), report.pdf (a document)]``."""
+    kinds = {"image": "an image", "audio": "audio", "video": "a video", "document": "a document"}
+    files = [
+        f"{a.filename} ({kinds.get(a.kind, 'a file')})"
+        if a.filename
+        else kinds.get(a.kind, "a file")
+        for a in entry.attachments
+        if a.key is not None
+    ]
+    return f"[The user sent: {', '.join(files)}]" if files else ""
+
+
 def history_messages(entries: Sequence[HistoryEntry]) -> list[Message]:
-    """The stored history as model messages: user rows, and the bot's rows with what a person
-    said for it in a handoff (``agent``) as the assistant's; others are not shown."""
+    """The stored history as model messages: user rows (with a note of the files they
+    carried), and the bot's rows with what a person said for it in a handoff (``agent``)
+    as the assistant's; others are not shown."""
     out: list[Message] = []
     for entry in entries:
+        if entry.role == "user" and entry.attachments:
+            note = attachments_note(entry)
+            text = "\n\n".join(t for t in (entry.content.strip(), note) if t)
+            if text:
+                out.append(UserMessage(text))
+            continue
         if not entry.content.strip():
             continue
         if entry.role == "user":

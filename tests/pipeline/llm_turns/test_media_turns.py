@@ -403,3 +403,15 @@ async def test_a_photo_and_a_document_together(
     body = openai_server.calls[0].body
     assert len(openai_images(body)) == 1
     assert "Menu: soup 12" in user_text(body)
+
+
+async def test_later_turns_know_which_files_were_sent(
+    openai_server: FakeOpenAI, bot: Callable[..., Send]
+) -> None:
+    openai_server.script(Answer(text=("Seen.",)), Answer(text=("You sent a PDF.",)))
+    send = bot(openai_server, VISION)
+    await send(image(photo(320, 240)), document(pdf("Menu"), "menu.pdf"))
+    await send(text="what did I send?")
+    history = [m for m in openai_server.calls[1].body["messages"] if m["role"] == "user"]
+    assert history[0]["content"] == ("[The user sent: an image, menu.pdf (a document)]")
+    assert openai_images(openai_server.calls[1].body) == []  # contents went with that turn
