@@ -101,6 +101,19 @@ def encrypted_pdf(password: str = "s3cret") -> bytes:
     return out.getvalue()
 
 
+def docx(*paragraphs: str) -> bytes:
+    """A Word document (python-docx writes it), a heading then the paragraphs."""
+    from docx import Document
+
+    document = Document()
+    document.add_heading("Lease", level=1)
+    for text in paragraphs:
+        document.add_paragraph(text)
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
 def image_of(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()

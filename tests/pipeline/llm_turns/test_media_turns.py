@@ -36,6 +36,7 @@ from tests.llm.vision import anthropic_images, openai_images, user_text
 from tests.pipeline.llm_turns.conftest import FAST, Sink, environment
 from tests.pipeline.media_samples import (
     bomb_png,
+    docx,
     encrypted_pdf,
     image_of,
     pdf,
@@ -47,6 +48,7 @@ from tests.pipeline.media_samples import (
 
 SECRET = b"media-turns-signing-key-0123456789abcdef"
 PDF_TYPE = "application/pdf"
+DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 
 @pytest.fixture
@@ -286,6 +288,7 @@ async def test_a_pdfs_text_goes_to_the_model_page_by_page(
         (b"name,qty\nchair,3\ntable,1\n", "stock.csv", "text/csv", "name: chair; qty: 3"),
         (b"# Notes\n\nBring the *receipt*.", "notes.md", "text/markdown", "Bring the *receipt*."),
         (b"plain words", "a.txt", "text/plain", "plain words"),
+        (docx("Rent: 900 a month."), "lease.docx", DOCX_TYPE, "Rent: 900 a month."),
     ],
 )
 async def test_text_documents_are_read_too(
@@ -337,6 +340,16 @@ async def test_unreadable_documents_get_a_clear_reply(
     [said] = sent.replies
     assert said.startswith(reply)
     assert openai_server.calls == []
+
+
+async def test_a_document_too_big_to_read_is_kept_and_said_so(
+    openai_server: FakeOpenAI, bot: Callable[..., Send]
+) -> None:
+    send = bot(openai_server, {"document-max-bytes": "1000"})
+    sent = await send(document(pdf(*["x" * 80] * 20), "big.pdf"))
+    [said] = sent.replies
+    assert said.startswith("I kept big.pdf, but it is too large for me to read (")
+    assert openai_server.calls == [] and len(sent.turn.media) == 1  # stored all the same
 
 
 HEAR_DIALOG = """\
