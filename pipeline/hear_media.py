@@ -6,7 +6,8 @@ message with files, as General Bots gives it (its ``process_hear_input``).
   ``/media/{token}``). The image is opened first (:mod:`pipeline.media_content`): a bomb or
   a damaged file is refused here too, with its reply;
 * ``QRCODE``: the text of the first QR code (or other barcode) in the first image, read
-  with zxing-cpp in a worker thread from the normalized image;
+  with zxing-cpp from the normalized image in a parser process (zxing-cpp holds the GIL
+  while it reads);
 * ``FILE``, ``DOCUMENT``, ``PDF``: the link to the message's first file, whatever it is.
 
 A message without what is asked for gives ``None``: the interpreter then asks again
@@ -15,15 +16,13 @@ A message without what is asked for gives ``None``: the interpreter then asks ag
 
 from __future__ import annotations
 
-import asyncio
-import io
 import logging
 from typing import Any
 
-import zxingcpp
-from PIL import Image
-
 from basic.errors import ScriptError
+from pipeline.images import read_codes
+from pipeline.kb.documents import UnreadableDocument
+from pipeline.kb.parser_processes import PARSERS
 from pipeline.media import StoredMedia
 from pipeline.media_content import ReadImage, is_image, read_image, unreadable_reply
 from pipeline.turn import Turn
@@ -42,14 +41,6 @@ async def media_url(turn: Turn, media: StoredMedia) -> str:
     return await urls.url(media.key, filename=media.filename, content_type=media.content_type)
 
 
-def decode_codes(data: bytes) -> list[str]:
-    """The texts of the barcodes in an image (QR codes first). CPU work: run in a thread."""
-    with Image.open(io.BytesIO(data)) as image:
-        found = zxingcpp.read_barcodes(image.convert("L"))
-    found.sort(key=lambda code: code.format != zxingcpp.BarcodeFormat.QRCode)
-    return [code.text for code in found if code.valid and code.text]
-
-
 async def receive(turn: Turn, kind: str, text: str) -> Any:
     """The value of ``HEAR x AS …`` for ``kind`` (``image``, ``qrcode``, ``file``)."""
     if kind == "file":
@@ -63,7 +54,10 @@ async def receive(turn: Turn, kind: str, text: str) -> Any:
         return None
     if kind == "image":
         return await media_url(turn, first)
-    codes = await asyncio.to_thread(decode_codes, reading.image.data)
+    try:
+        codes = await PARSERS.run("qrcode", read_codes, reading.image.data)
+    except UnreadableDocument:
+        codes = []  # its reader died on it: no code read
     if not codes:
         log.info(
             "HEAR AS QRCODE: no code in the image bot=%s message=%s",

@@ -32,6 +32,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import zxingcpp
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from pipeline.kb.documents import UnreadableDocument
@@ -188,6 +189,15 @@ def normalize_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Normali
         source_width=source_width,
         source_height=source_height,
     )
+
+
+def read_codes(data: bytes) -> list[str]:
+    """The texts of the barcodes in a normalized image, QR codes first (zxing-cpp, which
+    holds the GIL while it reads: run it in a parser process)."""
+    with Image.open(io.BytesIO(data)) as image:
+        found = zxingcpp.read_barcodes(image.convert("L"))
+    found.sort(key=lambda code: code.format != zxingcpp.BarcodeFormat.QRCode)
+    return [code.text for code in found if code.valid and code.text]
 
 
 async def normalize_off_loop(data: bytes, limits: ImageLimits) -> NormalizedImage:
