@@ -6,7 +6,9 @@ names a file of the package; a PDF comes back as its text, anything else as UTF-
 and a path that could leave the bucket (``..``, a leading ``/``, ``~``, ``*``, ``?``,
 ``//``, a drive letter) is refused. Here the bot's drive is its package folder, and then
 the blob store under the bot's folder (``{bot}/{path}``, where files the bot keeps go);
-``.docx`` is read to text too (General Bots would refuse its bytes as not UTF-8).
+``.docx`` is read to text too (General Bots would refuse its bytes as not UTF-8). The
+package's ``.gbot`` folder is not given (its config.csv holds the bot's keys: a dialog
+that builds a path from what a user typed must not hand them out).
 PDF and ``.docx`` are parsed in the parser processes, never on the event loop.
 """
 
@@ -39,6 +41,8 @@ def check_path(path: str) -> str:
         or any(bad in text for bad in ("//", "~", "*", "?", "\\", "\x00"))
     ):
         raise DriveFileError(f"GET {path!r}: not a path inside the bot's drive")
+    if text.split("/", 1)[0].lower().endswith(".gbot"):
+        raise DriveFileError(f"GET {path!r}: the bot's settings are not given out")
     return text
 
 

@@ -25,7 +25,18 @@ async def _chunks(data: bytes) -> AsyncIterator[bytes]:
 
 @pytest.mark.parametrize(
     "path",
-    ["", "../secret.txt", "a/../../b", "/etc/passwd", "C:/x", "a//b", "~/x", "*.pdf", "a?b"],
+    [
+        "",
+        "../secret.txt",
+        "a/../../b",
+        "/etc/passwd",
+        "C:/x",
+        "a//b",
+        "~/x",
+        "*.pdf",
+        "a?b",
+        "shop.gbot/config.csv",  # the bot's keys
+    ],
 )
 def test_paths_that_could_leave_the_drive_are_refused(path: str) -> None:
     with pytest.raises(DriveFileError):
