@@ -505,6 +505,7 @@ class DialogHost:
                     self._bot.package.path,
                     intake.blobs if intake is not None else None,
                     str(path),
+                    user=(self._turn.message.channel, self._turn.message.conversation),
                 )
         except DriveFileError as e:
             raise ScriptError(str(e)) from e

@@ -5,7 +5,8 @@ General Bots (its ``get_from_bucket``) reads ``path`` from the bot's bucket
 names a file of the package; a PDF comes back as its text, anything else as UTF-8 text,
 and a path that could leave the bucket (``..``, a leading ``/``, ``~``, ``*``, ``?``,
 ``//``, a drive letter) is refused. Here the bot's drive is its package folder, and then
-the blob store under the bot's folder (``{bot}/{path}``, where files the bot keeps go);
+the blob store under the bot's folder (``{bot}/{path}``, where files the bot keeps go;
+under ``users/``, only the current user's own folder);
 ``.docx`` is read to text too (General Bots would refuse its bytes as not UTF-8). The
 package's ``.gbot`` folder is not given (its config.csv holds the bot's keys: a dialog
 that builds a path from what a user typed must not hand them out).
@@ -20,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from pipeline.kb.documents import UnreadableDocument
 from pipeline.kb.parser_processes import parse_in_process, read_off_loop
 from pipeline.kb.readers import read_document
-from storage.blob_keys import bot_prefix
+from storage.blob_keys import bot_prefix, user_prefix
 from storage.blobs_base import BlobNotFound, BlobStore, InvalidBlobKey
 
 MAX_BYTES = 20 * 1024 * 1024  # a drive file read whole, to be parsed or decoded
@@ -68,16 +69,29 @@ async def _read_blob(blobs: BlobStore, key: str, path: str) -> bytes | None:
         return None
 
 
-async def read_drive_file(bot: str, package_root: Path, blobs: BlobStore | None, path: str) -> str:
-    """The text of the drive file ``path`` (see the module's docstring).
+async def read_drive_file(
+    bot: str,
+    package_root: Path,
+    blobs: BlobStore | None,
+    path: str,
+    *,
+    user: tuple[str, str] | None = None,
+) -> str:
+    """The text of the drive file ``path`` (see the module's docstring); ``user`` is the
+    conversation's (channel, user id), whose own files under ``users/`` may be read.
 
     Raises :class:`DriveFileError`; a store that fails raises its
     :class:`~storage.blobs_base.BlobError` (the turn is then run again).
     """
     path = check_path(path)
     data = await asyncio.to_thread(_read_package_file, package_root, path)
+    key = bot_prefix(bot) + path
     if data is None and blobs is not None:
-        data = await _read_blob(blobs, bot_prefix(bot) + path, path)
+        own = user_prefix(bot, *user) if user is not None else None
+        in_users = key.startswith(bot_prefix(bot) + "users/")
+        if in_users and (own is None or not key.startswith(own)):
+            raise DriveFileError(f"GET {path!r}: another user's files are not given out")
+        data = await _read_blob(blobs, key, path)
     if data is None:
         raise DriveFileError(f"GET {path!r}: no such file in the bot's drive")
     source = PurePosixPath(path).name

@@ -55,18 +55,22 @@ async def test_the_package_first_then_the_blob_store(tmp_path: Path) -> None:
     blobs = await FilesystemBlobStore(tmp_path / "blobs").open_store()
     await blobs.put("shop/reports/today.txt", _chunks(b"12 orders"))
     await blobs.put("other/reports/today.txt", _chunks(b"another bot's"))
+    await blobs.put("shop/users/ada@telegram/notes.txt", _chunks(b"Ada's"))
+    await blobs.put("shop/users/bob@telegram/notes.txt", _chunks(b"Bob's"))
 
     async def get(path: str) -> str:
-        return await read_drive_file("shop", package, blobs, path)
+        return await read_drive_file("shop", package, blobs, path, user=("telegram", "ada"))
 
     assert await get("shop.gbkb/faq.pdf") == "Returns within 7 days."
     assert await get("prices.txt") == "coffee 5"
     assert await get("reports/today.txt") == "12 orders"
+    assert await get("users/ada@telegram/notes.txt") == "Ada's"  # the user's own
     for path, message in [
         ("locked.pdf", "encrypted PDF"),
         ("logo.bin", "not UTF-8 text"),
         ("link.txt", "no such file"),  # a link out of the package is no file
         ("missing.txt", "no such file"),
+        ("users/bob@telegram/notes.txt", "another user's files"),
     ]:
         with pytest.raises(DriveFileError, match=message):
             await get(path)
