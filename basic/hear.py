@@ -31,8 +31,18 @@ MEDIA_KINDS = {
     "AUDIO": "audio",
     "VOICE": "audio",
     "VIDEO": "video",
-    "QRCODE": "image",
+    "QRCODE": "qrcode",  # an image, whose code the host reads
 }
+# What a HEAR for a file asks again when the message brought none.
+PROMPTS.update(
+    {
+        "IMAGE": "Please send an image.",
+        "QRCODE": "Please send a picture of the QR code.",
+        "FILE": "Please send the file.",
+        "DOCUMENT": "Please send the document.",
+        "PDF": "Please send the PDF file.",
+    }
+)
 
 
 def _type(*names: str, prompt: str) -> Callable[[Validator], Validator]:

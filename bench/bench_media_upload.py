@@ -1,6 +1,6 @@
 """Memory while a 16 MB file goes into the blob store: streamed, not held.
 
-    .venv/bin/python -m bench.bench_media_upload [--size-mb 16] [--rounds 5] [--no-s3]
+    .venv/bin/python -m bench.bench_media_upload [--size-mb 16] [--rounds 5] [--no-s3] [--uvloop]
 
 Each case runs in a child process of its own, so that one case's heap is not another's:
 the child warms up with a 1 MiB upload through the same path (pools, threads, clients,
@@ -21,7 +21,8 @@ Cases:
   stream-s3      the same put on S3 (SeaweedFS, run here) — with --no-s3, skipped
   stage-s3       the media stage into S3
 
-The target (issue 13): under 2x the unit above idle, never the file's size.
+The target (issue 13): under 2x the unit above idle, never the file's size. With
+``--uvloop`` each case runs on uvloop, the loop ``botserver serve`` uses.
 """
 
 from __future__ import annotations
@@ -280,6 +281,7 @@ async def main(args: argparse.Namespace) -> None:
                         f"--warm-url={warm_url}",
                         f"--database-url={dsn}",
                         *s3_args,
+                        *(["--uvloop"] if args.uvloop else []),
                         stdout=subprocess.PIPE,
                         cwd=ROOT,
                     )
@@ -318,6 +320,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size-mb", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 cases")
+    parser.add_argument("--uvloop", action="store_true", help="run each case on uvloop")
     # What the parent passes to each child.
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     for name in ("case", "provider-url", "warm-url", "database-url", "s3-url", "s3-key"):
@@ -328,4 +331,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     arguments = parse()
+    if arguments.child and arguments.uvloop:
+        import uvloop
+
+        uvloop.install()
     asyncio.run(child(arguments) if arguments.child else main(arguments))

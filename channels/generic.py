@@ -61,7 +61,7 @@ from channels.base import (
     WebhookResult,
 )
 from channels.http_transport import client_timeout, transport_error
-from channels.media_http import HttpDownload, MiB, download
+from channels.media_http import HttpDownload, MiB, download, media_session
 from channels.private_addresses import ForbiddenAddress, forbidden, guarded_socket_factory
 
 log = logging.getLogger(__name__)
@@ -197,8 +197,8 @@ class GenericChannel:
         if not attachment.url:
             raise MediaGone("the attachment has no url")
         if self._downloads is None:
-            self._downloads = aiohttp.ClientSession(
-                connector=self._connector(), timeout=self._timeout, trust_env=False
+            self._downloads = media_session(
+                refuse=None if self.allow_private else self._refuse, timeout=self._timeout
             )
         info = MediaInfo(
             content_type=attachment.content_type,

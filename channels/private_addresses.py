@@ -38,15 +38,20 @@ def forbidden(address: str) -> bool:
     )
 
 
-def guarded_socket_factory(refuse: Callable[[str], bool]) -> SocketFactoryType:
+def guarded_socket_factory(
+    refuse: Callable[[str], bool], *, then: SocketFactoryType | None = None
+) -> SocketFactoryType:
     """A socket factory for the connector that refuses, before a single packet is sent, every
-    address ``refuse`` names: the check sees the very address about to be connected to."""
+    address ``refuse`` names: the check sees the very address about to be connected to.
+    ``then`` makes the sockets it allows (a plain socket when not given)."""
 
     def factory(addr_info: AddrInfoType) -> socket.socket:
         family, type_, proto, _, sockaddr = addr_info
         address = str(sockaddr[0])
         if refuse(address):
             raise ForbiddenAddress(f"{address} is a private or reserved address")
+        if then is not None:
+            return then(addr_info)
         return socket.socket(family=family, type=type_, proto=proto)
 
     return factory

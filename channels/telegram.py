@@ -51,7 +51,7 @@ from channels.base import (
     WebhookRequest,
     WebhookResult,
 )
-from channels.media_http import HttpDownload, MiB, download
+from channels.media_http import HttpDownload, MiB, download, media_session
 from channels.telegram_transport import TelegramRequest, send_error
 from channels.telegram_updates import (
     NAME,
@@ -276,7 +276,7 @@ class TelegramChannel:
         if not file.file_path.startswith(("http://", "https://")):  # PTB left a local path
             raise MediaRefused("Telegram: a local Bot API server's files are not read")
         if self._downloads is None:
-            self._downloads = aiohttp.ClientSession(trust_env=False)
+            self._downloads = media_session()
         info = MediaInfo(
             content_type=attachment.content_type,
             size=file.file_size,

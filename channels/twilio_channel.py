@@ -66,7 +66,7 @@ from channels.http_transport import (
     client_timeout,
     transport_error,
 )
-from channels.media_http import HttpDownload, MiB, download
+from channels.media_http import HttpDownload, MiB, download, media_session
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ class TwilioAccount:
         if not given.path.startswith(f"/2010-04-01/Accounts/{self.account_sid}/"):
             raise MediaGone("Twilio: the MediaUrl is not of this account's messages")
         if self._media is None:
-            self._media = aiohttp.ClientSession(trust_env=False)
+            self._media = media_session()
         auth = {"Authorization": aiohttp.encode_basic_auth(self.account_sid, self._auth_token)}
         async with download(
             self._media,

@@ -60,7 +60,7 @@ from channels.http_transport import (
     client_timeout,
     transport_error,
 )
-from channels.media_http import HttpDownload, MiB, download
+from channels.media_http import HttpDownload, MiB, download, media_session
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,7 @@ class WhatsAppChannel:
         self._messages_url = f"{self._api_url}/{phone_number_id}/messages"
         self._timeout = client_timeout(connect=connect_timeout, read=read_timeout)
         self._session: aiohttp.ClientSession | None = None
+        self._downloads: aiohttp.ClientSession | None = None  # users' files, read in small pieces
 
     @classmethod
     def from_config(
@@ -262,8 +263,10 @@ class WhatsAppChannel:
             filename=attachment.filename,
             sha256=media.get("sha256") if isinstance(media.get("sha256"), str) else None,
         )
+        if self._downloads is None:
+            self._downloads = media_session()
         async with download(
-            session,
+            self._downloads,
             url,
             provider="WhatsApp",
             limit=MEDIA_LIMITS[attachment.kind],
@@ -302,6 +305,9 @@ class WhatsAppChannel:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._downloads is not None:
+            await self._downloads.close()
+            self._downloads = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:

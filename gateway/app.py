@@ -198,12 +198,14 @@ def build_services(
     llm_cache: LLMCache | None = None,
     bots: BotRegistry | None = None,
     websites: WebsiteCrawler | None = None,
+    media_urls: MediaUrls | None = None,
 ) -> Services:
     """What turns may use: the stores, the dialogs' HTTP client, the mail sender
     (``SMTP_*`` from the environment unless ``mail`` is given), users' attachments kept
     in the blob store, with the ``hub`` proactive messages (TALK TO) and the channels that
     fetch attachments, the LLM cache (one on the stores unless given), with the ``bots``
-    human handoff (TRANSFER TO HUMAN), and with ``websites`` USE WEBSITE's crawls."""
+    human handoff (TRANSFER TO HUMAN), with ``websites`` USE WEBSITE's crawls, and with
+    ``media_urls`` the links to stored files that HEAR AS IMAGE|FILE gives."""
     return Services(
         conversations=stores.conversations,
         locks=stores.locks,
@@ -215,7 +217,7 @@ def build_services(
         llm_cache=build_llm_cache(stores) if llm_cache is None else llm_cache,
         handoffs=build_handoffs(stores, bots, hub) if bots is not None else None,
         websites=websites,
-        media=MediaIntake(stores.blobs, stores.media, media_sources(hub)),
+        media=MediaIntake(stores.blobs, stores.media, media_sources(hub), urls=media_urls),
     )
 
 
@@ -352,7 +354,13 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
             assert loaded is not None
             websites.loaded(loaded)
         services = build_services(
-            stores, http, hub=hub, llm_cache=llm_cache, bots=registry, websites=websites
+            stores,
+            http,
+            hub=hub,
+            llm_cache=llm_cache,
+            bots=registry,
+            websites=websites,
+            media_urls=app[MEDIA_URLS],
         )
         assert services.proactive is not None and services.handoffs is not None
         app[PROACTIVE] = services.proactive

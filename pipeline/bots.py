@@ -64,6 +64,11 @@ class BotModel:
     def history_limit(self) -> int:
         return self.settings.history_limit
 
+    @property
+    def vision(self) -> bool:
+        """Whether one of its providers is configured as reading images (``llm-vision``)."""
+        return any(p.vision for p in self.settings.providers)
+
 
 @dataclass(frozen=True, slots=True)
 class Bot:

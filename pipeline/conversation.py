@@ -8,12 +8,16 @@ In order, as General Bots sends it (its ``ws_handler`` and ``kb_context``):
 3. knowledge-base passages for the question, each with its source, as a system message
    that calls them reference material (a passage is never an instruction);
 4. the last ``history-limit`` messages of the session;
-5. the user's message, then what the model and its tools said so far in this turn.
+5. the user's message (with the images they sent, for a vision model, and the text of the
+   documents they sent, see :mod:`pipeline.document_context`), then what the model and its
+   tools said so far in this turn.
 
 Everything must fit the model's token budget (its context window less what is kept for the
-answer and for the tool definitions): the system prompt, the context, the question and the
-turn's tool exchange always go; passages go in rank order while they fit in half of what is
-left; history fills the rest, newest first, so the oldest messages are the ones dropped.
+answer and for the tool definitions): the system prompt, the context, the question, its
+images and the turn's tool exchange always go; the documents' text goes page by page while
+it fits in :data:`DOCUMENTS_SHARE` of what is left (the rest cut, with a note saying so);
+passages go in rank order while they fit in half of what is left then; history fills the
+rest, newest first, so the oldest messages are the ones dropped.
 
 The knowledge base reaches this module through one seam, :data:`Knowledge`: any callable
 that takes a :class:`KnowledgeQuery` and returns passages with their sources (``text`` and
@@ -29,19 +33,26 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from pipeline.document_context import fit_documents
 from pipeline.llm import (
     AssistantMessage,
+    ImagePart,
     Message,
     SystemMessage,
     ToolDefinition,
     ToolResultMessage,
     UserMessage,
 )
+from pipeline.media_content import ReadDocumentFile
 from pipeline.tokens import MESSAGE_OVERHEAD, TokenCounter
 from storage.base import HistoryEntry
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 PASSAGES_SHARE = 0.5  # of the budget left after the fixed parts, at most, for passages
+DOCUMENTS_SHARE = 0.6  # of the budget left after the fixed parts, at most, for documents
+# What an image costs a model, about: Anthropic counts width x height / 750 (~1,600 for the
+# 1568-pixel side images are capped to); OpenAI's high detail up to ~1,100.
+IMAGE_TOKENS = 1_600
 # Conversations longer than this are counted in a worker thread, off the event loop.
 THREAD_ABOVE_CHARS = 20_000
 
@@ -82,6 +93,8 @@ class Conversation:
     history_dropped: int
     passages_kept: int
     passages_dropped: int
+    document_pages_kept: int = 0
+    document_pages_dropped: int = 0
 
 
 def system_prompt(package_prompt: str | None, session_prompt: str | None) -> str:
@@ -113,11 +126,32 @@ def passages_text(passages: Sequence[KnowledgePassage]) -> str | None:
     return "\n\n".join(lines)
 
 
+def attachments_note(entry: HistoryEntry) -> str:
+    """What an earlier message's files were, for the model (their contents went with that
+    turn only): ``[The user sent: receipt.jpg (an image), report.pdf (a document)]``."""
+    kinds = {"image": "an image", "audio": "audio", "video": "a video", "document": "a document"}
+    files = [
+        f"{a.filename} ({kinds.get(a.kind, 'a file')})"
+        if a.filename
+        else kinds.get(a.kind, "a file")
+        for a in entry.attachments
+        if a.key is not None
+    ]
+    return f"[The user sent: {', '.join(files)}]" if files else ""
+
+
 def history_messages(entries: Sequence[HistoryEntry]) -> list[Message]:
-    """The stored history as model messages: user rows, and the bot's rows with what a person
-    said for it in a handoff (``agent``) as the assistant's; others are not shown."""
+    """The stored history as model messages: user rows (with a note of the files they
+    carried), and the bot's rows with what a person said for it in a handoff (``agent``)
+    as the assistant's; others are not shown."""
     out: list[Message] = []
     for entry in entries:
+        if entry.role == "user" and entry.attachments:
+            note = attachments_note(entry)
+            text = "\n\n".join(t for t in (entry.content.strip(), note) if t)
+            if text:
+                out.append(UserMessage(text))
+            continue
         if not entry.content.strip():
             continue
         if entry.role == "user":
@@ -129,7 +163,9 @@ def history_messages(entries: Sequence[HistoryEntry]) -> list[Message]:
 
 def message_tokens(message: Message, counter: TokenCounter) -> int:
     """A message's tokens, its framing included."""
-    if isinstance(message, SystemMessage | UserMessage):
+    if isinstance(message, UserMessage):
+        return MESSAGE_OVERHEAD + counter.count(message.text) + IMAGE_TOKENS * len(message.images)
+    if isinstance(message, SystemMessage):
         return MESSAGE_OVERHEAD + counter.count(message.text)
     if isinstance(message, AssistantMessage):
         calls = sum(
@@ -159,20 +195,30 @@ def build_conversation(
     question: str,
     tail: Sequence[Message] = (),
     tools: Sequence[ToolDefinition] = (),
+    images: Sequence[ImagePart] = (),
+    documents: Sequence[ReadDocumentFile] = (),
     counter: TokenCounter,
     budget: int,
 ) -> Conversation:
     """The request's messages within ``budget`` tokens (see the module's docstring).
 
     ``history`` is oldest first; ``tail`` is the turn's exchange after the question (the
-    model's tool calls and their results), which is never dropped.
+    model's tool calls and their results), which is never dropped; ``images`` and
+    ``documents`` are what the user sent with the question.
     """
     head: list[Message] = [SystemMessage(system)]
     if context:
         head.append(SystemMessage(context))
-    ask: list[Message] = [UserMessage(question), *tail]
+    ask: list[Message] = [UserMessage(question, tuple(images)), *tail]
     used = MESSAGE_OVERHEAD + tools_tokens(tools, counter)  # the reply is primed too
     used += sum(message_tokens(m, counter) for m in (*head, *ask))
+
+    fitted = fit_documents(documents, counter, max(budget - used, 0) * DOCUMENTS_SHARE)
+    if fitted is not None:
+        asked = f"{question}\n\n{fitted.text}" if question.strip() else fitted.text
+        before = message_tokens(ask[0], counter)
+        ask[0] = UserMessage(asked, tuple(images))
+        used += message_tokens(ask[0], counter) - before
 
     kept_passages: list[KnowledgePassage] = []
     if passages:
@@ -204,6 +250,8 @@ def build_conversation(
         history_dropped=len(history) - len(kept),
         passages_kept=len(kept_passages),
         passages_dropped=len(passages) - len(kept_passages),
+        document_pages_kept=fitted.pages_kept if fitted else 0,
+        document_pages_dropped=(fitted.pages_total - fitted.pages_kept) if fitted else 0,
     )
 
 
@@ -216,6 +264,8 @@ async def build_conversation_off_loop(
     question: str,
     tail: Sequence[Message] = (),
     tools: Sequence[ToolDefinition] = (),
+    images: Sequence[ImagePart] = (),
+    documents: Sequence[ReadDocumentFile] = (),
     counter: TokenCounter,
     budget: int,
 ) -> Conversation:
@@ -231,11 +281,14 @@ async def build_conversation_off_loop(
             question=question,
             tail=tail,
             tools=tools,
+            images=images,
+            documents=documents,
             counter=counter,
             budget=budget,
         )
 
-    size = len(system) + len(context or "") + len(question)
+    size = sum(len(p.text) for d in documents for p in d.pages)
+    size += len(system) + len(context or "") + len(question)
     size += sum(len(p.text) for p in passages)
     size += sum(len(getattr(m, "text", "") or getattr(m, "content", "")) for m in history)
     size += sum(len(getattr(m, "text", "") or getattr(m, "content", "")) for m in tail)

@@ -9,9 +9,11 @@ turn's outbox, committed with the turn; a scheduled job, which commits nothing, 
 outbox row at once; ``SEND TEMPLATE`` (see :mod:`pipeline.templates`) the same way.
 ``TRANSFER TO HUMAN`` hands the conversation to a person (see :mod:`pipeline.handoff`),
 committed with the turn too.  ``HEAR x AS AUDIO|VOICE`` gets what the voice note said
-(see :mod:`pipeline.voice`).  Capabilities that later work brings (images and files) are
-deliberately absent, and so is ``llm`` for a bot with no provider
-configured: the interpreter then fails the keyword with ``MissingCapability``.
+(see :mod:`pipeline.voice`), ``HEAR x AS IMAGE|QRCODE|FILE…`` reads the message's stored
+files (see :mod:`pipeline.hear_media`) and ``GET "file"`` the bot's drive (see
+:mod:`pipeline.drive_files`).  A capability this process lacks is absent (``llm`` for a
+bot with no provider configured, ``receive_media`` where no files are kept): the
+interpreter then fails the keyword with ``MissingCapability``.
 
 A dialog's own failures are raised as :class:`basic.errors.ScriptError`, which the interpreter
 locates at the failing line (and which ``ON ERROR RESUME NEXT`` can catch).  A failure of our
@@ -29,7 +31,8 @@ from typing import Any
 
 from basic.errors import HostUnavailable, ScriptError
 from basic.tools import is_tool
-from pipeline import templates
+from pipeline import hear_media, templates
+from pipeline.drive_files import DriveFileError, read_drive_file
 from pipeline.errors import TurnRejected
 from pipeline.handoff import CRM_DISABLED, priority_of
 from pipeline.kb.web_urls import InvalidWebsite, website_url
@@ -94,15 +97,6 @@ class DialogHost:
 
     async def talk(self, text: str) -> None:
         await self._talk(text)
-
-    # HEAR x AS <kind>: the kinds of file this host takes (see basic/host.py).
-    media_kinds = frozenset({"audio"})
-
-    async def receive_media(self, kind: str, text: str) -> Any:
-        """``HEAR x AS AUDIO|VOICE``: what the message's voice note said (pipeline.voice)."""
-        if kind == "audio":
-            return await heard_audio(self._turn, text)
-        raise ScriptError(f"HEAR AS {kind.upper()}: files of that kind are not received here")
 
     @property
     def talk_to(self) -> Callable[[str, str], Awaitable[None]] | None:
@@ -489,6 +483,41 @@ class DialogHost:
         where = self._where(condition, "DELETE", required=True)
         with _infrastructure("DELETE"):
             return await self._tables("DELETE").delete(self._bot.name, name, where)
+
+    # -- files ----------------------------------------------------------------------------
+
+    # HEAR x AS <kind>: the kinds of file this host takes (see basic/host.py); VIDEO is not.
+    media_kinds = frozenset({"audio", *hear_media.KINDS})
+
+    @property
+    def receive_media(self) -> Callable[[str, str], Awaitable[Any]] | None:
+        """``HEAR x AS AUDIO|VOICE`` (what the voice note said, pipeline.voice) and
+        ``HEAR x AS IMAGE|QRCODE|FILE…`` (pipeline.hear_media): present where users' files
+        are kept."""
+        return self._receive_media if self._services.media is not None else None
+
+    async def _receive_media(self, kind: str, text: str) -> Any:
+        if kind == "audio":
+            return await heard_audio(self._turn, text)
+        if kind in hear_media.KINDS:
+            with _infrastructure(f"HEAR AS {kind.upper()}"):
+                return await hear_media.receive(self._turn, kind, text)
+        raise ScriptError(f"HEAR AS {kind.upper()} is not supported here")
+
+    async def read_file(self, path: str) -> str:
+        """``GET "path"``: a file of the bot's drive, as text."""
+        intake = self._services.media
+        try:
+            with _infrastructure("GET"):
+                return await read_drive_file(
+                    self._bot.name,
+                    self._bot.package.path,
+                    intake.blobs if intake is not None else None,
+                    str(path),
+                    user=(self._turn.message.channel, self._turn.message.conversation),
+                )
+        except DriveFileError as e:
+            raise ScriptError(str(e)) from e
 
     # -- the outside world ----------------------------------------------------------------
 

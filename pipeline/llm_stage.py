@@ -54,6 +54,7 @@ from pipeline.llm_cache import (
     Lookup,
     stream_pieces,
 )
+from pipeline.media_content import NO_VISION_REPLY, ModelMedia, for_the_model, is_image
 from pipeline.session_state import SessionState, SessionStateError, read_state, write_state
 from pipeline.tool_loop import (
     DEFAULT_MAX_ROUNDS,
@@ -162,6 +163,10 @@ async def _search(
 async def _without_model(
     turn: Turn, state: SessionState, knowledge: Knowledge | None, next_: Next
 ) -> None:
+    if any(is_image(m) for m in turn.media):
+        await turn.say(NO_VISION_REPLY)  # what the bot needs to understand images
+        if not turn.text.strip():
+            return
     passages = await _search(knowledge, turn, state, turn.text)
     if not passages:
         await next_(turn)  # the Not Understood reply
@@ -262,6 +267,13 @@ async def _with_model(
     question: str,
     pending: PendingTool | None,
 ) -> None:
+    media = ModelMedia((), (), (), unusable=False)
+    if pending is None and turn.media:
+        media = await for_the_model(turn, vision=model.vision)
+        for reply in media.replies:
+            await turn.say(reply)
+        if media.unusable and not question.strip():
+            return  # nothing left to answer: the user was told why
     history = await _history(turn, model, pending)
     tools = offered_tools(turn, state)
     definitions = tool_definitions(tools)
@@ -293,9 +305,18 @@ async def _with_model(
             question=question,
             tail=exchange,
             tools=definitions,
+            images=media.images,
+            documents=media.documents,
             counter=model.counter,
             budget=budget,
         )
+        if conversation.document_pages_dropped:
+            log.info(
+                "bot %s: %d of the documents' pages left out to fit %d tokens",
+                turn.bot.name,
+                conversation.document_pages_dropped,
+                budget,
+            )
         if conversation.history_dropped or conversation.passages_dropped:
             log.info(
                 "bot %s: %d history messages and %d passages left out to fit %d tokens",

@@ -39,6 +39,7 @@ from channels.base import (
 from pipeline.turn import Next, Turn
 from storage.base import HistoryAttachment, MediaRecord, MediaRecords
 from storage.blob_keys import inbound_key
+from storage.blob_urls import MediaUrls
 from storage.blobs_base import BlobStore, BlobTooLarge, StoredBlob
 
 log = logging.getLogger(__name__)
@@ -99,12 +100,21 @@ class MediaIntake:
     """Fetches, stores and records a message's attachments (see the module's docstring).
 
     ``sources`` gives the channel adapter that can fetch a bot's attachments on a
-    channel (``None``: that channel cannot).
+    channel (``None``: that channel cannot); ``urls`` makes the links that expire to the
+    stored files (``HEAR x AS IMAGE``), where there are any (not in the terminal chat).
     """
 
-    def __init__(self, blobs: BlobStore, records: MediaRecords, sources: MediaSources) -> None:
+    def __init__(
+        self,
+        blobs: BlobStore,
+        records: MediaRecords,
+        sources: MediaSources,
+        *,
+        urls: MediaUrls | None = None,
+    ) -> None:
         self.blobs = blobs
         self.records = records
+        self.urls = urls
         self._sources = sources
 
     async def take(self, message: InboundMessage) -> tuple[list[StoredMedia], list[MediaProblem]]:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from pipeline.bots import Bot
     from pipeline.handoff import TransferResult
     from pipeline.media import StoredMedia
+    from pipeline.media_content import MediaReading
     from pipeline.services import Services
 
 
@@ -96,6 +97,8 @@ class Turn:
     media: list[StoredMedia] = field(default_factory=list)
     # What the message's audio files said, by position, once the voice stage heard them.
     transcripts: dict[int, str] = field(default_factory=dict)
+    # What was read of them, by position, once something asked (pipeline.media_content).
+    readings: dict[int, MediaReading] = field(default_factory=dict)
     replies: int = 0
     started: float = field(default_factory=time.perf_counter)
     # Model tokens this turn spent that no history row carries yet: the model's answer

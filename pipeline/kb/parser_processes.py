@@ -7,7 +7,8 @@ small pool of processes instead (started from a fork server, lazily, on the firs
 document, and shared by every ingestion and crawl of the process); lighter readers (text,
 markdown, HTML, CSV) stay in the caller's thread executor.
 
-A document that kills its parser (a crash, the kernel's OOM killer) is unreadable, and the
+Users' images are normalized there too (:mod:`pipeline.images`: pillow's encoder holds
+the GIL). A document that kills its parser (a crash, the kernel's OOM killer) is unreadable, and the
 pool is started afresh for the next one: one bad file never stops an ingestion.
 """
 
@@ -34,7 +35,7 @@ T = TypeVar("T")
 PROCESS_SUFFIXES = frozenset({".pdf", ".docx"})
 
 # Imported by the fork server once, so that each worker starts with the parsers loaded.
-_PRELOAD = ["pipeline.kb.readers", "pipeline.kb.web_pages"]
+_PRELOAD = ["pipeline.kb.readers", "pipeline.kb.web_pages", "pipeline.images"]
 
 
 def parse_in_process(source: str) -> bool:

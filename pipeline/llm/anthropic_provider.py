@@ -33,6 +33,7 @@ from pipeline.llm.base import (
     ToolResultMessage,
     Usage,
     UserMessage,
+    unseen_images_note,
 )
 from pipeline.llm.errors import (
     EmbeddingsUnsupported,
@@ -62,8 +63,12 @@ _FINISH: dict[str, FinishReason] = {
 }
 
 
-def anthropic_messages(messages: Sequence[Message]) -> tuple[str, list[dict[str, Any]]]:
-    """The system prompt and the turns, adjacent turns of one role joined into one."""
+def anthropic_messages(
+    messages: Sequence[Message], *, vision: bool = False
+) -> tuple[str, list[dict[str, Any]]]:
+    """The system prompt and the turns, adjacent turns of one role joined into one; a
+    user's images as base64 ``image`` blocks before their text when ``vision`` (as
+    Anthropic advises), else a note in their place."""
     system: list[str] = []
     turns: list[dict[str, Any]] = []
 
@@ -79,7 +84,7 @@ def anthropic_messages(messages: Sequence[Message]) -> tuple[str, list[dict[str,
         if isinstance(message, SystemMessage):
             system.append(message.text)
         elif isinstance(message, UserMessage):
-            add("user", [{"type": "text", "text": message.text}])
+            add("user", _user_blocks(message, vision))
         elif isinstance(message, AssistantMessage):
             blocks: list[dict[str, Any]] = []
             if message.text:
@@ -104,6 +109,24 @@ def anthropic_messages(messages: Sequence[Message]) -> tuple[str, list[dict[str,
                 block["is_error"] = True
             add("user", [block])
     return "\n\n".join(system), turns
+
+
+def _user_blocks(message: UserMessage, vision: bool) -> list[dict[str, Any]]:
+    if not message.images:
+        return [{"type": "text", "text": message.text}]
+    if not vision:
+        note = unseen_images_note(len(message.images))
+        return [{"type": "text", "text": f"{message.text}\n\n{note}" if message.text else note}]
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "image",
+            "source": {"type": "base64", "media_type": image.media_type, "data": image.base64()},
+        }
+        for image in message.images
+    ]
+    if message.text:
+        blocks.append({"type": "text", "text": message.text})
+    return blocks
 
 
 def anthropic_tools(tools: Sequence[ToolDefinition]) -> list[dict[str, Any]]:
@@ -248,11 +271,13 @@ class AnthropicProvider:
         name: str = "anthropic",
         max_tokens: int | None = None,
         timeout: float = 60.0,
+        vision: bool = False,
     ) -> None:
         self._name = name
         self.model = model
         self.base_url = base_url
         self.max_tokens = max_tokens
+        self.vision = vision  # the model reads images (llm-vision in config.csv)
         # An explicit key and URL: the SDK would otherwise look for credentials in the
         # environment and in profile files of its own.
         self._client = AsyncAnthropic(
@@ -264,7 +289,7 @@ class AnthropicProvider:
         return self._name
 
     def _arguments(self, request: CompletionRequest) -> dict[str, Any]:
-        system, turns = anthropic_messages(request.messages)
+        system, turns = anthropic_messages(request.messages, vision=self.vision)
         max_tokens = request.max_tokens if request.max_tokens is not None else self.max_tokens
         arguments: dict[str, Any] = {
             "model": request.model or self.model,

@@ -11,6 +11,7 @@ Anthropic thinking blocks) never appears in either.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -113,8 +114,27 @@ class SystemMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image the user sent, for a vision model: its bytes (already normalized, see
+    :mod:`pipeline.images`) and their content type."""
+
+    data: bytes = field(repr=False)
+    media_type: str
+
+    def base64(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+    def data_url(self) -> str:
+        return f"data:{self.media_type};base64,{self.base64()}"
+
+
+@dataclass(frozen=True, slots=True)
 class UserMessage:
+    """What the user said, with the images they sent (seen only by a provider configured
+    as vision-capable; another is told how many it cannot see)."""
+
     text: str
+    images: tuple[ImagePart, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +156,13 @@ class ToolResultMessage:
 
 
 Message = SystemMessage | UserMessage | AssistantMessage | ToolResultMessage
+
+
+def unseen_images_note(count: int) -> str:
+    """What a provider that cannot see images says in their place, so that the model
+    knows something was sent (and does not pretend to have seen it)."""
+    what = "an image" if count == 1 else f"{count} images"
+    return f"[The user sent {what} here, which this model cannot see.]"
 
 
 @dataclass(frozen=True, slots=True)

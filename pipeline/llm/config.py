@@ -5,8 +5,11 @@ The rows are General Bots' (``llm-provider``, ``llm-url`` (or ``llm-server-url``
 ``llm-temperature``, ``llm-max-tokens`` or ``max-tokens``, ``llm-endpoint-path``,
 ``llm-fallback-provider``, ``llm-fallback-model``, ``history-limit``, ``embedding-url``,
 ``embedding-key``, ``embedding-model``); ours follow their pattern: ``llm-fallback-url``,
-``llm-fallback-key``, ``llm-timeout`` (the request's deadline, seconds) and ``llm-retries``
-(attempts per provider). Any value may be ``${ENV_NAME}``.
+``llm-fallback-key``, ``llm-timeout`` (the request's deadline, seconds), ``llm-retries``
+(attempts per provider) and ``llm-vision`` (``llm-fallback-vision``, ``LLM_VISION`` in the
+environment): ``true`` for a model that reads images (General Bots sends images to a
+separate BotModels service instead, so it has no row of its own for this). Any value may
+be ``${ENV_NAME}``.
 
 The environment gives process-wide defaults for a bot that names no provider of its own:
 ``LLM_PROVIDER``, ``LLM_URL``, ``LLM_KEY``, ``LLM_MODEL`` (General Bots' names), then
@@ -24,7 +27,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -82,6 +85,7 @@ class ProviderSettings:
     temperature: float | None = None
     max_tokens: int | None = None
     timeout: float = DEFAULT_DEADLINE
+    vision: bool = False  # the model reads images: llm-vision (llm-fallback-vision), LLM_VISION
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +195,7 @@ def _provider(
         key = environ.get("LLM_KEY", "").strip() or None
         model = environ.get("LLM_MODEL", "").strip() or None
         endpoint = None
+        vision = _flag(environ.get("LLM_VISION"))
     else:
         chosen = (rows.get(f"{prefix}-provider") or "").lower() or None
         # General Bots' book names the local server's address llm-server-url.
@@ -198,6 +203,7 @@ def _provider(
         key = rows.get(f"{prefix}-key", f"{prefix}-api-key")
         model = rows.get(f"{prefix}-model")
         endpoint = rows.get(f"{prefix}-endpoint-path")
+        vision = _flag(rows.get(f"{prefix}-vision"))
     if chosen is None and url is None and key is None:
         return None
     label = "the environment's LLM_*" if from_environment else f"{prefix}-*"
@@ -239,7 +245,13 @@ def _provider(
         temperature=temperature,
         max_tokens=max_tokens,
         timeout=timeout,
+        vision=vision,
     )
+
+
+def _flag(value: str | None) -> bool:
+    """A yes/no row: ``true``, ``yes``, ``on``, ``1`` (General Bots' spellings) are yes."""
+    return (value or "").strip().lower() in ("true", "yes", "on", "1", "sim")
 
 
 def _environment_defaults(
@@ -363,17 +375,10 @@ def llm_settings(config: Mapping[str, str], environ: Mapping[str, str]) -> LLMSe
             environ, problems, temperature=temperature, max_tokens=max_tokens, timeout=deadline
         )
         if defaults and model:
-            first = defaults[0]
-            defaults[0] = ProviderSettings(
-                kind=first.kind,
-                name=first.name,
-                base_url=first.base_url,
-                model=model,
-                api_key=first.api_key,
-                temperature=first.temperature,
-                max_tokens=first.max_tokens,
-                timeout=first.timeout,
-            )
+            defaults[0] = replace(defaults[0], model=model)
+        vision = rows.get("llm-vision")
+        if defaults and vision is not None:  # the bot says what the model it picked reads
+            defaults[0] = replace(defaults[0], vision=_flag(vision))
         providers = defaults + providers
     try:
         embedding = _embedding(rows, environ, deadline)
@@ -400,6 +405,7 @@ def build_provider(settings: ProviderSettings) -> LLMProvider:
             name=settings.name,
             max_tokens=settings.max_tokens,
             timeout=settings.timeout,
+            vision=settings.vision,
         )
     return OpenAIProvider(
         api_key=settings.api_key,
@@ -411,6 +417,7 @@ def build_provider(settings: ProviderSettings) -> LLMProvider:
         max_tokens_param="max_completion_tokens" if settings.kind == "openai" else "max_tokens",
         embedding_model=settings.model if settings.name == "embedding" else None,
         timeout=settings.timeout,
+        vision=settings.vision,
     )
 
 

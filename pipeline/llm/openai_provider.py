@@ -32,6 +32,7 @@ from pipeline.llm.base import (
     ToolResultMessage,
     Usage,
     UserMessage,
+    unseen_images_note,
 )
 from pipeline.llm.errors import (
     EmbeddingsUnsupported,
@@ -60,14 +61,15 @@ _FINISH: dict[str, FinishReason] = {
 }
 
 
-def openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    """The conversation as chat-completions messages."""
+def openai_messages(messages: Sequence[Message], *, vision: bool = False) -> list[dict[str, Any]]:
+    """The conversation as chat-completions messages; a user's images as ``image_url``
+    parts (data URLs) when ``vision``, else a note in their place."""
     out: list[dict[str, Any]] = []
     for message in messages:
         if isinstance(message, SystemMessage):
             out.append({"role": "system", "content": message.text})
         elif isinstance(message, UserMessage):
-            out.append({"role": "user", "content": message.text})
+            out.append({"role": "user", "content": _user_content(message, vision)})
         elif isinstance(message, AssistantMessage):
             entry: dict[str, Any] = {"role": "assistant", "content": message.text or None}
             if message.tool_calls:
@@ -86,6 +88,22 @@ def openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
             content = f"Error: {message.content}" if message.is_error else message.content
             out.append({"role": "tool", "tool_call_id": message.tool_call_id, "content": content})
     return out
+
+
+def _user_content(message: UserMessage, vision: bool) -> str | list[dict[str, Any]]:
+    if not message.images:
+        return message.text
+    if not vision:
+        note = unseen_images_note(len(message.images))
+        return f"{message.text}\n\n{note}" if message.text else note
+    parts: list[dict[str, Any]] = []
+    if message.text:
+        parts.append({"type": "text", "text": message.text})
+    parts.extend(
+        {"type": "image_url", "image_url": {"url": image.data_url(), "detail": "auto"}}
+        for image in message.images
+    )
+    return parts
 
 
 def openai_tools(tools: Sequence[ToolDefinition]) -> list[dict[str, Any]]:
@@ -207,8 +225,10 @@ class OpenAIProvider:
         max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_completion_tokens",
         embedding_model: str | None = None,
         timeout: float = 60.0,
+        vision: bool = False,
     ) -> None:
         self._name = name
+        self.vision = vision  # the model reads images (llm-vision in config.csv)
         self.model = model
         self.base_url = base_url
         self.temperature = temperature
@@ -233,7 +253,7 @@ class OpenAIProvider:
     def _arguments(self, request: CompletionRequest) -> dict[str, Any]:
         arguments: dict[str, Any] = {
             "model": request.model or self.model,
-            "messages": openai_messages(request.messages),
+            "messages": openai_messages(request.messages, vision=self.vision),
         }
         if request.tools:
             arguments["tools"] = openai_tools(request.tools)

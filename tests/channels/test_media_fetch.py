@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -24,6 +25,7 @@ from channels.base import (
     MediaUnavailable,
 )
 from channels.generic import GenericChannel
+from channels.media_http import READ_SIZE, BoundedReadSocket, bounded_socket
 from channels.telegram import TelegramChannel
 from channels.twilio_channel import TwilioChannel
 from channels.whatsapp import WhatsAppChannel
@@ -317,3 +319,24 @@ async def test_every_adapter_is_a_media_source(
     for adapter in (telegram[1], whatsapp[1], twilio[1], generic(False)):
         assert isinstance(adapter, MediaSource)
         assert adapter.media_limit(MediaKind.AUDIO) >= 16 * MiB
+
+
+# -- small reads ---------------------------------------------------------------------
+
+
+async def test_a_downloads_socket_reads_in_small_pieces() -> None:
+    """asyncio's transport asks every recv for 256 KiB (and allocates it): a download's
+    socket takes at most READ_SIZE a read, so nothing piles up before the store."""
+    left, right = socket.socketpair()
+    made = bounded_socket((left.family, left.type, left.proto, "", ("127.0.0.1", 0)))
+    assert isinstance(made, BoundedReadSocket)
+    made.close()
+    bounded = BoundedReadSocket(fileno=left.detach())
+    try:
+        right.sendall(os.urandom(200 * 1024))
+        assert len(bounded.recv(256 * 1024)) <= READ_SIZE
+        buffer = bytearray(256 * 1024)
+        assert 0 < bounded.recv_into(buffer) <= READ_SIZE
+    finally:
+        bounded.close()
+        right.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import textwrap
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -269,7 +270,6 @@ MISSING = [
     ('SEND TEMPLATE "welcome", "+5511999990000"', "send_template", "SEND TEMPLATE"),
     ('TALK TO "+5511999990000", "hi"', "talk_to", "TALK TO"),
     ("TRANSFER TO HUMAN", "transfer_to_human", "TRANSFER TO HUMAN"),
-    ('x = GET "notes.txt"', "read_file", 'GET "file"'),
 ]
 
 
@@ -288,8 +288,10 @@ async def test_capabilities_of_later_work_are_missing_by_name(
 
 
 async def test_hear_as_image_needs_media(make_turn: MakeTurn) -> None:
+    turn = make_turn("llm-tools")
+    turn.services = replace(turn.services, media=None)  # a process that keeps no files
     with pytest.raises(MissingCapability) as error:
-        await run(make_turn("llm-tools"), "HEAR photo AS IMAGE")
+        await run(turn, "HEAR photo AS IMAGE")
     assert str(error.value) == (
         "test.bas:1: HEAR AS IMAGE needs the host capability 'receive_media', "
         "which is not available"
