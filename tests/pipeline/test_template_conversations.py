@@ -295,8 +295,8 @@ async def test_sales_deals_greets_in_portuguese_and_create_deal_runs_to_its_rest
     with pytest.raises(ToolError) as looked_up:
         await tool("sales-deals", "create-deal", {**deal, "contact_email": "joao@empresa.com"})
     assert str(looked_up.value).endswith(
-        "crm.gbdialog/create-deal.bas:38: GET \"file\" needs the host capability 'read_file', "
-        "which is not available"
+        "crm.gbdialog/create-deal.bas:38: GET '/api/crm/contacts?search=joao@empresa.com': "
+        "not a path inside the bot's drive"
     )
     with pytest.raises(ToolError) as posted:
         await tool("sales-deals", "create-deal", {**deal, "contact_email": ""})
