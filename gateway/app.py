@@ -69,7 +69,9 @@ from pipeline.live_replies import LiveReplies
 from pipeline.llm_cache import LLMCache
 from pipeline.mail import MailSettings, SmtpMailer
 from pipeline.media import MediaIntake
+from pipeline.media_delivery import DeliveryFiles
 from pipeline.message_path import MessagePath, PathPolicy
+from pipeline.outbound_files import OutboundFiles
 from pipeline.outbound_http import OutboundHttp
 from pipeline.proactive import ProactiveSender
 from pipeline.scheduler import Scheduler
@@ -197,12 +199,14 @@ def build_services(
     llm_cache: LLMCache | None = None,
     bots: BotRegistry | None = None,
     websites: WebsiteCrawler | None = None,
+    media_urls: MediaUrls | None = None,
 ) -> Services:
     """What turns may use: the stores, the dialogs' HTTP client, the mail sender
     (``SMTP_*`` from the environment unless ``mail`` is given), users' attachments kept
     in the blob store, with the ``hub`` proactive messages (TALK TO) and the channels that
     fetch attachments, the LLM cache (one on the stores unless given), with the ``bots``
-    human handoff (TRANSFER TO HUMAN), and with ``websites`` USE WEBSITE's crawls."""
+    human handoff (TRANSFER TO HUMAN), with ``websites`` USE WEBSITE's crawls, and the files
+    dialogs send (SEND FILE TO), linked by ``media_urls`` for the web widget."""
     return Services(
         conversations=stores.conversations,
         locks=stores.locks,
@@ -215,6 +219,7 @@ def build_services(
         handoffs=build_handoffs(stores, bots, hub) if bots is not None else None,
         websites=websites,
         media=MediaIntake(stores.blobs, stores.media, media_sources(hub)),
+        files=OutboundFiles(stores.blobs, media_urls, http),
     )
 
 
@@ -254,8 +259,11 @@ def build_message_path(
 WINDOW_CHANNELS = frozenset({WHATSAPP, TWILIO_WHATSAPP})
 
 
-def build_delivery(stores: Stores, hub: ChannelHub, *, lease: float = 60.0) -> DeliveryWorker:
-    """The outbox's delivery worker, sending through the hub's adapters."""
+def build_delivery(
+    stores: Stores, hub: ChannelHub, *, lease: float = 60.0, urls: MediaUrls | None = None
+) -> DeliveryWorker:
+    """The outbox's delivery worker, sending through the hub's adapters (files from the
+    blob store, linked by ``urls`` where a channel fetches them or cannot take them)."""
 
     def config(bot: str) -> dict[str, str]:
         channels = hub.bot(bot)
@@ -273,6 +281,7 @@ def build_delivery(stores: Stores, hub: ChannelHub, *, lease: float = 60.0) -> D
         config=config,
         events=event,
         policy=DeliveryPolicy(lease=lease, window_channels=frozenset({WHATSAPP})),
+        files=DeliveryFiles(stores.blobs, urls),
     )
 
 
@@ -337,14 +346,20 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
             assert loaded is not None
             websites.loaded(loaded)
         services = build_services(
-            stores, http, hub=hub, llm_cache=llm_cache, bots=registry, websites=websites
+            stores,
+            http,
+            hub=hub,
+            llm_cache=llm_cache,
+            bots=registry,
+            websites=websites,
+            media_urls=app[MEDIA_URLS],
         )
         assert services.proactive is not None and services.handoffs is not None
         app[PROACTIVE] = services.proactive
         app[HANDOFFS] = services.handoffs
         dispatcher = Dispatcher(registry, services, knowledge=knowledge_search(kb))
         app[DISPATCHER] = dispatcher
-        delivery = build_delivery(stores, hub, lease=app[SETTINGS].lease)
+        delivery = build_delivery(stores, hub, lease=app[SETTINGS].lease, urls=app[MEDIA_URLS])
         app[DELIVERY] = delivery
         services.handoffs.wake = delivery.wake  # agents' replies, timeout notices, events
         live = build_live_replies(stores, hub, delivery, registry)

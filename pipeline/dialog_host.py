@@ -36,6 +36,7 @@ from pipeline.llm import CompletionRequest, LLMError, UserMessage
 from pipeline.mail import MailError
 from pipeline.outbound_http import HttpCallError
 from pipeline.proactive import ProactiveSender, Recipient
+from pipeline.send_file import send_file_to
 from pipeline.session_state import SessionState, Website, read_state, write_state
 from pipeline.table_conditions import ConditionError, parse_conditions
 from pipeline.turn import Turn
@@ -119,6 +120,21 @@ class DialogHost:
         key = f"talk-to:{self._turn.message.external_id}:{self._talked_to}"[:255]
         with _infrastructure("TALK TO"):
             await sender.queue(bot, to, message.text, origin="talk-to", idempotency_key=key)
+
+    @property
+    def send_file_to(self) -> Callable[[str, Any, str], Awaitable[None]] | None:
+        """``SEND FILE TO recipient, file[, caption]`` (see pipeline.send_file): present
+        only where files can be kept (the gateway's blob store)."""
+        return self._send_file_to if self._services.files is not None else None
+
+    async def _send_file_to(self, recipient: str, file: Any, caption: str = "") -> None:
+        files = self._services.files
+        assert files is not None, "send_file_to is only offered with a blob store"
+        self._talked_to += 1
+        with _infrastructure("SEND FILE TO"):
+            await send_file_to(
+                self._turn, files, recipient, file, caption, sequence=self._talked_to
+            )
 
     @property
     def send_template(self) -> Callable[..., Awaitable[dict[str, Any]]] | None:
