@@ -71,6 +71,9 @@ DO WHILE 1 = 1
         SEND FILE TO me, "song.mp3", "A song"
     ELSEIF what = "big" THEN
         SEND FILE TO me, "big.jpg", "Big"
+    ELSEIF what = "tell" THEN
+        SEND FILE TO "telegram:424242", "photo.png", "For you"
+        TALK "sent"
     ELSEIF what = "missing" THEN
         ON ERROR RESUME NEXT
         SEND FILE TO me, "nothere.pdf"
@@ -414,3 +417,20 @@ async def test_the_web_api_and_the_widget_show_the_file(client: Client) -> None:
     [reply] = await say("menu")
     html = render_frame({"type": "message", "text": "", "attachments": reply["attachments"]})
     assert html is not None and 'download="menu.pdf"' in html and "📎 menu.pdf" in html
+
+
+async def test_a_file_sent_to_someone_else_goes_through_the_outbox_to_their_channel(
+    client: Client, telegram: FakeBotApi
+) -> None:
+    for text in ("hi", "tell"):
+        resp = await client.post(
+            "/api/v1/bots/relay/messages", json={"user_id": "web-bo", "text": text}, headers=APP
+        )
+        assert resp.status == 200
+    assert [r["text"] for r in (await resp.json())["replies"]] == ["sent"]
+    [upload] = await eventually(lambda: telegram.uploads)
+    assert (upload.method, upload.data) == ("sendPhoto", PHOTO)
+    [call] = telegram.calls_to("sendPhoto")
+    assert (call.params["chat_id"], call.params["caption"]) == (CHAT, "For you")
+    [row] = [r for r in await sent_rows(client, "telegram") if r["message"].get("attachments")]
+    assert row["message"]["origin"] == "talk-to"
