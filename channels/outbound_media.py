@@ -13,10 +13,11 @@ This module imports nothing of ours but :mod:`channels.base`.
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from channels.base import MediaKind, SendResult
 
@@ -45,13 +46,46 @@ class OutboundFile:
         """The content type without its parameters (``audio/ogg; codecs=opus`` → ``audio/ogg``)."""
         return self.content_type.partition(";")[0].strip().lower()
 
-    async def read(self) -> bytes:
-        """The whole file, for an SDK that takes bytes (held once, never copied again)."""
-        chunks: list[bytes] = []
+    async def held(self) -> HeldFile:
+        """The whole file in memory, for an SDK that reads a file object: held once (one
+        buffer of its size, filled a chunk at a time), never copied whole again."""
+        buffer = bytearray(self.size)
+        end = 0
         async with self.open() as stream:
             async for chunk in stream:
-                chunks.append(chunk)
-        return b"".join(chunks)
+                buffer[end : end + len(chunk)] = chunk  # grows past a size that was wrong
+                end += len(chunk)
+        del buffer[end:]
+        return HeldFile(buffer)
+
+
+class HeldFile(io.RawIOBase):
+    """A read-only, seekable file over a buffer: reads copy a chunk, never the whole."""
+
+    def __init__(self, buffer: bytearray) -> None:
+        super().__init__()
+        self._view = memoryview(buffer)
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        n = max(0, min(len(target), len(self._view) - self._position))
+        target[:n] = self._view[self._position : self._position + n]
+        self._position += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}
+        self._position = max(0, base[whence] + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
 
 
 @runtime_checkable

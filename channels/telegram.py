@@ -21,7 +21,7 @@ import logging
 import re
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import IO, Any, cast
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
@@ -319,7 +319,9 @@ class TelegramChannel:
         M4A, sendVideo for a video, sendDocument for anything else: uploaded as PTB sends
         files (multipart), the caption in Telegram's HTML."""
         self._check_open()
-        data = InputFile(await file.read(), filename=file.filename)
+        # Held once and read by httpx a chunk at a time as it writes the multipart body.
+        held = cast("IO[bytes]", await file.held())
+        data = InputFile(held, filename=file.filename, read_file_handle=False)
         options: dict[str, Any] = {"chat_id": _chat_id(conversation)}
         if file.caption:
             options |= {"caption": file.caption, "parse_mode": "HTML"}

@@ -11,6 +11,7 @@ too large for a channel goes as a link; a missing file is the dialog's error to 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import struct
 import time
 import zlib
@@ -152,14 +153,20 @@ async def files_site() -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def database(server_database_url: str) -> AsyncIterator[str]:
+    async with temporary_database(server_database_url, "botserver_files") as url:
+        yield url
+
+
+@pytest.fixture
 async def client(  # type: ignore[no-untyped-def]
-    server_database_url: str,
+    database: str,  # first: dropped only after the gateway closed its pool
     tmp_path: Path,
     graph: FakeGraphApi,
     telegram: FakeBotApi,
     twilio: FakeTwilioApi,
     aiohttp_client,
-) -> AsyncIterator[Client]:
+) -> Client:
     folder = tmp_path / "bots"
     write_bot(
         folder,
@@ -188,14 +195,10 @@ async def client(  # type: ignore[no-untyped-def]
     (drive / "note.ogg").write_bytes(NOTE)
     (drive / "song.mp3").write_bytes(SONG)
     (drive / "big.jpg").write_bytes(BIG)
-    async with temporary_database(server_database_url, "botserver_files") as url:
-        settings = settings_for(url, folder, tmp_path / "data")
-        settings = type(settings)(**{**vars_of(settings), "public_url": PUBLIC})
-        yield await aiohttp_client(create_app(settings, auth=AUTH))
-
-
-def vars_of(settings: Any) -> dict[str, Any]:
-    return {name: getattr(settings, name) for name in settings.__dataclass_fields__}
+    settings = dataclasses.replace(
+        settings_for(database, folder, tmp_path / "data"), public_url=PUBLIC
+    )
+    return await aiohttp_client(create_app(settings, auth=AUTH))
 
 
 async def sent_rows(client: Client, channel: str) -> list[Any]:
