@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import struct
 import time
 import zlib
@@ -52,6 +53,7 @@ from tests.channels.test_gateway_webhooks import (
 from tests.databases import temporary_database
 from tests.gateway.credentials import bearer, hs256_token
 from tests.gateway.test_proactive import AUTH, settings_for
+from tests.gateway.test_websocket import frames_until_done, hello
 
 Client = TestClient  # type: ignore[type-arg]
 APP = bearer(hs256_token(roles=["app"]))
@@ -437,3 +439,25 @@ async def test_a_file_sent_to_someone_else_goes_through_the_outbox_to_their_chan
     assert (call.params["chat_id"], call.params["caption"]) == (CHAT, "For you")
     [row] = [r for r in await sent_rows(client, "telegram") if r["message"].get("attachments")]
     assert row["message"]["origin"] == "talk-to"
+
+
+async def test_the_websocket_sends_the_file_and_replays_it_with_a_fresh_link(
+    client: Client,
+) -> None:
+    async with client.ws_connect("/ws/relay", headers=APP) as ws:
+        await hello(ws, user_id="ws-cy")
+        await ws.send_json({"type": "message", "text": "hi"})
+        session = (await frames_until_done(ws))[-1]["session_id"]
+        await ws.send_json({"type": "message", "text": "photo"})
+        frame, _done = await frames_until_done(ws)
+    [file] = frame["attachments"]
+    assert (frame["text"], file["kind"], file["filename"]) == ("A **photo**", "image", "photo.png")
+    assert await media_bytes(client, file["url"]) == PHOTO
+    # The widget's socket (HTML fragments) replays the history: the picture again, its link made anew.
+    async with client.ws_connect("/ws/relay?format=html", headers=APP) as ws:
+        await ws.send_json({"type": "auth", "user_id": "ws-cy", "session_id": session})
+        html = ""
+        while 'id="session"' not in html:
+            html += await ws.receive_str(timeout=10)
+    [src] = re.findall(r'<img class="msg-image" src="([^"]+)" alt="photo.png">', html)
+    assert await media_bytes(client, src.replace("&amp;", "&")) == PHOTO
