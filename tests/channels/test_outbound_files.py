@@ -87,6 +87,11 @@ DO WHILE 1 = 1
 LOOP
 """
 
+TICKER = """\
+SET SCHEDULE "* * * * * *"
+SEND FILE TO "telegram:777", "tick.png", "tick"
+"""
+
 
 def png(width: int = 32, height: int = 24) -> bytes:
     """A real PNG, one red picture, written by hand (its chunks and their CRCs)."""
@@ -123,6 +128,15 @@ async def graph() -> AsyncIterator[FakeGraphApi]:
 
 @pytest.fixture
 async def telegram() -> AsyncIterator[FakeBotApi]:
+    fake = FakeBotApi()
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def ticker_telegram() -> AsyncIterator[FakeBotApi]:
+    """The Telegram of the bot whose scheduled job sends a file every second."""
     fake = FakeBotApi()
     await fake.start()
     yield fake
@@ -197,18 +211,41 @@ async def client(  # type: ignore[no-untyped-def]
     (drive / "note.ogg").write_bytes(NOTE)
     (drive / "song.mp3").write_bytes(SONG)
     (drive / "big.jpg").write_bytes(BIG)
-    settings = dataclasses.replace(
-        settings_for(database, folder, tmp_path / "data"), public_url=PUBLIC
-    )
-    return await aiohttp_client(create_app(settings, auth=AUTH))
+    return await gateway(aiohttp_client, database, folder, tmp_path / "data")
 
 
-async def sent_rows(client: Client, channel: str) -> list[Any]:
+async def gateway(aiohttp_client: Any, database: str, bots: Path, data: Path) -> Client:
+    settings = dataclasses.replace(settings_for(database, bots, data), public_url=PUBLIC)
+    client: Client = await aiohttp_client(create_app(settings, auth=AUTH))
+    return client
+
+
+@pytest.fixture
+async def ticker(  # type: ignore[no-untyped-def]
+    database: str, tmp_path: Path, ticker_telegram: FakeBotApi, aiohttp_client
+) -> Client:
+    """A gateway with one bot, whose scheduled job sends a file every second."""
+    folder = tmp_path / "bots"
+    config = {
+        "telegram-bot-token": TELEGRAM_TOKEN,
+        "telegram-webhook-secret": TG_SECRET,
+        "telegram-api-url": ticker_telegram.api_url,
+    }
+    write_bot(folder, "ticker", config, 'TALK "hi"\n')
+    (folder / "ticker.gbai" / "ticker.gbdialog" / "tick.bas").write_text(TICKER)
+    (folder / "ticker.gbai" / "ticker.gbdrive").mkdir()
+    (folder / "ticker.gbai" / "ticker.gbdrive" / "tick.png").write_bytes(PHOTO)
+    return await gateway(aiohttp_client, database, folder, tmp_path / "data")
+
+
+async def sent_rows(client: Client, channel: str, bot: str = "relay") -> list[Any]:
     stores = client.server.app[STORES]
     async with stores.pool.acquire() as conn:
         return list(
             await conn.fetch(
-                "SELECT status, provider_ids, message FROM outbox WHERE channel = $1 ORDER BY seq",
+                "SELECT status, provider_ids, message FROM outbox"
+                " WHERE bot_id = $1 AND channel = $2 ORDER BY seq",
+                bot,
                 channel,
             )
         )
@@ -453,7 +490,7 @@ async def test_the_websocket_sends_the_file_and_replays_it_with_a_fresh_link(
     [file] = frame["attachments"]
     assert (frame["text"], file["kind"], file["filename"]) == ("A **photo**", "image", "photo.png")
     assert await media_bytes(client, file["url"]) == PHOTO
-    # The widget's socket (HTML fragments) replays the history: the picture again, its link made anew.
+    # The widget's socket (HTML fragments) replays the history: the picture again.
     async with client.ws_connect("/ws/relay?format=html", headers=APP) as ws:
         await ws.send_json({"type": "auth", "user_id": "ws-cy", "session_id": session})
         html = ""
@@ -461,3 +498,16 @@ async def test_the_websocket_sends_the_file_and_replays_it_with_a_fresh_link(
             html += await ws.receive_str(timeout=10)
     [src] = re.findall(r'<img class="msg-image" src="([^"]+)" alt="photo.png">', html)
     assert await media_bytes(client, src.replace("&amp;", "&")) == PHOTO
+
+
+async def test_a_scheduled_job_sends_a_file_once_per_occurrence(
+    ticker: Client, ticker_telegram: FakeBotApi
+) -> None:
+    await eventually(lambda: len(ticker_telegram.uploads) >= 2, within=15)
+    calls = ticker_telegram.calls_to("sendPhoto")
+    assert {(c.params["chat_id"], c.params["caption"]) for c in calls} == {(777, "tick")}
+    assert all(u.data == PHOTO for u in ticker_telegram.uploads)
+    # One row per occurrence, each sent once (the occurrence's key names its row).
+    rows = [r for r in await sent_rows(ticker, "telegram", "ticker") if r["status"] == "sent"]
+    assert rows and all(len(r["provider_ids"]) == 1 for r in rows)
+    assert len({r["provider_ids"][0] for r in rows}) == len(rows)
