@@ -27,6 +27,11 @@ repeat: it is not marked as on its way, so a crash during it sends it again, and
 timeout retries it; a message that can no longer be edited (deleted, too old) gets the
 text as a new message instead.
 
+A reply carrying files (``SEND FILE TO``) is planned by :mod:`pipeline.media_delivery`:
+each file the channel takes natively is a part of its own (its upload id kept on the row,
+so a retry does not upload it again), then the text left, with links for the files the
+channel cannot take.
+
 A channel whose adapter has ``send_part`` (the generic webhook) gets each part with an id
 that stays the same on every retry (bot, row and part), for its receiver to drop
 duplicates. A row whose message is an event (``{"event": …}``) goes to the adapter's

@@ -8,9 +8,10 @@ mail go to the turn's services; ``x = LLM "prompt"`` to the bot's model provider
 turn's outbox, committed with the turn; a scheduled job, which commits nothing, writes its
 outbox row at once; ``SEND TEMPLATE`` (see :mod:`pipeline.templates`) the same way.
 ``TRANSFER TO HUMAN`` hands the conversation to a person (see :mod:`pipeline.handoff`),
-committed with the turn too.  Capabilities that later work brings (media) are deliberately
-absent, and so is ``llm`` for a bot with no provider
-configured: the interpreter then fails the keyword with ``MissingCapability``.
+committed with the turn too.  ``SEND FILE TO`` sends a file (see :mod:`pipeline.send_file`)
+where a blob store keeps them.  A capability not built is absent, and so is ``llm`` for a
+bot with no provider configured: the interpreter then fails the keyword with
+``MissingCapability``.
 
 A dialog's own failures are raised as :class:`basic.errors.ScriptError`, which the interpreter
 locates at the failing line (and which ``ON ERROR RESUME NEXT`` can catch).  A failure of our
