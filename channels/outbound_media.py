@@ -5,7 +5,9 @@ The delivery worker hands an adapter that has ``send_file`` (:class:`FileSender`
 from our storage, a signed URL for providers that fetch media themselves (Twilio), and the
 provider's id of an upload made by an earlier attempt (WhatsApp's media id), which the
 adapter reuses instead of uploading again; ``uploaded`` is told of a new one so that a
-retry finds it. Which files a channel takes, and how large, is the adapter's
+retry finds it; ``about_to_send`` is awaited before the request that reaches the user (the
+message after an upload), so that only that request counts as possibly sent. Which files a
+channel takes, and how large, is the adapter's
 :meth:`FileSender.file_limit`; a file it cannot take goes out as a link instead.
 
 This module imports nothing of ours but :mod:`channels.base`.
@@ -40,6 +42,13 @@ class OutboundFile:
     url: Callable[[], Awaitable[str | None]]
     upload_id: str | None = None
     uploaded: Callable[[str], Awaitable[None]] | None = None
+    # Awaited just before the request that reaches the user (after an upload, which does
+    # not): from then on the send may have happened, and is never repeated blindly.
+    sending: Callable[[], Awaitable[None]] | None = None
+
+    async def about_to_send(self) -> None:
+        if self.sending is not None:
+            await self.sending()
 
     @property
     def media_type(self) -> str:

@@ -328,6 +328,7 @@ class TelegramChannel:
         media = file.media_type
         # PTB's write timeout covers the upload: 256 KiB/s at least before it gives up.
         options["write_timeout"] = self._read_timeout + file.size / (256 * 1024)
+        await file.about_to_send()
         try:
             message: Message
             if file.kind is MediaKind.IMAGE:

@@ -438,6 +438,7 @@ class TwilioChannel:
         if url is None:
             raise SendRefused("no public URL for Twilio to fetch the file from", code="no-url")
         sender, to = self._addresses(conversation)
+        await file.about_to_send()
         return await self.account.create_message(
             from_=sender, to=to, body=file.caption, media_url=url
         )

@@ -318,6 +318,7 @@ class WhatsAppChannel:
             "type": kind,
             kind: body,
         }
+        await file.about_to_send()
         return await self._post(payload)
 
     async def _upload(self, file: OutboundFile) -> str:

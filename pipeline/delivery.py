@@ -428,12 +428,21 @@ class DeliveryWorker:
             uploads[position] = upload_id
             await self._outbox.note(row, {UPLOADS: uploads})
 
-        file = self._files.outbound_file(step, upload_id=uploads.get(position), uploaded=uploaded)
         pacer = self._pacer(row, adapter)
         # An upload takes longer than a text: the lease allows for 256 KiB/s at least.
-        lease = self.policy.lease + file.size / (256 * 1024)
-        async with pacer.sending(row.conversation):
+        lease = self.policy.lease + (step.attachment.size or 0) / (256 * 1024)
+
+        async def sending() -> None:
+            # Only the request that reaches the user is on its way; an upload before it is
+            # not (a crash during one hands the row out again rather than as unknown).
             if not await self._outbox.start_part(row, lease=lease):
+                raise ProviderUnavailable("the lease was lost before the send", code="lease")
+
+        file = self._files.outbound_file(
+            step, upload_id=uploads.get(position), uploaded=uploaded, sending=sending
+        )
+        async with pacer.sending(row.conversation):
+            if not await self._outbox.start_part(row, lease=lease, in_flight=False):
                 log.warning(
                     "outbox row %d: lease lost before a file; left to its new holder", row.seq
                 )

@@ -89,6 +89,7 @@ class DeliveryFiles:
         *,
         upload_id: str | None,
         uploaded: Callable[[str], Awaitable[None]] | None,
+        sending: Callable[[], Awaitable[None]] | None = None,
     ) -> OutboundFile:
         attachment = step.attachment
         key = attachment.key
@@ -112,6 +113,7 @@ class DeliveryFiles:
             url=url,
             upload_id=upload_id,
             uploaded=uploaded,
+            sending=sending,
         )
 
     async def check(self, attachment: Attachment) -> None:

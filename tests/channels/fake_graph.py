@@ -131,6 +131,8 @@ class FakeGraphApi:
     wrong_sha256: set[str] = field(default_factory=set)
     uploads: list[GraphUpload] = field(default_factory=list, repr=False)
     upload_failures: list[int] = field(default_factory=list)
+    upload_delay: float = 0.0  # seconds an upload takes once its body has arrived
+    uploads_arrived: int = 0  # upload bodies received, answered or not yet
 
     def fail_next(
         self,
@@ -249,6 +251,9 @@ class FakeGraphApi:
             return self._error(400, 100, "Unsupported post request.", error_subcode=33)
         chunked = "Content-Length" not in request.headers
         form = await request.post()
+        self.uploads_arrived += 1
+        if self.upload_delay:
+            await asyncio.sleep(self.upload_delay)
         if self.upload_failures:
             status = self.upload_failures.pop(0)
             code = 131000 if status >= 500 else 100

@@ -384,6 +384,31 @@ async def test_a_whatsapp_message_retried_reuses_its_upload(
     assert rows[-1]["message"]["uploads"] == {"0": upload.media_id}
 
 
+async def test_while_a_file_uploads_its_row_is_not_on_its_way_to_the_user(
+    client: Client, graph: FakeGraphApi
+) -> None:
+    """A crash during an upload must not leave the file "maybe sent" (never sent again):
+    only the message after it marks the row as on its way."""
+    await wa_post(client, wa_message("wamid.U1", "hi"))
+    await eventually(lambda: graph.sent)
+    graph.upload_delay = 2.0
+    await wa_post(client, wa_message("wamid.U2", "menu"))
+    stores = client.server.app[STORES]
+
+    async def row() -> Any:
+        async with stores.pool.acquire() as conn:
+            return await conn.fetchrow(
+                "SELECT status, in_flight FROM outbox WHERE channel = 'whatsapp'"
+                " AND message ? 'attachments'"
+            )
+
+    await eventually(lambda: graph.uploads_arrived == 1, within=15)  # the upload is under way
+    found = await row()
+    assert graph.uploads == [] and (found["status"], found["in_flight"]) == ("sending", False)
+    await eventually(lambda: wa_media(graph), within=15)
+    assert len(graph.uploads) == 1
+
+
 async def test_a_file_over_whatsapps_limit_goes_as_a_link(
     client: Client, graph: FakeGraphApi
 ) -> None:
