@@ -82,6 +82,10 @@ class FullHost(Host, Protocol):
     async def send_template(self, *args: Any) -> Any: ...
     async def send_template_to(self, *args: Any) -> Any: ...
     async def talk_to(self, recipient: str, text: str) -> None: ...
+    async def send_file_to(self, recipient: str, file: Any, caption: str = "") -> None:
+        """SEND FILE TO recipient, file[, caption]: an image, document or audio file from the
+        bot's drive, the blob store or a URL, sent as the recipient's channel sends media."""
+
     async def transfer_to_human(
         self,
         *,

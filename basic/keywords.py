@@ -33,6 +33,7 @@ STATEMENTS = _table(
     Keyword("CLEAR TOOLS", "clear_tools", 0, 0),
     Keyword("SEND MAIL", "send_mail", 3, 4),  # General Bots' 4th argument: attachments
     Keyword("TALK TO", "talk_to", 2, 2),
+    Keyword("SEND FILE TO", "send_file_to", 2, 3),  # recipient, file[, caption]
     Keyword("SAVE", "save", 2, 100),
     Keyword("INSERT", "insert", 2, 100),
     Keyword("UPDATE", "update", 3, 3),

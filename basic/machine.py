@@ -716,6 +716,10 @@ class Machine:
             first = to_text(args[0])
             second = to_text(args[1]) if keyword == "TALK TO" else args[1]
             return await self.host_wait(method(first, second))
+        if keyword == "SEND FILE TO":  # recipient, file (a path, key or URL)[, caption]
+            method = self.capability(_CAPABILITY[keyword], keyword)
+            caption = to_text(args[2]) if len(args) > 2 and args[2] is not None else ""
+            return await self.host_wait(method(to_text(args[0]), args[1], caption))
         if keyword == "SEND MAIL" and len(args) == 4:
             if args[3] not in (None, "", []):
                 raise ScriptError("SEND MAIL with attachments is not supported yet")
@@ -816,6 +820,7 @@ _CAPABILITY = {
     "SEND TEMPLATE TO": "send_template_to",
     "BULK SEND": "send_template_to",
     "TALK TO": "talk_to",
+    "SEND FILE TO": "send_file_to",
     "TRANSFER TO HUMAN": "transfer_to_human",
     "LLM": "llm",
     "SET CONTEXT": "set_context",

@@ -601,6 +601,9 @@ _BEGIN = re.compile(r"^\s*BEGIN[ \t]+(TALK|SYSTEM[ \t]+PROMPT)\s*('.*)?$", re.IG
 _END_BLOCK = re.compile(r"^\s*END[ \t]+(TALK|SYSTEM[ \t]+PROMPT)\s*('.*)?$", re.IGNORECASE)
 
 
+_SEND_FILE = re.compile(r"^\s*SEND[ \t_]+FILE\b(?![ \t_]+TO\b)", re.IGNORECASE)
+
+
 def _describe(e: UnexpectedInput, text: str) -> str:
     if isinstance(e, UnexpectedCharacters):
         return f"unexpected character {text[e.pos_in_stream or 0]!r}"
@@ -608,6 +611,8 @@ def _describe(e: UnexpectedInput, text: str) -> str:
         tok = e.token
         if tok.type == "$END":
             return "unexpected end of line"
+        if _SEND_FILE.match(text):  # General Bots registers SEND FILE TO only
+            return "SEND FILE needs its recipient: SEND FILE TO recipient, file[, caption]"
         first = re.match(r"\s*([A-Za-z_]\w*)[ \t]*", text)
         if first and (tok.column or 0) - 1 == first.end():
             # `FOOBAR "x"`: a word the grammar does not know, followed by arguments

@@ -29,7 +29,8 @@ class MediaKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
-    """A media item on a message: a provider URL or id, or bytes we already hold."""
+    """A media item on a message: a provider URL or id, or a file we hold (``key``, the
+    blob store's key of a file a bot sends)."""
 
     kind: MediaKind
     content_type: str | None = None
@@ -38,6 +39,7 @@ class Attachment:
     filename: str | None = None
     size: int | None = None
     caption: str | None = None
+    key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

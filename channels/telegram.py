@@ -21,11 +21,19 @@ import logging
 import re
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import IO, Any, cast
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
-from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import (
+    Bot,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputFile,
+    Message,
+    Update,
+)
 from telegram.error import BadRequest, Forbidden, InvalidToken, TelegramError
 
 from channels.base import (
@@ -52,6 +60,7 @@ from channels.base import (
     WebhookResult,
 )
 from channels.media_http import HttpDownload, MiB, download, media_session
+from channels.outbound_media import OutboundFile
 from channels.telegram_transport import TelegramRequest, send_error
 from channels.telegram_updates import (
     NAME,
@@ -72,6 +81,11 @@ ALLOWED_UPDATES = READ_UPDATES
 
 MAX_TEXT = 4096
 MAX_DOWNLOAD = 20 * MiB  # getFile's limit for bots on Telegram's own server
+MAX_UPLOAD = 50 * MiB  # a bot's uploads (sendDocument, sendAudio, …)
+MAX_PHOTO = 10 * MiB  # sendPhoto's limit
+MAX_CAPTION = 1024
+VOICE_TYPES = frozenset({"audio/ogg", "audio/opus"})  # sendVoice: OGG/Opus only
+AUDIO_TYPES = frozenset({"audio/mpeg", "audio/mp3", "audio/mp4", "audio/m4a", "audio/x-m4a"})
 MAX_BUTTONS = 8  # inline keyboards hold up to 100; more than 8 rows is a wall, not a menu
 MAX_BUTTON_LABEL = 64
 
@@ -292,6 +306,44 @@ class TelegramChannel:
             yield body
 
     # -- outbound --------------------------------------------------------------
+
+    caption_limit = MAX_CAPTION
+    fetches_by_url = False
+
+    def file_limit(self, kind: MediaKind, content_type: str) -> int | None:
+        """Photos up to 10 MB, every other file up to 50 MB (a bot's upload limit)."""
+        return MAX_PHOTO if kind is MediaKind.IMAGE else MAX_UPLOAD
+
+    async def send_file(self, conversation: str, file: OutboundFile) -> SendResult:
+        """sendPhoto for an image, sendVoice for an OGG/Opus note, sendAudio for MP3 and
+        M4A, sendVideo for a video, sendDocument for anything else: uploaded as PTB sends
+        files (multipart), the caption in Telegram's HTML."""
+        self._check_open()
+        # Held once and read by httpx a chunk at a time as it writes the multipart body.
+        held = cast("IO[bytes]", await file.held())
+        data = InputFile(held, filename=file.filename, read_file_handle=False)
+        options: dict[str, Any] = {"chat_id": _chat_id(conversation)}
+        if file.caption:
+            options |= {"caption": file.caption, "parse_mode": "HTML"}
+        media = file.media_type
+        # PTB's write timeout covers the upload: 256 KiB/s at least before it gives up.
+        options["write_timeout"] = self._read_timeout + file.size / (256 * 1024)
+        await file.about_to_send()
+        try:
+            message: Message
+            if file.kind is MediaKind.IMAGE:
+                message = await self.bot.send_photo(photo=data, **options)
+            elif file.kind is MediaKind.AUDIO and media in VOICE_TYPES:
+                message = await self.bot.send_voice(voice=data, **options)
+            elif file.kind is MediaKind.AUDIO and media in AUDIO_TYPES:
+                message = await self.bot.send_audio(audio=data, **options)
+            elif file.kind is MediaKind.VIDEO and media == "video/mp4":
+                message = await self.bot.send_video(video=data, **options)
+            else:
+                message = await self.bot.send_document(document=data, **options)
+        except TelegramError as e:
+            raise send_error(e) from e
+        return SendResult(provider_id=str(message.message_id))
 
     async def send(self, conversation: str, part: RenderedPart) -> SendResult:
         """Send a text message, with the part's buttons as an inline keyboard."""

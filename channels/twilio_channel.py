@@ -67,6 +67,7 @@ from channels.http_transport import (
     transport_error,
 )
 from channels.media_http import HttpDownload, MiB, download, media_session
+from channels.outbound_media import OutboundFile
 
 log = logging.getLogger(__name__)
 
@@ -331,13 +332,18 @@ class TwilioAccount:
             self._client = client
         return self._client
 
-    async def create_message(self, *, from_: str, to: str, body: str) -> SendResult:
-        """``POST …/Messages.json`` via ``create_async``; errors mapped by :func:`send_error`."""
+    async def create_message(
+        self, *, from_: str, to: str, body: str, media_url: str | None = None
+    ) -> SendResult:
+        """``POST …/Messages.json`` via ``create_async`` (with ``MediaUrl`` for a file Twilio
+        fetches from us); errors mapped by :func:`send_error`."""
+        media = {"media_url": [media_url]} if media_url is not None else {}
         try:
             message = await self.client.messages.create_async(
                 from_=from_,
                 to=to,
                 body=body,
+                **media,
                 **({"status_callback": self.status_callback} if self.status_callback else {}),
             )
         except (TwilioRestException, TwilioServiceException) as e:
@@ -414,6 +420,35 @@ class TwilioChannel:
         else:
             sender, to = self.account.from_number, _bare(conversation)
         return await self.account.create_message(from_=sender, to=to, body=part.text)
+
+    @property
+    def caption_limit(self) -> int:
+        return MAX_TEXT
+
+    fetches_by_url = True
+
+    def file_limit(self, kind: MediaKind, content_type: str) -> int | None:
+        """WhatsApp takes Twilio's media limits; SMS none here (MMS reaches only US and
+        Canadian numbers): a file goes to an SMS as a link."""
+        return MEDIA_LIMITS[kind] if self.name == WHATSAPP else None
+
+    async def send_file(self, conversation: str, file: OutboundFile) -> SendResult:
+        """A message with ``MediaUrl``: Twilio fetches the file from our signed URL."""
+        url = await file.url()
+        if url is None:
+            raise SendRefused("no public URL for Twilio to fetch the file from", code="no-url")
+        sender, to = self._addresses(conversation)
+        await file.about_to_send()
+        return await self.account.create_message(
+            from_=sender, to=to, body=file.caption, media_url=url
+        )
+
+    def _addresses(self, conversation: str) -> tuple[str, str]:
+        if self.name == WHATSAPP:
+            return WHATSAPP_PREFIX + self.account.whatsapp_from, WHATSAPP_PREFIX + _bare(
+                conversation
+            )
+        return self.account.from_number, _bare(conversation)
 
     async def edit(self, conversation: str, provider_id: str, part: RenderedPart) -> None:
         """Twilio cannot edit a sent message: always :class:`SendRefused`."""

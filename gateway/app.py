@@ -70,7 +70,9 @@ from pipeline.live_replies import LiveReplies
 from pipeline.llm_cache import LLMCache
 from pipeline.mail import MailSettings, SmtpMailer
 from pipeline.media import MediaIntake
+from pipeline.media_delivery import DeliveryFiles
 from pipeline.message_path import MessagePath, PathPolicy
+from pipeline.outbound_files import OutboundFiles
 from pipeline.outbound_http import OutboundHttp
 from pipeline.proactive import ProactiveSender
 from pipeline.scheduler import Scheduler
@@ -205,7 +207,8 @@ def build_services(
     in the blob store, with the ``hub`` proactive messages (TALK TO) and the channels that
     fetch attachments, the LLM cache (one on the stores unless given), with the ``bots``
     human handoff (TRANSFER TO HUMAN), with ``websites`` USE WEBSITE's crawls, and with
-    ``media_urls`` the links to stored files that HEAR AS IMAGE|FILE gives."""
+    ``media_urls`` the links to stored files that HEAR AS IMAGE|FILE gives and to the files
+    dialogs send (SEND FILE TO) for the web widget."""
     return Services(
         conversations=stores.conversations,
         locks=stores.locks,
@@ -218,6 +221,7 @@ def build_services(
         handoffs=build_handoffs(stores, bots, hub) if bots is not None else None,
         websites=websites,
         media=MediaIntake(stores.blobs, stores.media, media_sources(hub), urls=media_urls),
+        files=OutboundFiles(stores.blobs, media_urls, http),
     )
 
 
@@ -270,8 +274,11 @@ def gather_policies(bots: BotRegistry) -> Callable[[str], GatherPolicy | None]:
 WINDOW_CHANNELS = frozenset({WHATSAPP, TWILIO_WHATSAPP})
 
 
-def build_delivery(stores: Stores, hub: ChannelHub, *, lease: float = 60.0) -> DeliveryWorker:
-    """The outbox's delivery worker, sending through the hub's adapters."""
+def build_delivery(
+    stores: Stores, hub: ChannelHub, *, lease: float = 60.0, urls: MediaUrls | None = None
+) -> DeliveryWorker:
+    """The outbox's delivery worker, sending through the hub's adapters (files from the
+    blob store, linked by ``urls`` where a channel fetches them or cannot take them)."""
 
     def config(bot: str) -> dict[str, str]:
         channels = hub.bot(bot)
@@ -289,6 +296,7 @@ def build_delivery(stores: Stores, hub: ChannelHub, *, lease: float = 60.0) -> D
         config=config,
         events=event,
         policy=DeliveryPolicy(lease=lease, window_channels=frozenset({WHATSAPP})),
+        files=DeliveryFiles(stores.blobs, urls),
     )
 
 
@@ -367,7 +375,7 @@ async def _bots_ctx(app: web.Application) -> AsyncIterator[None]:
         app[HANDOFFS] = services.handoffs
         dispatcher = Dispatcher(registry, services, knowledge=knowledge_search(kb))
         app[DISPATCHER] = dispatcher
-        delivery = build_delivery(stores, hub, lease=app[SETTINGS].lease)
+        delivery = build_delivery(stores, hub, lease=app[SETTINGS].lease, urls=app[MEDIA_URLS])
         app[DELIVERY] = delivery
         services.handoffs.wake = delivery.wake  # agents' replies, timeout notices, events
         live = build_live_replies(stores, hub, delivery, registry)

@@ -12,17 +12,42 @@ from channels.base import OutboundMessage
 
 
 def reply_json(message: OutboundMessage) -> dict[str, Any]:
-    """A reply as the REST API shows it: suggestion labels, which a client may send back."""
-    return {"text": message.text, "suggestions": [s.label for s in message.suggestions]}
+    """A reply as the REST API shows it: suggestion labels, which a client may send back,
+    and the files it carries (``SEND FILE TO``), each with a link that expires."""
+    data: dict[str, Any] = {
+        "text": message.text,
+        "suggestions": [s.label for s in message.suggestions],
+    }
+    if message.attachments:
+        data["attachments"] = files_json(message)
+    return data
 
 
 def reply_frame(message: OutboundMessage) -> dict[str, Any]:
     """A reply as a WebSocket frame: suggestions keep both key and label."""
-    return {
+    frame: dict[str, Any] = {
         "type": "message",
         "text": message.text,
         "suggestions": [{"key": s.key, "label": s.label} for s in message.suggestions],
     }
+    if message.attachments:
+        frame["attachments"] = files_json(message)
+    return frame
+
+
+def files_json(message: OutboundMessage) -> list[dict[str, Any]]:
+    """The files of a bot's reply as the web channel shows them."""
+    return [
+        {
+            "kind": a.kind.value,
+            "url": a.url,
+            "filename": a.filename,
+            "content_type": a.content_type,
+            "size": a.size,
+        }
+        for a in message.attachments
+        if a.url is not None
+    ]
 
 
 class CollectingSink:

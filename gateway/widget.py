@@ -123,7 +123,7 @@ def render_frame(frame: dict[str, Any]) -> str | None:
         if frame.get("from") == "agent":  # a person answering, in a handoff
             parts = [_append_agent_message(text, _text(frame.get("agent")))]
         else:
-            parts = [_append_bot_message(text), _DRAFT_EMPTY]
+            parts = [_append_bot_message(text, frame.get("attachments")), _DRAFT_EMPTY]
         suggestions = _suggestion_buttons(frame.get("suggestions"))
         if suggestions:
             parts.append('<div id="suggestions" hx-swap-oob="innerHTML">' + suggestions + "</div>")
@@ -152,13 +152,36 @@ def _append_message(role: str, text: str) -> str:
     )
 
 
-def _append_bot_message(text: str) -> str:
-    """The bot's markdown formatted (see :mod:`gateway.widget_markdown`); a user's text
-    is always shown as typed."""
+def _append_bot_message(text: str, attachments: Any = None) -> str:
+    """The bot's markdown formatted (see :mod:`gateway.widget_markdown`), after the files
+    it sends: an image shown, audio and video playable, any other file a download link.
+    A user's text is always shown as typed."""
+    files = "".join(_file_html(a) for a in attachments or () if isinstance(a, dict))
+    body = markdown_to_html(text) if text.strip() else ""
     return (
         '<div id="messages" hx-swap-oob="beforeend">'
-        f'<div class="msg msg-bot">{markdown_to_html(text)}</div></div>'
+        f'<div class="msg msg-bot">{files}{body}</div></div>'
     )
+
+
+def _file_html(attachment: dict[str, Any]) -> str:
+    url = _text(attachment.get("url"))
+    if not url.startswith(("/", "http://", "https://")):
+        return ""
+    name = _text(attachment.get("filename")) or "file"
+    href, label = escape(url), escape(name)
+    kind = attachment.get("kind")
+    if kind == "image":
+        return (
+            f'<a class="msg-file" href="{href}" target="_blank" rel="noopener">'
+            f'<img class="msg-image" src="{href}" alt="{label}"></a>'
+        )
+    if kind in ("audio", "video"):
+        return (
+            f'<{kind} class="msg-{kind}" controls preload="metadata" src="{href}"'
+            f' title="{label}"></{kind}>'
+        )
+    return f'<a class="msg-file" href="{href}" download="{label}">📎 {label}</a>'
 
 
 def _append_agent_message(text: str, agent: str) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from channels import web as web_channel
-from channels.base import OutboundMessage, PayloadError, Suggestion
+from channels.base import Attachment, MediaKind, OutboundMessage, PayloadError, Suggestion
 from gateway.auth import (
     AuthRefused,
     Principal,
@@ -39,7 +39,7 @@ from gateway.auth import (
     message_user,
     without_user_id,
 )
-from gateway.keys import BOTS, LIVE, MESSAGE_PATH, SETTINGS, STORES, WEBSOCKETS
+from gateway.keys import BOTS, LIVE, MEDIA_URLS, MESSAGE_PATH, SETTINGS, STORES, WEBSOCKETS
 from gateway.live import Follower, user_key
 from gateway.rate_limits import RATE_LIMITER, RateLimited
 from gateway.sinks import WebSocketSink, reply_frame
@@ -48,7 +48,7 @@ from gateway.ws_auth import read_auth_frame
 from pipeline.errors import TurnFailed, TurnRejected, UnknownBot
 from pipeline.handoff import AGENT_ROLE
 from pipeline.message_path import MessageFailed, MessageQueued
-from storage.base import StorageError
+from storage.base import HistoryAttachment, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +264,7 @@ async def _resume(
                     conversation=user_id,
                     text=entry.content,
                     suggestions=suggestions if last else (),
+                    attachments=await _files_of(request, entry.attachments),
                 )
                 frame = reply_frame(out)
                 if entry.role == AGENT_ROLE:  # a person's message, in a handoff
@@ -271,6 +272,29 @@ async def _resume(
                 await sink.send(frame)
         await sink.send({"type": "done", "session_id": session.id})
     return session.id, user_id
+
+
+_KINDS = frozenset(kind.value for kind in MediaKind)
+
+
+async def _files_of(
+    request: web.Request, notes: tuple[HistoryAttachment, ...]
+) -> tuple[Attachment, ...]:
+    """The files a bot's history row sent (SEND FILE TO), with fresh links, for a replay."""
+    urls = request.app[MEDIA_URLS]
+    files = [
+        Attachment(
+            kind=MediaKind(note.kind),
+            content_type=note.content_type,
+            filename=note.filename,
+            size=note.size,
+            key=note.key,
+            url=await urls.url(note.key, filename=note.filename, content_type=note.content_type),
+        )
+        for note in notes
+        if note.key is not None and note.kind in _KINDS
+    ]
+    return tuple(files)
 
 
 async def _error(sink: WebSocketSink, code: str, message: str) -> None:

@@ -27,6 +27,11 @@ repeat: it is not marked as on its way, so a crash during it sends it again, and
 timeout retries it; a message that can no longer be edited (deleted, too old) gets the
 text as a new message instead.
 
+A reply carrying files (``SEND FILE TO``) is planned by :mod:`pipeline.media_delivery`:
+each file the channel takes natively is a part of its own (its upload id kept on the row,
+so a retry does not upload it again), then the text left, with links for the files the
+channel cannot take.
+
 A channel whose adapter has ``send_part`` (the generic webhook) gets each part with an id
 that stays the same on every retry (bot, row and part), for its receiver to drop
 duplicates. A row whose message is an event (``{"event": …}``) goes to the adapter's
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import time
@@ -58,9 +64,11 @@ from channels.base import (
     TemplateRef,
     WindowClosed,
 )
+from channels.outbound_media import FileSender
 from channels.pacing import Pacer
 from channels.retry import Disposition, RetryPolicy
 from channels.streaming import FinalPart, LiveResult, final_parts
+from pipeline.media_delivery import UPLOADS, DeliveryFiles, FileStep
 from pipeline.message_codec import outbound_from_json
 from storage.base import ConversationWindows, Outbox, OutboxRow, StorageError
 
@@ -129,6 +137,7 @@ class DeliveryWorker:
         events: EventQueue | None = None,
         policy: DeliveryPolicy | None = None,
         retry: RetryPolicy | None = None,
+        files: DeliveryFiles | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._outbox = outbox
@@ -139,6 +148,7 @@ class DeliveryWorker:
         self.policy = policy or DeliveryPolicy()
         self._retry = retry or RetryPolicy()
         self._now = now
+        self._files = files
         self._pacers: dict[tuple[str, str], Pacer] = {}
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
@@ -231,12 +241,22 @@ class DeliveryWorker:
         if row.channel in self.policy.window_channels and not await self._window_open(row):
             await self._send_template(row, adapter, message, "the 24-hour window is closed")
             return
+        files: tuple[FileStep, ...] = ()
+        if message.attachments:  # SEND FILE TO: its files first, then what text is left
+            if self._files is None:
+                await self._failed(row, SendRefused("no file store to send files from"), "file")
+                return
+            plan = await self._files.plan(adapter, message)
+            files, message = plan.files, dataclasses.replace(message, text=plan.text)
         live = _live_record(row, message)
-        steps = self._plan(adapter, message, live)
+        texts = self._plan(adapter, message, live) if message.text.strip() else []
+        steps: list[FileStep | FinalPart | None] = [*files, *texts]
         for index, step in enumerate(steps[row.parts_sent :], start=row.parts_sent):
             if step is None:  # sent live by the turn: recorded with its row
                 continue
-            if step.edit_of is not None:
+            if isinstance(step, FileStep):
+                sent = await self._send_file(row, adapter, step)
+            elif step.edit_of is not None:
                 sent = await self._edit(row, adapter, step, live)
             else:
                 sent = await self._send(
@@ -386,6 +406,52 @@ class DeliveryWorker:
         except SendError as e:
             pacer.back_off(e, row.conversation)
             await self._failed(row, e, "send")
+            return None
+        self.counters.parts += 1
+        return await self._outbox.part_sent(row, result.provider_id)
+
+    async def _send_file(
+        self, row: OutboxRow, adapter: Channel, step: FileStep
+    ) -> OutboxRow | None:
+        """One file, sent natively as one part (see :mod:`pipeline.media_delivery`): paced,
+        marked on its way, recorded; its upload id kept on the row for a retry."""
+        assert self._files is not None and isinstance(adapter, FileSender)
+        try:
+            await self._files.check(step.attachment)
+        except SendError as e:
+            await self._failed(row, e, "file")
+            return None
+        uploads = dict(row.message.get(UPLOADS) or {})
+        position = str(step.position)
+
+        async def uploaded(upload_id: str) -> None:
+            uploads[position] = upload_id
+            await self._outbox.note(row, {UPLOADS: uploads})
+
+        pacer = self._pacer(row, adapter)
+        # An upload takes longer than a text: the lease allows for 256 KiB/s at least.
+        lease = self.policy.lease + (step.attachment.size or 0) / (256 * 1024)
+
+        async def sending() -> None:
+            # Only the request that reaches the user is on its way; an upload before it is
+            # not (a crash during one hands the row out again rather than as unknown).
+            if not await self._outbox.start_part(row, lease=lease):
+                raise ProviderUnavailable("the lease was lost before the send", code="lease")
+
+        file = self._files.outbound_file(
+            step, upload_id=uploads.get(position), uploaded=uploaded, sending=sending
+        )
+        async with pacer.sending(row.conversation):
+            if not await self._outbox.start_part(row, lease=lease, in_flight=False):
+                log.warning(
+                    "outbox row %d: lease lost before a file; left to its new holder", row.seq
+                )
+                return None
+        try:
+            result = await adapter.send_file(row.conversation, file)
+        except SendError as e:
+            pacer.back_off(e, row.conversation)
+            await self._failed(row, e, "file")
             return None
         self.counters.parts += 1
         return await self._outbox.part_sent(row, result.provider_id)

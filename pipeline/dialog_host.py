@@ -10,10 +10,11 @@ outbox row at once; ``SEND TEMPLATE`` (see :mod:`pipeline.templates`) the same w
 ``TRANSFER TO HUMAN`` hands the conversation to a person (see :mod:`pipeline.handoff`),
 committed with the turn too.  ``HEAR x AS AUDIO|VOICE`` gets what the voice note said
 (see :mod:`pipeline.voice`), ``HEAR x AS IMAGE|QRCODE|FILE…`` reads the message's stored
-files (see :mod:`pipeline.hear_media`) and ``GET "file"`` the bot's drive (see
-:mod:`pipeline.drive_files`).  A capability this process lacks is absent (``llm`` for a
-bot with no provider configured, ``receive_media`` where no files are kept): the
-interpreter then fails the keyword with ``MissingCapability``.
+files (see :mod:`pipeline.hear_media`), ``GET "file"`` the bot's drive (see
+:mod:`pipeline.drive_files`) and ``SEND FILE TO`` sends a file (see
+:mod:`pipeline.send_file`).  A capability this process lacks is absent (``llm`` for a
+bot with no provider configured, ``receive_media`` and ``send_file`` where no files are
+kept): the interpreter then fails the keyword with ``MissingCapability``.
 
 A dialog's own failures are raised as :class:`basic.errors.ScriptError`, which the interpreter
 locates at the failing line (and which ``ON ERROR RESUME NEXT`` can catch).  A failure of our
@@ -40,6 +41,7 @@ from pipeline.llm import CompletionRequest, LLMError, UserMessage
 from pipeline.mail import MailError
 from pipeline.outbound_http import HttpCallError
 from pipeline.proactive import ProactiveSender, Recipient
+from pipeline.send_file import send_file_to
 from pipeline.session_state import SessionState, Website, read_state, write_state
 from pipeline.table_conditions import ConditionError, parse_conditions
 from pipeline.turn import Turn
@@ -124,6 +126,21 @@ class DialogHost:
         key = f"talk-to:{self._turn.message.external_id}:{self._talked_to}"[:255]
         with _infrastructure("TALK TO"):
             await sender.queue(bot, to, message.text, origin="talk-to", idempotency_key=key)
+
+    @property
+    def send_file_to(self) -> Callable[[str, Any, str], Awaitable[None]] | None:
+        """``SEND FILE TO recipient, file[, caption]`` (see pipeline.send_file): present
+        only where files can be kept (the gateway's blob store)."""
+        return self._send_file_to if self._services.files is not None else None
+
+    async def _send_file_to(self, recipient: str, file: Any, caption: str = "") -> None:
+        files = self._services.files
+        assert files is not None, "send_file_to is only offered with a blob store"
+        self._talked_to += 1
+        with _infrastructure("SEND FILE TO"):
+            await send_file_to(
+                self._turn, files, recipient, file, caption, sequence=self._talked_to
+            )
 
     @property
     def send_template(self) -> Callable[..., Awaitable[dict[str, Any]]] | None:

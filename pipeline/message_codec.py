@@ -16,7 +16,7 @@ from channels.base import (
 
 
 def _attachment(a: Attachment) -> dict[str, Any]:
-    return {
+    data = {
         "kind": a.kind.value,
         "content_type": a.content_type,
         "url": a.url,
@@ -25,6 +25,9 @@ def _attachment(a: Attachment) -> dict[str, Any]:
         "size": a.size,
         "caption": a.caption,
     }
+    if a.key is not None:  # a file a bot sends, in the blob store
+        data["key"] = a.key
+    return data
 
 
 def _attachment_from(data: dict[str, Any]) -> Attachment:
@@ -36,6 +39,7 @@ def _attachment_from(data: dict[str, Any]) -> Attachment:
         filename=data.get("filename"),
         size=data.get("size"),
         caption=data.get("caption"),
+        key=data.get("key"),
     )
 
 

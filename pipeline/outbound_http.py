@@ -9,8 +9,9 @@ and an open one for bots whose config.csv says ``HTTP Allow Private,true``.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,6 +151,31 @@ class OutboundHttp:
                 )
         except (TimeoutError, aiohttp.ClientError) as e:
             raise _call_error(e, what, seconds) from e
+
+    @contextlib.asynccontextmanager
+    async def download(
+        self, url: str, *, policy: HttpPolicy, within: float
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """GET ``url`` (redirects followed, each hop guarded) for its body to be streamed
+        (``response.content.iter_chunked``) within ``within`` seconds. Raises
+        :class:`HttpCallError` as :meth:`request` does, an error status included."""
+        session = self._open if policy.allow_private else self._guarded
+        if session is None:
+            raise HttpCallError("the HTTP client is not open")
+        what = f"GET {url}"
+        if not url.lower().startswith(("http://", "https://")):
+            raise HttpCallError(f"{what}: only http and https URLs can be called")
+        try:
+            async with session.get(
+                url,
+                timeout=aiohttp.ClientTimeout(total=within, sock_connect=policy.timeout),
+                max_redirects=MAX_REDIRECTS,
+            ) as response:
+                if response.status >= 400:
+                    raise HttpCallError(f"{what} answered {response.status} {response.reason}")
+                yield response
+        except (TimeoutError, aiohttp.ClientError) as e:
+            raise _call_error(e, what, within) from e
 
 
 @dataclass(frozen=True, slots=True)

@@ -188,6 +188,21 @@ class ProactiveSender:
             template=template,
         )
 
+    async def queue_message(
+        self, message: OutboundMessage, *, origin: str, idempotency_key: str | None = None
+    ) -> Queued:
+        """Write a message made elsewhere (one carrying a file) as its outbox row now."""
+        data = outbound_to_json(message)
+        data["origin"] = origin
+        seq, created = await self._store.enqueue(
+            message.bot,
+            message.channel,
+            message.conversation,
+            data,
+            idempotency_key=idempotency_key,
+        )
+        return Queued(seq, Recipient(message.channel, message.conversation), created)
+
     async def queue(
         self,
         bot: str,

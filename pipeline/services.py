@@ -8,6 +8,7 @@ from pipeline.handoff import HandoffDesk
 from pipeline.llm_cache import LLMCache
 from pipeline.mail import SmtpMailer
 from pipeline.media import MediaIntake
+from pipeline.outbound_files import OutboundFiles
 from pipeline.outbound_http import OutboundHttp
 from pipeline.proactive import ProactiveSender
 from pipeline.websites import WebsiteCrawler
@@ -33,3 +34,4 @@ class Services:
     handoffs: HandoffDesk | None = None  # TRANSFER TO HUMAN, and the agents' side
     websites: WebsiteCrawler | None = None  # USE WEBSITE (with the knowledge base)
     media: MediaIntake | None = None  # users' attachments fetched and kept (the media stage)
+    files: OutboundFiles | None = None  # SEND FILE TO: the files dialogs send

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from channels.base import InboundMessage, OutboundMessage, Suggestion
+from channels.base import Attachment, InboundMessage, OutboundMessage, Suggestion
 from channels.streaming import LiveResult
 from pipeline.session_state import read_state
-from storage.base import Claim, HistoryEntry, Session, TransferItem
+from storage.base import Claim, HistoryAttachment, HistoryEntry, Session, TransferItem
 
 if TYPE_CHECKING:
     from pipeline.bots import Bot
@@ -161,6 +161,32 @@ class Turn:
             return
         pending, self._pending = self._pending, None
         await self._deliver(*pending, self.suggestions())
+
+    async def say_file(self, text: str, attachment: Attachment) -> None:
+        """Send a bot message carrying a file (``text`` its caption), after the message held
+        back; its history row keeps the file's key."""
+        await self.release()
+        msg = self.message
+        self.replies += 1
+        note = HistoryAttachment(
+            kind=attachment.kind.value,
+            key=attachment.key,
+            content_type=attachment.content_type,
+            size=attachment.size,
+            filename=attachment.filename,
+            caption=attachment.caption,
+        )
+        self.history.append(HistoryEntry(role="assistant", content=text, attachments=(note,)))
+        reply = OutboundMessage(
+            channel=msg.channel,
+            bot=msg.bot,
+            conversation=msg.conversation,
+            text=text,
+            attachments=(attachment,),
+            reply_to=msg.external_id,
+        )
+        self.outbound.append(reply)
+        await self.sink.message(reply)
 
     @contextlib.asynccontextmanager
     async def streaming(self) -> AsyncIterator[None]:

@@ -544,6 +544,9 @@ class Outbox(Protocol):
     async def part_sent(self, row: OutboxRow, provider_id: str) -> OutboxRow:
         """Record a part the provider confirmed; the row with it counted."""
 
+    async def note(self, row: OutboxRow, fields: dict[str, Any]) -> None:
+        """Merge ``fields`` into the row's message (what a retry needs: upload ids)."""
+
     async def sent(self, row: OutboxRow) -> None:
         """Every part confirmed."""
 

@@ -68,6 +68,11 @@ UPDATE outbox SET in_flight = false, parts_sent = parts_sent + 1,
 WHERE seq = $1 AND lease_token = $2::uuid AND status = 'sending'
 """
 
+_NOTE = """
+UPDATE outbox SET message = message || $3::jsonb
+WHERE seq = $1 AND lease_token = $2::uuid AND status = 'sending'
+"""
+
 _SENT = """
 UPDATE outbox SET status = 'sent', in_flight = false, lease_token = NULL, lease_until = NULL,
     sent_at = now()
@@ -173,6 +178,10 @@ class PostgresOutbox:
             attempts=row.attempts,
             created_at=row.created_at,
         )
+
+    async def note(self, row: OutboxRow, fields: dict[str, Any]) -> None:
+        with translate_errors:
+            await self._pool.execute(_NOTE, row.seq, row.token, fields)
 
     async def sent(self, row: OutboxRow) -> None:
         with translate_errors:

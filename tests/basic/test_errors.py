@@ -32,6 +32,11 @@ SYNTAX_ERRORS = [
         "4:1: SUB greet takes 1 argument, got 2",
     ),
     ('x = LEFT("abc")\n', "1:5: LEFT takes 2 arguments, got 1"),
+    (
+        'SEND FILE "menu.pdf"\n',
+        "1:6: SEND FILE needs its recipient: SEND FILE TO recipient, file[, caption]",
+    ),
+    ('SEND FILE TO "+5581999999999"\n', "1:1: SEND FILE TO takes 2 to 3 arguments, got 1"),
     ("EXIT FOR\n", "1:1: EXIT FOR outside FOR"),
     ("BEGIN TALK\nhello\n", "1:1: BEGIN TALK without END TALK"),
     ('TALK "a ${1 +} b"\n', "1:13: invalid expression in ${...}: '1 +'"),

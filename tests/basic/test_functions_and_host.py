@@ -141,6 +141,8 @@ async def test_mail_talk_to_transfer_and_llm() -> None:
         """
         SEND MAIL "a@b.com", "Subject", "Body"
         TALK TO "+5581999999999", "Hi there"
+        SEND FILE TO "+5581999999999", "menu.pdf"
+        send_file_to "telegram:42", "photos/" + "a.png", "A " + 1
         answer = LLM "What is the answer?"
         TALK "LLM says " + answer
         TRANSFER TO HUMAN
@@ -151,6 +153,8 @@ async def test_mail_talk_to_transfer_and_llm() -> None:
     assert host.calls == [
         ("mail", "a@b.com", "Subject", "Body"),
         ("talk_to", "+5581999999999", "Hi there"),
+        ("send_file_to", "+5581999999999", "menu.pdf", ""),
+        ("send_file_to", "telegram:42", "photos/a.png", "A 1"),
         ("llm", "What is the answer?"),
         ("transfer", {}),
     ]

@@ -120,6 +120,9 @@ class CapableHost(RecordingHost):
     async def talk_to(self, recipient: str, text: str) -> None:
         self.calls.append(("talk_to", recipient, text))
 
+    async def send_file_to(self, recipient: str, file: Any, caption: str = "") -> None:
+        self.calls.append(("send_file_to", recipient, file, caption))
+
     async def transfer_to_human(self, **request: str) -> dict[str, Any]:
         self.calls.append(("transfer", request))
         return {"success": True, "status": "queued", "queue_position": 1, "message": "queued"}

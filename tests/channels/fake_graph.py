@@ -8,6 +8,13 @@ Every call is recorded for the tests to read.
 Media: ``GET /{version}/{media-id}`` (Bearer token) answers the file's short-lived
 download URL with its mime type, size and SHA-256, as Meta does; the download there
 needs the same token. Files are added with :meth:`FakeGraphApi.add_media`.
+
+Uploads: ``POST /{version}/{phone-number-id}/media`` takes Meta's multipart form
+(``messaging_product=whatsapp``, ``type``, and the ``file`` part), refuses types the Cloud
+API does not take and files over its limits, and answers ``{"id": "<media id>"}``; an
+image, audio, video or document message must name an uploaded id (or a ``link``).
+Uploads are kept in :attr:`FakeGraphApi.uploads`; :meth:`FakeGraphApi.fail_upload_next`
+scripts an upload's failure.
 """
 
 from __future__ import annotations
@@ -52,6 +59,47 @@ class GraphCall:
 
 
 @dataclass
+class GraphUpload:
+    """One uploaded file: its media id, the form's type, the part's name and type, bytes."""
+
+    media_id: str
+    type: str
+    filename: str | None
+    content_type: str
+    data: bytes
+    chunked: bool  # sent as a stream (no Content-Length): never held whole by the sender
+
+
+# Meta's upload limits by the type's family (documents: anything else).
+UPLOAD_LIMITS = {"image": 5 << 20, "audio": 16 << 20, "video": 16 << 20}
+_UPLOAD_TYPES = frozenset(
+    {
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "audio/aac",
+        "audio/amr",
+        "audio/mpeg",
+        "audio/mp4",
+        "audio/ogg",
+        "audio/opus",
+        "video/mp4",
+        "video/3gpp",
+        "text/plain",
+        "application/pdf",
+        "application/msword",
+        "application/vnd.ms-excel",
+        "application/vnd.ms-powerpoint",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "application/octet-stream",
+        "text/csv",
+    }
+)
+
+
+@dataclass
 class _Failure:
     status: int
     code: int | None
@@ -81,6 +129,10 @@ class FakeGraphApi:
     lookups: dict[str, int] = field(default_factory=dict)
     media_failures: list[int] = field(default_factory=list)
     wrong_sha256: set[str] = field(default_factory=set)
+    uploads: list[GraphUpload] = field(default_factory=list, repr=False)
+    upload_failures: list[int] = field(default_factory=list)
+    upload_delay: float = 0.0  # seconds an upload takes once its body has arrived
+    uploads_arrived: int = 0  # upload bodies received, answered or not yet
 
     def fail_next(
         self,
@@ -96,13 +148,18 @@ class FakeGraphApi:
             _Failure(status or usual_status, code, message, retry_after, raw_body)
         )
 
+    def fail_upload_next(self, status: int) -> None:
+        """Answer the next upload with Meta's error for ``status`` (500: code 131000)."""
+        self.upload_failures.append(status)
+
     def add_media(self, media_id: str, data: bytes, mime_type: str) -> None:
         """A file the user sent: its id comes in the webhook, its bytes from the lookup."""
         self.media[media_id] = (mime_type, data)
 
     async def start(self) -> str:
-        app = web.Application()
+        app = web.Application(client_max_size=110 << 20)  # 100 MB documents
         app.router.add_post("/{version}/{phone_id}/messages", self._messages)
+        app.router.add_post("/{version}/{phone_id}/media", self._upload)
         app.router.add_get("/{version}/{media_id}", self._media_lookup)
         app.router.add_get("/whatsapp_business/attachments/", self._media_download)
         # A handler sleeping for a timeout test must not hold the shutdown.
@@ -187,6 +244,49 @@ class FakeGraphApi:
         await response.write_eof()
         return response
 
+    async def _upload(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return self._error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+        if request.match_info["phone_id"] != self.phone_number_id:
+            return self._error(400, 100, "Unsupported post request.", error_subcode=33)
+        chunked = "Content-Length" not in request.headers
+        form = await request.post()
+        self.uploads_arrived += 1
+        if self.upload_delay:
+            await asyncio.sleep(self.upload_delay)
+        if self.upload_failures:
+            status = self.upload_failures.pop(0)
+            code = 131000 if status >= 500 else 100
+            return self._error(status, code, ERRORS[code][0])
+        if form.get("messaging_product") != "whatsapp":
+            return self._error(400, 100, "(#100) The parameter messaging_product is required.")
+        part = form.get("file")
+        if not isinstance(part, web.FileField):
+            return self._error(400, 100, "(#100) The parameter file is required.")
+        media = str(form.get("type") or part.content_type).partition(";")[0]
+        if media not in _UPLOAD_TYPES:
+            return self._error(400, 131053, f"(#131053) Media upload error: {media} unsupported")
+        data = part.file.read()
+        limit = UPLOAD_LIMITS.get(media.partition("/")[0], 100 << 20)
+        if len(data) > limit:
+            return self._error(400, 131053, "(#131053) Media upload error: file too large")
+        media_id = f"{next(self._ids) + 900000000000000}"
+        self.uploads.append(
+            GraphUpload(media_id, media, part.filename, part.content_type, data, chunked)
+        )
+        return web.json_response({"id": media_id})
+
+    def _media_ok(self, payload: dict[str, Any]) -> bool:
+        kind = payload.get("type")
+        if kind not in ("image", "audio", "video", "document", "sticker"):
+            return True
+        body = payload.get(kind)
+        if not isinstance(body, dict):
+            return False
+        if "link" in body:
+            return True
+        return any(u.media_id == body.get("id") for u in self.uploads)
+
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         try:
@@ -221,6 +321,8 @@ class FakeGraphApi:
             return response
         if not isinstance(payload, dict) or payload.get("messaging_product") != "whatsapp":
             return self._error(400, 100, "(#100) The parameter messaging_product is required.")
+        if not self._media_ok(payload):
+            return self._error(400, 100, "(#100) Invalid parameter: media id not found")
         to = str(payload.get("to", ""))
         wamid = "wamid." + base64.b64encode(f"HBgL{to}{next(self._ids):08d}".encode()).decode()
         message: dict[str, Any] = {"id": wamid}

@@ -7,7 +7,11 @@ the Bot API builds them, or ``{"ok": false, "error_code": â€¦, "description": â€
 with the HTTP status Telegram uses. Methods: getMe, sendMessage,
 editMessageText, answerCallbackQuery, setWebhook, deleteWebhook,
 getWebhookInfo, getUpdates (long polling over :meth:`FakeBotApi.push_update`),
-getFile; files added with :meth:`FakeBotApi.add_file` are downloaded from
+getFile, and the file sends sendPhoto, sendDocument, sendVoice, sendAudio and sendVideo
+(the file a multipart upload as PTB sends it, or a file_id sent before; a caption of
+1024 characters at most; photos 10 MB and other uploads 50 MB at most, as Telegram's
+limits for bots; each upload kept in :attr:`FakeBotApi.uploads`); files added with
+:meth:`FakeBotApi.add_file` are downloaded from
 ``/file/bot<token>/<file_path>`` as from Telegram's file server (20 MB at most
 through getFile; a wrong token is 404 there too).
 
@@ -108,6 +112,28 @@ class TelegramCall:
 
 
 @dataclass
+class Upload:
+    """A file a bot uploaded: the method, its multipart field's name, type and bytes."""
+
+    method: str
+    field: str
+    filename: str | None
+    content_type: str
+    data: bytes
+    file_id: str
+
+
+# method -> (the file's parameter, the largest upload, the Message field it fills)
+_FILE_METHODS = {
+    "sendphoto": ("photo", 10 * 1024 * 1024, "photo"),
+    "senddocument": ("document", 50 * 1024 * 1024, "document"),
+    "sendvoice": ("voice", 50 * 1024 * 1024, "voice"),
+    "sendaudio": ("audio", 50 * 1024 * 1024, "audio"),
+    "sendvideo": ("video", 50 * 1024 * 1024, "video"),
+}
+
+
+@dataclass
 class _Script:
     status: int = 200
     description: str = ""
@@ -175,6 +201,7 @@ class FakeBotApi:
     downloads: dict[str, int] = field(default_factory=dict)
     _download_failures: list[int] = field(default_factory=list)
     _cut_downloads: int = 0
+    uploads: list[Upload] = field(default_factory=list, repr=False)
 
     # -- scripting ---------------------------------------------------------------
 
@@ -262,7 +289,7 @@ class FakeBotApi:
     # -- server ------------------------------------------------------------------
 
     async def start(self) -> str:
-        app = web.Application()
+        app = web.Application(client_max_size=60 * 1024 * 1024)  # 50 MB uploads, and more
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         self._arrived = asyncio.Condition()
@@ -301,6 +328,11 @@ class FakeBotApi:
             if script.raw_body is not None:
                 return web.Response(body=script.raw_body, status=script.status)
             return _error(ApiError(script.status, script.description, script.parameters))
+        if method.lower() in _FILE_METHODS:
+            try:
+                return web.json_response({"ok": True, "result": self._send_file(method, params)})
+            except ApiError as e:
+                return _error(e)
         handler = getattr(self, f"_{method.lower()}", None)
         if handler is None:
             return _error(ApiError(404, "Not Found"))
@@ -388,6 +420,63 @@ class FakeBotApi:
             message["reply_markup"] = markup
         self.messages[(chat_id, message["message_id"])] = message
         self.formatting[(chat_id, message["message_id"])] = _formatting(params)
+        return message
+
+    def _send_file(self, method: str, params: dict[str, Any]) -> Any:
+        name, limit, message_field = _FILE_METHODS[method.lower()]
+        chat_id = params.get("chat_id")
+        if chat_id in (None, ""):
+            raise ApiError(400, "Bad Request: chat_id is empty")
+        self._flood_control()
+        value = params.get(name)
+        if isinstance(value, Upload):
+            if len(value.data) > limit:
+                raise ApiError(413, "Request Entity Too Large")
+            if not value.data:
+                raise ApiError(400, "Bad Request: file must be non-empty")
+            upload = Upload(
+                method,
+                name,
+                value.filename,
+                value.content_type,
+                value.data,
+                f"F{len(self.uploads)}",
+            )
+            self.uploads.append(upload)
+            file_id, size, file_name = upload.file_id, len(value.data), value.filename
+        elif isinstance(value, str) and any(u.file_id == value for u in self.uploads):
+            file_id, size, file_name = value, 0, None
+        else:
+            raise ApiError(400, f"Bad Request: there is no {name} in the request")
+        if chat_id in self.blocked:
+            raise ApiError(403, "Forbidden: bot was blocked by the user")
+        message: dict[str, Any] = {
+            "message_id": next(self._message_ids),
+            "from": BOT_USER,
+            "chat": _chat(chat_id),
+            "date": int(time.time()),
+        }
+        file: dict[str, Any] = {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "file_size": size,
+        }
+        if message_field == "photo":
+            message["photo"] = [file | {"width": 640, "height": 480}]
+        elif message_field in ("voice", "audio"):
+            message[message_field] = file | {"duration": 1}
+        elif message_field == "video":
+            message["video"] = file | {"width": 640, "height": 480, "duration": 1}
+        else:
+            message["document"] = file | ({"file_name": file_name} if file_name else {})
+        if params.get("caption"):
+            caption = _message_text(
+                {"text": params["caption"], "parse_mode": params.get("parse_mode")}
+            )
+            if len(caption) > 1024:
+                raise ApiError(400, "Bad Request: message caption is too long")
+            message["caption"] = caption
+        self.messages[(chat_id, message["message_id"])] = message
         return message
 
     async def _editmessagetext(self, params: dict[str, Any]) -> Any:
@@ -497,6 +586,10 @@ async def _params(request: web.Request) -> dict[str, Any]:
     elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         form = await request.post()
         params.update({k: _coerce(k, v) for k, v in form.items() if isinstance(v, str)})
+        for k, v in form.items():
+            if isinstance(v, web.FileField):
+                data = v.file.read()
+                params[k] = Upload("", k, v.filename, v.content_type, data, "")
     return params
 
 

@@ -2,7 +2,8 @@
 
 ``POST /2010-04-01/Accounts/{sid}/Messages.json`` with a form body and HTTP
 basic auth (account sid and auth token) answers 201 with the JSON message
-resource; scripted failures answer Twilio's error object (``code``,
+resource (``MediaUrl``, repeated, names files Twilio fetches: absolute http(s) URLs, ten at
+most, else error 21620); scripted failures answer Twilio's error object (``code``,
 ``message``, ``more_info``, ``status``). Every call is recorded.
 
 Media: ``GET /2010-04-01/Accounts/{sid}/Messages/{MM…}/Media/{ME…}`` needs the same
@@ -42,6 +43,7 @@ class TwilioCall:
     path: str
     headers: dict[str, str]
     form: dict[str, str]
+    media_urls: list[str] = field(default_factory=list)  # every MediaUrl, in order
     at: float = field(default_factory=time.monotonic)
 
 
@@ -151,8 +153,10 @@ class FakeTwilioApi:
         return user == self.account_sid and password == self.auth_token
 
     async def _create(self, request: web.Request) -> web.Response:
-        form = {k: str(v) for k, v in (await request.post()).items()}
-        self.calls.append(TwilioCall(request.path, dict(request.headers), form))
+        posted = await request.post()
+        form = {k: str(v) for k, v in posted.items()}
+        media_urls = [str(v) for v in posted.getall("MediaUrl", [])]
+        self.calls.append(TwilioCall(request.path, dict(request.headers), form, media_urls))
         if self.delay:
             await asyncio.sleep(self.delay)
         if not self._authorized(request) or request.match_info["sid"] != self.account_sid:
@@ -160,8 +164,12 @@ class FakeTwilioApi:
         if self._failures:
             status, code = self._failures.pop(0)
             return self._error(status, code, MESSAGES.get(code, "Error"))
-        if "To" not in form or not ("Body" in form or "MediaUrl" in form):
+        if "To" not in form or not (form.get("Body") or media_urls):
             return self._error(400, 21602, "Message body is required.")
+        if len(media_urls) > 10 or not all(
+            u.startswith(("http://", "https://")) for u in media_urls
+        ):
+            return self._error(400, 21620, "Invalid media URL(s)")
         sid = f"SM{next(self._ids):032x}"
         now = "Tue, 01 Dec 2026 12:00:00 +0000"
         resource: dict[str, Any] = {
@@ -176,7 +184,7 @@ class FakeTwilioApi:
             "error_message": None,
             "from": form.get("From"),
             "messaging_service_sid": form.get("MessagingServiceSid"),
-            "num_media": "0",
+            "num_media": str(len(media_urls)),
             "num_segments": "1",
             "price": None,
             "price_unit": "USD",
