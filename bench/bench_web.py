@@ -862,6 +862,11 @@ def _server_env() -> dict[str, str]:
     # The load comes from one address with one credential: the rate limits (50/s by
     # default) would measure themselves, not the gateway.
     env["BOTSERVER_RATE_LIMITS"] = "off"
+    # The bundled bot's knowledge base is indexed once, on a first start: with the local
+    # model that is minutes of embedding on the other core, which a fresh data folder
+    # repeats on every run. The web path is measured without it (BOTSERVER_KB_INGEST=on
+    # in the environment measures it with).
+    env.setdefault("BOTSERVER_KB_INGEST", "off")
     return env
 
 
