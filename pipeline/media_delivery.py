@@ -4,7 +4,9 @@ A reply that carries files (``SEND FILE TO``) is sent as its files first, each o
 of the row, then its text. A file goes natively (Telegram's sendPhoto, WhatsApp's upload
 then message, Twilio's MediaUrl) when the adapter is a :class:`FileSender` that takes its
 kind at its size; the reply's text rides on the first such file as its caption when it
-fits the channel's caption limit, and follows as text otherwise. A file a channel cannot
+fits the channel's caption limit, and follows as text otherwise (always when the reply has
+suggestions: its buttons ride on that text, which names the file when there is no
+caption). A file a channel cannot
 take (an SMS, a file over the provider's limit) becomes a link in the text, to a URL that
 expires in :data:`LINK_TTL` (the store's presigned one, or the gateway's ``/media/…``
 with a public address); with no public address the text says the file could not be sent.
@@ -68,10 +70,13 @@ class DeliveryFiles:
         steps: list[FileStep] = []
         links: list[str] = []
         caption = message.text
+        # Buttons ride on a text message (a file cannot carry them on every channel): a
+        # reply with suggestions keeps its caption as that text, or names its file there.
+        buttons = bool(message.suggestions)
         for position, attachment in enumerate(message.attachments):
             if sender is not None and await self._native(sender, attachment):
                 text = ""
-                if caption.strip():
+                if caption.strip() and not buttons:
                     parts = format_parts(
                         caption, adapter.capabilities.text_format, sender.caption_limit
                     )
@@ -81,6 +86,8 @@ class DeliveryFiles:
             else:
                 links.append(await self._link(attachment))
         text = "\n\n".join(t for t in (caption.strip(), "\n".join(links)) if t)
+        if buttons and not text:
+            text = ", ".join(_label(a) for a in message.attachments)
         return FilePlan(tuple(steps), text)
 
     def outbound_file(
@@ -164,3 +171,8 @@ class DeliveryFiles:
             log.warning("file %s has no public URL to send as a link", attachment.key)
             return f"[{name}: this file could not be sent here]"
         return f"{name}: {url}"
+
+
+def _label(attachment: Attachment) -> str:
+    """What names a file in the text that carries its message's buttons."""
+    return attachment.filename or (attachment.key or "").rsplit("/", 1)[-1] or "file"

@@ -104,7 +104,8 @@ class Turn:
     # Model tokens this turn spent that no history row carries yet: the model's answer
     # takes them (``say(…, tokens_used=turn.take_tokens())``), else the user's row.
     unrecorded_tokens: int = 0
-    _pending: tuple[str, int] | None = None
+    # The bot message held back (its text, its tokens, the file it carries, if any).
+    _pending: tuple[str, int, Attachment | None] | None = None
 
     @property
     def text(self) -> str:
@@ -146,7 +147,7 @@ class Turn:
         ``tokens_used`` is what the model spent on it, kept on its history row."""
         if self._pending is not None:
             await self._deliver(*self._pending, ())
-        self._pending = (text, tokens_used)
+        self._pending = (text, tokens_used, None)
 
     async def release(self) -> None:
         """Deliver the held-back message now, without suggestions, because more follows
@@ -163,30 +164,12 @@ class Turn:
         await self._deliver(*pending, self.suggestions())
 
     async def say_file(self, text: str, attachment: Attachment) -> None:
-        """Send a bot message carrying a file (``text`` its caption), after the message held
-        back; its history row keeps the file's key."""
-        await self.release()
-        msg = self.message
-        self.replies += 1
-        note = HistoryAttachment(
-            kind=attachment.kind.value,
-            key=attachment.key,
-            content_type=attachment.content_type,
-            size=attachment.size,
-            filename=attachment.filename,
-            caption=attachment.caption,
-        )
-        self.history.append(HistoryEntry(role="assistant", content=text, attachments=(note,)))
-        reply = OutboundMessage(
-            channel=msg.channel,
-            bot=msg.bot,
-            conversation=msg.conversation,
-            text=text,
-            attachments=(attachment,),
-            reply_to=msg.external_id,
-        )
-        self.outbound.append(reply)
-        await self.sink.message(reply)
+        """Send a bot message carrying a file (``text`` its caption), held back like any
+        other so that the suggestions valid at the end of the turn may ride on it; its
+        history row keeps the file's key."""
+        if self._pending is not None:
+            await self._deliver(*self._pending, ())
+        self._pending = (text, 0, attachment)
 
     @contextlib.asynccontextmanager
     async def streaming(self) -> AsyncIterator[None]:
@@ -213,21 +196,40 @@ class Turn:
         return tuple(Suggestion(key, label) for key, label in read_state(self.session).suggestions)
 
     async def _deliver(
-        self, text: str, tokens_used: int, suggestions: tuple[Suggestion, ...]
+        self,
+        text: str,
+        tokens_used: int,
+        attachment: Attachment | None,
+        suggestions: tuple[Suggestion, ...],
     ) -> None:
         msg = self.message
         self.replies += 1
-        self.history.append(HistoryEntry(role="assistant", content=text, tokens_used=tokens_used))
+        notes = () if attachment is None else (_history_note(attachment),)
+        self.history.append(
+            HistoryEntry(role="assistant", content=text, tokens_used=tokens_used, attachments=notes)
+        )
         reply = OutboundMessage(
             channel=msg.channel,
             bot=msg.bot,
             conversation=msg.conversation,
             text=text,
+            attachments=() if attachment is None else (attachment,),
             suggestions=suggestions,
             reply_to=msg.external_id,
         )
         self.outbound.append(reply)
         await self.sink.message(reply)
+
+
+def _history_note(attachment: Attachment) -> HistoryAttachment:
+    return HistoryAttachment(
+        kind=attachment.kind.value,
+        key=attachment.key,
+        content_type=attachment.content_type,
+        size=attachment.size,
+        filename=attachment.filename,
+        caption=attachment.caption,
+    )
 
 
 Next = Callable[[Turn], Awaitable[None]]

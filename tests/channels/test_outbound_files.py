@@ -74,6 +74,13 @@ DO WHILE 1 = 1
         SEND FILE TO me, "song.mp3", "A song"
     ELSEIF what = "big" THEN
         SEND FILE TO me, "big.jpg", "Big"
+    ELSEIF what = "choose" THEN
+        SEND FILE TO me, "docs/menu.pdf", "Our menu"
+        HEAR pick AS "Pasta", "Pizza"
+        TALK "You chose " + pick
+    ELSEIF what = "listen" THEN
+        SEND FILE TO me, "note.ogg"
+        HEAR pick AS "Again", "Enough"
     ELSEIF what = "tell" THEN
         SEND FILE TO "telegram:424242", "photo.png", "For you"
         TALK "sent"
@@ -294,6 +301,35 @@ async def test_telegram_gets_each_file_with_the_method_its_type_calls_for(
     files = [r for r in rows if r["message"].get("attachments")]
     assert [len(r["provider_ids"]) for r in files] == [1, 1, 1, 1]
     assert files[0]["message"]["attachments"][0]["key"] == "relay/relay.gbdrive/photo.png"
+
+
+async def test_the_buttons_of_a_hear_after_a_file_come_with_it(
+    client: Client, telegram: FakeBotApi
+) -> None:
+    await tg_post(client, tg_update(1, "hi"))
+    await eventually(lambda: telegram.calls_to("sendMessage"))
+    assert await tg_post(client, tg_update(2, "choose")) == 200
+    await eventually(lambda: len(telegram.calls_to("sendMessage")) == 2)
+    [document] = telegram.calls_to("sendDocument")
+    assert "caption" not in document.params  # the caption carries the buttons instead
+    carrier = telegram.calls_to("sendMessage")[1]
+    assert carrier.params["text"] == "Our menu"
+    labels = [b["text"] for row in carrier.params["reply_markup"]["inline_keyboard"] for b in row]
+    assert labels == ["Pasta", "Pizza"]
+    assert document.at <= carrier.at
+
+    assert await tg_post(client, tg_update(3, "Pizza")) == 200
+    await eventually(lambda: len(telegram.calls_to("sendMessage")) == 3)
+    assert telegram.calls_to("sendMessage")[2].params["text"] == "You chose Pizza"
+
+    # A file with no caption: its name carries the buttons.
+    assert await tg_post(client, tg_update(4, "listen")) == 200
+    await eventually(lambda: len(telegram.calls_to("sendMessage")) == 4)
+    assert telegram.calls_to("sendVoice")
+    named = telegram.calls_to("sendMessage")[3]
+    assert named.params["text"] == "note.ogg"
+    labels = [b["text"] for row in named.params["reply_markup"]["inline_keyboard"] for b in row]
+    assert labels == ["Again", "Enough"]
 
 
 async def test_a_telegram_file_refused_with_a_5xx_is_sent_again_once(
