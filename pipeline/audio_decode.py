@@ -18,22 +18,15 @@ mono 16-bit WAV (AMR and whatever else ffmpeg reads).
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
-import multiprocessing
-import os
 import tempfile
-import threading
-from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
+
+from pipeline.worker_processes import WorkerProcesses
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 SAMPLE_RATE = 16_000  # what speech models listen at; more is sent for nothing
 DEFAULT_MAX_SECONDS = 300.0
@@ -177,61 +170,16 @@ def _first_line(error: Exception) -> str:
     return lines[-1][:200] if lines else type(error).__name__
 
 
-class AudioProcesses:
-    """A lazily started pool of decoder processes (see the module's docstring).
-
-    A file that kills its decoder is unreadable, and the pool is started afresh for the
-    next one.
-    """
+class AudioProcesses(WorkerProcesses):
+    """A pool of decoder processes (see the module's docstring): a file that kills its
+    decoder is unreadable, and the pool is started afresh for the next one."""
 
     def __init__(self, workers: int | None = None) -> None:
-        self._workers = workers or min(2, os.cpu_count() or 1)
-        self._pool: ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()
+        super().__init__("voice", ["pydub", "pipeline.audio_decode"], _died, workers=workers)
 
-    def _executor(self) -> ProcessPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(["pydub", "pipeline.audio_decode"])
-                self._pool = ProcessPoolExecutor(self._workers, mp_context=context)
-            return self._pool
 
-    def _submit(
-        self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[ProcessPoolExecutor, Future[T]]:
-        pool = self._executor()
-        try:
-            return pool, pool.submit(fn, *args, **kwargs)
-        except BrokenProcessPool:  # broken by an earlier file: start afresh
-            self._broken(pool)
-            pool = self._executor()
-            return pool, pool.submit(fn, *args, **kwargs)
-
-    def _broken(self, pool: ProcessPoolExecutor) -> None:
-        with self._lock:
-            if self._pool is pool:
-                self._pool = None
-        pool.shutdown(wait=False, cancel_futures=True)
-
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(*args, **kwargs)`` in a decoder process; a process that dies on it makes the
-        audio unreadable."""
-        loop = asyncio.get_running_loop()
-        # Submitted from a thread: the first submit starts the fork server and a worker.
-        pool, future = await loop.run_in_executor(None, self._submit, fn, args, kwargs)
-        try:
-            return await asyncio.wrap_future(future)
-        except BrokenProcessPool:
-            self._broken(pool)
-            log.error("voice: the decoder process died on an audio file")
-            raise UnreadableAudio("its decoder process died reading it") from None
-
-    def close(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+def _died(what: str) -> UnreadableAudio:
+    return UnreadableAudio("its decoder process died reading it")
 
 
 #: The process's decoder pool, shared by every bot's voice notes.
@@ -242,4 +190,6 @@ async def decode(
     data: bytes, *, max_seconds: float, accepted: frozenset[str] = OPENAI_FORMATS
 ) -> SpeechAudio:
     """:func:`prepare` in :data:`DECODERS`, off the event loop."""
-    return await DECODERS.run(prepare, data, max_seconds=max_seconds, accepted=accepted)
+    return await DECODERS.run(
+        "an audio file", prepare, data, max_seconds=max_seconds, accepted=accepted
+    )

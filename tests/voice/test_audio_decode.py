@@ -153,8 +153,8 @@ async def test_a_file_that_kills_its_decoder_is_unreadable_and_the_next_one_is_r
     processes = AudioProcesses(workers=1)
     try:
         with pytest.raises(UnreadableAudio, match="died"):
-            await processes.run(os._exit, 9)
-        audio = await processes.run(prepare, samples["ogg"], max_seconds=60)
+            await processes.run("a bomb", os._exit, 9)
+        audio = await processes.run("a note", prepare, samples["ogg"], max_seconds=60)
         assert audio.source_format == "ogg"
     finally:
         processes.close()
