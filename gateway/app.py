@@ -75,6 +75,7 @@ from pipeline.message_path import MessagePath, PathPolicy
 from pipeline.outbound_files import OutboundFiles
 from pipeline.outbound_http import OutboundHttp
 from pipeline.proactive import ProactiveSender
+from pipeline.protocol_checks import implements
 from pipeline.scheduler import Scheduler
 from pipeline.services import Services
 from pipeline.websites import WebsiteCrawler
@@ -137,7 +138,7 @@ def media_sources(hub: ChannelHub | None) -> Callable[[str, str], MediaSource | 
 
     def source(bot: str, channel: str) -> MediaSource | None:
         adapter = hub.adapter(bot, channel) if hub is not None else None
-        return adapter if isinstance(adapter, MediaSource) else None
+        return adapter if implements(adapter, MediaSource) else None
 
     return source
 

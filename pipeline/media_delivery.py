@@ -32,6 +32,7 @@ from channels.base import (
 )
 from channels.outbound_media import FileSender, OutboundFile
 from channels.rendering import format_parts
+from pipeline.protocol_checks import implements
 from storage.blob_urls import MAX_TTL, MediaUrls
 from storage.blobs_base import DEFAULT_CONTENT_TYPE, BlobError, BlobNotFound, BlobStore
 
@@ -66,7 +67,7 @@ class DeliveryFiles:
         self.urls = urls
 
     async def plan(self, adapter: Channel, message: OutboundMessage) -> FilePlan:
-        sender = adapter if isinstance(adapter, FileSender) else None
+        sender = adapter if implements(adapter, FileSender) else None
         steps: list[FileStep] = []
         links: list[str] = []
         caption = message.text

@@ -46,6 +46,7 @@ from pipeline.errors import PipelineError, TurnFailed, TurnRejected
 from pipeline.gathering import TAG, GatherPolicy, gather
 from pipeline.live_replies import LiveReplies
 from pipeline.message_codec import inbound_from_json, inbound_to_json, outbound_from_json
+from pipeline.protocol_checks import implements
 from pipeline.turn import LiveSink, ReplySink, Turn
 from storage.base import Claim, ClaimLost, Inbox, InboxItem, StorageError, turn_session_read
 
@@ -352,7 +353,7 @@ class MessagePath:
             return None
         finally:
             heartbeat.cancel()
-            if isinstance(sink, LiveSink):
+            if implements(sink, LiveSink):
                 await sink.close()
         self.counters.turns += 1
         to_send = (turn.deliver_later and turn.outbound) or turn.talk_to or turn.transfer

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from channels.base import Attachment, InboundMessage, OutboundMessage, Suggestion
 from channels.streaming import LiveResult
+from pipeline.protocol_checks import implements
 from pipeline.session_state import read_state
 from storage.base import Claim, HistoryAttachment, HistoryEntry, Session, TransferItem
 
@@ -176,7 +177,7 @@ class Turn:
         """Around one model stream, whose deltas go to the sink: a live sink sends them to
         the provider as they come, and stops at the end (or when the stream fails)."""
         sink = self.sink
-        if not isinstance(sink, StreamingSink):
+        if not implements(sink, StreamingSink):
             yield
             return
         await sink.begin()
@@ -188,7 +189,7 @@ class Turn:
     def live(self, reply: OutboundMessage) -> LiveResult | None:
         """What of ``reply`` (one of :attr:`outbound`) was already sent live."""
         sink = self.sink
-        return sink.live(reply) if isinstance(sink, LiveSink) else None
+        return sink.live(reply) if implements(sink, LiveSink) else None
 
     def suggestions(self) -> tuple[Suggestion, ...]:
         if self.session is None:
