@@ -36,6 +36,7 @@ import http.client
 import json
 import os
 import platform
+import random
 import secrets
 import shlex
 import shutil
@@ -82,36 +83,52 @@ class _User:
 
 
 class _Users:
-    """Users in dialog; a user is handed out again only once its last turn was answered."""
+    """Users in dialog; a user is handed out again only once its last turn was answered.
 
-    def __init__(self, prefix: str, messages: Sequence[str]) -> None:
+    With ``pool`` (a number of users), the users are that many, each request from a random
+    one of those not waiting for an answer, each sending the messages over and over (the
+    load ``bench_web_wrk`` gives wrk, with each request's user drawn at random).
+    """
+
+    def __init__(self, prefix: str, messages: Sequence[str], pool: int = 0) -> None:
         self.prefix = prefix
         self.messages = list(messages)
+        self.pool = pool
         self.minted = 0
         self.sessions = 0  # users whose first message was answered: sessions created
         self.dialogs = 0  # users who sent every message and got every answer
         self.ready: deque[_User] = deque()
+        self.idle = [_User(f"{prefix}-{i}") for i in range(1, pool + 1)]
+        self.rng = random.Random(prefix)
 
     def take(self) -> _User:
+        if self.pool:
+            at = self.rng.randrange(len(self.idle))
+            self.idle[at], self.idle[-1] = self.idle[-1], self.idle[at]
+            return self.idle.pop()
         if self.ready:
             return self.ready.popleft()
         self.minted += 1
         return _User(f"{self.prefix}-{self.minted}")
 
     def answered(self, user: _User, session_id: str | None) -> None:
-        if user.stage == 0:
+        if user.session_id is None:
             self.sessions += 1
         user.session_id = session_id
         user.stage += 1
-        if user.stage < len(self.messages):
+        if self.pool:
+            user.stage %= len(self.messages)
+            self.idle.append(user)
+        elif user.stage < len(self.messages):
             self.ready.append(user)
         else:
             self.dialogs += 1
 
     def body(self, user: _User) -> bytes:
-        return orjson.dumps(
-            {"user_id": user.uid, "text": self.messages[user.stage], "session_id": user.session_id}
-        )
+        text = self.messages[user.stage]
+        if self.pool:  # as wrk sends them: the gateway finds the user's session
+            return orjson.dumps({"user_id": user.uid, "text": text})
+        return orjson.dumps({"user_id": user.uid, "text": text, "session_id": user.session_id})
 
 
 class _Connection(asyncio.Protocol):
@@ -177,7 +194,7 @@ class _LoadGenerator:
         self.spec = spec
         self.host: str = spec["host"]
         self.port: int = spec["port"]
-        self.users = _Users(spec["user_prefix"], spec["messages"])
+        self.users = _Users(spec["user_prefix"], spec["messages"], spec.get("users") or 0)
         # The credential every request brings (the web API needs one; an app's or an admin's,
         # since the body names the user).
         auth = spec.get("authorization")
@@ -320,8 +337,9 @@ class _LoadGenerator:
 
     async def _closed_loop(self, t0: float) -> None:
         self.deadline = t0 + self.spec["duration"]
-        for _ in range(2 * self.spec["connections"]):  # a few users in dialog per connection
-            self.users.ready.append(self.users.take())
+        if not self.users.pool:
+            for _ in range(2 * self.spec["connections"]):  # a few users in dialog per connection
+                self.users.ready.append(self.users.take())
         await asyncio.gather(*(self._connect() for _ in range(self.spec["connections"])))
         self.drained = asyncio.Event()
         timeout = self.deadline - time.perf_counter() + self.spec["drain_timeout"]
@@ -782,7 +800,11 @@ class Bench:
         messages: Sequence[str] = DIALOG,
         max_requests: int | None = None,
         authorization: str | None = None,
+        users: int = 0,
+        user_prefix: str | None = None,
     ) -> Phase:
+        """One load phase; ``users``: that many users, drawn at random (see ``_Users``), named
+        ``user_prefix``-N (each generator its own share) to meet the same users again."""
         self.phase_count += 1
         clients = self.args.clients
         pg = server.pg_pids()
@@ -797,7 +819,10 @@ class Bench:
                 "rate": rate / clients,
                 "messages": list(messages),
                 "max_requests": None if max_requests is None else -(-max_requests // clients),
-                "user_prefix": f"b{self.run_id}-{self.phase_count}-{kind}-c{i}",
+                "user_prefix": f"{user_prefix}-c{i}"
+                if user_prefix
+                else f"b{self.run_id}-{self.phase_count}-{kind}-c{i}",
+                "users": -(-users // clients),
                 "start_at": start_at,
                 "drain_timeout": 10.0,
                 "watch": {"server": [server.pid], "postgres": pg},
