@@ -40,6 +40,7 @@ from tests.channels.test_outbound_files import (  # noqa: F401  (fixtures)
     twilio,
 )
 from tests.gateway.credentials import bearer, hs256_token
+from tests.gateway.test_openapi import check
 from tests.gateway.test_websocket import frames_until_done, hello
 
 APP = bearer(hs256_token(roles=["app"]))
@@ -133,6 +134,8 @@ async def test_the_web_api_gets_a_player_and_stop_closes_it(client: Client) -> N
         body = await resp.json()
         sessions.add(body["session_id"])
         replies: list[dict[str, Any]] = body["replies"]
+        for reply in replies:  # as the API's document says
+            check("/components/schemas/Reply", reply)
         return replies
 
     sessions: set[str] = set()
@@ -216,6 +219,7 @@ async def test_the_websocket_frame_carries_the_player(client: Client) -> None:
         await frames_until_done(ws)
         await ws.send_json({"type": "message", "text": "choose"})
         frame, _done = await frames_until_done(ws)
+    check("/components/schemas/WsReplyFrame", frame)
     assert (frame["player"]["action"], frame["attachments"][0]["kind"]) == ("play", "image")
     # the buttons of the HEAR after it ride on it
     assert [s["label"] for s in frame["suggestions"]] == ["Again", "Enough"]
