@@ -115,7 +115,7 @@ class Turn:
     @property
     def history_size(self) -> int:
         """The history rows this turn will append, the held-back message included."""
-        return len(self.history) + (self._pending is not None)
+        return len(self.history) + (self._pending is not None and _kept(*self._pending))
 
     def add_tokens(self, tokens: int) -> None:
         """Count model tokens spent for this turn, until a message records them."""
@@ -216,7 +216,7 @@ class Turn:
         msg = self.message
         self.replies += 1
         notes = () if attachment is None else (_history_note(attachment),)
-        if text or notes or tokens_used or player is None:  # a STOP alone says nothing
+        if _kept(text, tokens_used, attachment, player):
             self.history.append(
                 HistoryEntry(
                     role="assistant", content=text, tokens_used=tokens_used, attachments=notes
@@ -234,6 +234,12 @@ class Turn:
         )
         self.outbound.append(reply)
         await self.sink.message(reply)
+
+
+def _kept(text: str, tokens: int, attachment: Attachment | None, player: Player | None) -> bool:
+    """Whether a bot message gets a history row: all do but a player's closing alone (STOP),
+    which says nothing."""
+    return bool(text or tokens or attachment is not None or player is None)
 
 
 def _history_note(attachment: Attachment) -> HistoryAttachment:
