@@ -182,36 +182,53 @@ async def play(turn: Turn, files: OutboundFiles | None, source: Any, options: st
         options=parse_options(options),
     )
     attachment = None
+    if files is None and not _is_url(name):
+        raise ScriptError("PLAY: no files can be sent here, only a URL")
     if files is not None and not (_is_url(name) and _is_page(name, kind)):
         attachment = await _attachment(turn, files, name)
-    elif files is None and not _is_url(name):
-        raise ScriptError("PLAY: no files can be sent here, only a URL")
-    message = turn.message
     if attachment is None:
         player = dataclasses.replace(player, url=name)
-        if message.channel == WEB:
-            await turn.say_player(name, player)
-        else:
-            await turn.say(name)  # the page's address, which the channel may preview
+        await _show_link(turn, name, player)
     else:
+        assert files is not None
         if kind is ContentType.UNKNOWN and attachment.content_type:
             kind = content_type_of_media(attachment.content_type)
             player = dataclasses.replace(player, content_type=kind.value)
-        if message.channel == WEB:
-            if files is not None and files.urls is not None and attachment.key is not None:
-                url = await files.urls.url(
-                    attachment.key,
-                    filename=attachment.filename,
-                    content_type=attachment.content_type,
-                )
-                attachment = dataclasses.replace(attachment, url=url)
-            await turn.say_file("", attachment, player=player)
-        else:
-            await turn.say_file("", attachment)  # sent natively, as SEND FILE TO sends it
+        attachment = await _show_file(turn, files, attachment, player)
     log.info(
-        "bot %s: PLAY %s (%s) on %s", turn.bot.name, name, player.content_type, message.channel
+        "bot %s: PLAY %s (%s) on %s",
+        turn.bot.name,
+        name,
+        player.content_type,
+        turn.message.channel,
     )
     return _value(player, kind, attachment)
+
+
+async def _show_link(turn: Turn, url: str, player: Player) -> None:
+    """A page: on the web a player that links to it, elsewhere its address (which the
+    channel may preview)."""
+    if turn.message.channel == WEB:
+        await turn.say_player(url, player)
+    else:
+        await turn.say(url)
+
+
+async def _show_file(
+    turn: Turn, files: OutboundFiles, attachment: Attachment, player: Player
+) -> Attachment:
+    """A file: on the web with its link and the player that shows it, elsewhere sent
+    natively, as SEND FILE TO sends it. Returns the attachment as sent."""
+    if turn.message.channel != WEB:
+        await turn.say_file("", attachment)
+        return attachment
+    if files.urls is not None and attachment.key is not None:
+        url = await files.urls.url(
+            attachment.key, filename=attachment.filename, content_type=attachment.content_type
+        )
+        attachment = dataclasses.replace(attachment, url=url)
+    await turn.say_file("", attachment, player=player)
+    return attachment
 
 
 async def stop(turn: Turn) -> None:
