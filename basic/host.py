@@ -86,6 +86,15 @@ class FullHost(Host, Protocol):
         """SEND FILE TO recipient, file[, caption]: an image, document or audio file from the
         bot's drive, the blob store or a URL, sent as the recipient's channel sends media."""
 
+    async def play(self, source: Any, options: str) -> str:
+        """PLAY source [WITH OPTIONS options]: show a file of the bot's drive or a URL in
+        the channel's player (the file sent natively where there is none); ``options`` is
+        General Bots' text (``"autoplay,loop,muted,start=10"``, ``""`` when not given).
+        Its value is the player's JSON, as General Bots'."""
+
+    async def stop_player(self) -> None:
+        """STOP: close the player PLAY opened (nothing where a channel has none)."""
+
     async def transfer_to_human(
         self,
         *,

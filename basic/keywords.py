@@ -47,6 +47,7 @@ STATEMENTS = _table(
     Keyword("CREATE DRAFT", "create_draft", 3, 3),
     Keyword("WRITE", "write_file", 2, 2),
     Keyword("SET TABLE", "set_rows", 3, 3),  # SET "table", "filter", "field=value"
+    Keyword("STOP", "stop_player", 0, 0),  # the player PLAY opened closes
 )
 
 VALUES = _table(
@@ -72,4 +73,6 @@ VALUES = _table(
     # General Bots': name | department, priority [, reason] | a map (transfer_to_human_ex);
     # its value is the transfer's result (success, status, queue_position, message)
     Keyword("TRANSFER TO HUMAN", "transfer_to_human", 0, 3),
+    # PLAY source [WITH OPTIONS "autoplay,loop,…"]: its value is the player's JSON
+    Keyword("PLAY", "play", 1, 2),
 )

@@ -720,6 +720,10 @@ class Machine:
             method = self.capability(_CAPABILITY[keyword], keyword)
             caption = to_text(args[2]) if len(args) > 2 and args[2] is not None else ""
             return await self.host_wait(method(to_text(args[0]), args[1], caption))
+        if keyword == "PLAY":  # source[, options]: General Bots' "autoplay,loop,start=10"
+            method = self.capability(_CAPABILITY[keyword], keyword)
+            options = to_text(args[1]) if len(args) > 1 and args[1] is not None else ""
+            return await self.host_wait(method(args[0], options))
         if keyword == "SEND MAIL" and len(args) == 4:
             if args[3] not in (None, "", []):
                 raise ScriptError("SEND MAIL with attachments is not supported yet")
@@ -834,4 +838,6 @@ _CAPABILITY = {
     "SET TABLE": "set_rows",
     "FILTER": "filter_rows",
     "AGGREGATE": "aggregate",
+    "PLAY": "play",
+    "STOP": "stop_player",
 }

@@ -222,6 +222,14 @@ class _ToNodes(Transformer[Token, Any]):
         tok: Token = c[0]
         return n.HostValue(canonical_keyword(tok), c[1] or (), self.ln, tok.column or 1)
 
+    def play(self, c: list[Any]) -> n.HostValue:
+        """``PLAY source`` and ``PLAY source WITH OPTIONS "autoplay,loop"``."""
+        tok: Token = c[0]
+        return n.HostValue("PLAY", tuple(_items(c)), self.ln, tok.column or 1)
+
+    def stop_player(self, c: list[Any]) -> n.KeywordStmt:
+        return n.KeywordStmt(self.ln, self.col, "STOP", ())
+
     # -- statements
     def line(self, c: list[Any]) -> n.Stmt | None:
         return self._stmt(c[0]) if c else None
@@ -550,6 +558,9 @@ class _LineParser:
             return n.Description(line, column, n.Const(prose.group(1).strip()))
         if _LOOSE_SCHEDULE.match(text):  # General Bots ignores the line (with a warning)
             return n.SetSchedule(line, column, None)
+        if _PLAY_ALONE.match(text):  # General Bots' PLAY needs what it plays
+            self.error(line, column, f"PLAY needs a file of the bot's drive or a URL: {PLAY_FORMS}")
+            return None
         call = _KEYWORD_CALL.match(text)
         if call:  # USE_WEBSITE("url", "30d") -> USE WEBSITE "url", "30d"
             text = f"{text[: call.start(1)]}{call.group(1)} {call.group(2)}"
@@ -602,6 +613,10 @@ _END_BLOCK = re.compile(r"^\s*END[ \t]+(TALK|SYSTEM[ \t]+PROMPT)\s*('.*)?$", re.
 
 
 _SEND_FILE = re.compile(r"^\s*SEND[ \t_]+FILE\b(?![ \t_]+TO\b)", re.IGNORECASE)
+_PLAY = re.compile(r"^\s*PLAY\b(?![ \t]*=|[.[])", re.IGNORECASE)
+_PLAY_ALONE = re.compile(r"^\s*PLAY[ \t]*(?:'.*)?$", re.IGNORECASE)
+_STOP = re.compile(r"^\s*STOP\b(?![ \t]*[=(]|[.[])", re.IGNORECASE)
+PLAY_FORMS = "PLAY source [WITH OPTIONS options]"
 
 
 def _describe(e: UnexpectedInput, text: str) -> str:
@@ -613,6 +628,10 @@ def _describe(e: UnexpectedInput, text: str) -> str:
             return "unexpected end of line"
         if _SEND_FILE.match(text):  # General Bots registers SEND FILE TO only
             return "SEND FILE needs its recipient: SEND FILE TO recipient, file[, caption]"
+        if _PLAY.match(text):
+            return f"unexpected {str(tok)!r}: {PLAY_FORMS}"
+        if _STOP.match(text):
+            return "STOP takes nothing after it"
         first = re.match(r"\s*([A-Za-z_]\w*)[ \t]*", text)
         if first and (tok.column or 0) - 1 == first.end():
             # `FOOBAR "x"`: a word the grammar does not know, followed by arguments

@@ -94,6 +94,45 @@ class TemplateRef:
 
 
 @dataclass(frozen=True, slots=True)
+class PlayerOptions:
+    """How a player shows its file (``PLAY … WITH OPTIONS "autoplay,loop,start=10"``):
+    General Bots' options; ``start`` and ``end`` in seconds, ``width`` and ``height`` in
+    pixels. A channel uses those it can and ignores the rest."""
+
+    autoplay: bool = False
+    loop: bool = False
+    fullscreen: bool = False
+    muted: bool = False
+    controls: bool = True
+    start: float | None = None
+    end: float | None = None
+    width: int | None = None
+    height: int | None = None
+    theme: str | None = None
+    page: int | None = None
+    slide: int | None = None
+    zoom: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Player:
+    """A media player a dialog opens (``PLAY``) or closes (``STOP``) where a channel has one
+    (the web widget); the file it plays rides on the message as its attachment, or, for a
+    page it cannot play (a video site), ``url`` names it.
+
+    ``content_type`` is General Bots' kind of content (``video``, ``audio``, ``image``,
+    ``pdf``, ``document``, ``presentation``, ``spreadsheet``, ``code``, ``markdown``,
+    ``html``, ``iframe``, ``unknown``)."""
+
+    action: str  # "play" or "stop"
+    id: str = ""
+    content_type: str = "unknown"
+    title: str = ""
+    url: str | None = None
+    options: PlayerOptions = field(default_factory=PlayerOptions)
+
+
+@dataclass(frozen=True, slots=True)
 class OutboundMessage:
     """One reply to deliver to a conversation; with ``template``, that template is sent
     (``text`` then says what it is, for the history and the operator)."""
@@ -106,6 +145,7 @@ class OutboundMessage:
     attachments: tuple[Attachment, ...] = ()
     reply_to: str | None = None
     template: TemplateRef | None = None
+    player: Player | None = None  # PLAY / STOP, for a channel with a player (the web)
 
 
 class TextFormat(enum.StrEnum):

@@ -75,6 +75,77 @@ _API_KEY_FIELDS: dict[str, Schema] = {
 
 _COUNT: Schema = {"type": "integer", "minimum": 0}
 
+_REPLY_FILES: Schema = {
+    "type": "array",
+    "description": "The files the reply carries (`SEND FILE TO`, `PLAY`; absent when none).",
+    "items": _object(
+        {
+            "kind": {"type": "string", "enum": ["image", "audio", "video", "document"]},
+            "url": _string("Where to fetch it, until the link expires."),
+            "filename": _nullable(_string()),
+            "content_type": _nullable(_string(examples=["video/mp4"])),
+            "size": _nullable({"type": "integer", "minimum": 0, "description": "Bytes."}),
+        },
+        "kind",
+        "url",
+    ),
+}
+_NUMBER_OPTION: Schema = {"type": ["number", "null"], "minimum": 0}
+_INTEGER_OPTION: Schema = {"type": ["integer", "null"], "minimum": 0}
+_PLAYER: Schema = _object(
+    {
+        "action": {
+            "type": "string",
+            "enum": ["play", "stop"],
+            "description": "`play`: show the reply's file (or `url`) in a player; `stop`:"
+            " close the player.",
+        },
+        "id": _string(),
+        "content_type": _string(
+            "General Bots' kind of content.",
+            enum=[
+                "video",
+                "audio",
+                "image",
+                "presentation",
+                "document",
+                "code",
+                "spreadsheet",
+                "pdf",
+                "markdown",
+                "html",
+                "iframe",
+                "unknown",
+            ],
+        ),
+        "title": _string(),
+        "url": _nullable(_string("A page to link to (a video site), when no file is sent.")),
+        "options": _object(
+            {
+                "autoplay": {"type": "boolean"},
+                "loop": {"type": "boolean"},
+                "fullscreen": {"type": "boolean"},
+                "muted": {"type": "boolean"},
+                "controls": {"type": "boolean"},
+                "start": _NUMBER_OPTION,
+                "end": _NUMBER_OPTION,
+                "width": _INTEGER_OPTION,
+                "height": _INTEGER_OPTION,
+                "theme": _nullable(_string()),
+                "page": _INTEGER_OPTION,
+                "slide": _INTEGER_OPTION,
+                "zoom": _NUMBER_OPTION,
+            },
+            "autoplay",
+            "loop",
+            "fullscreen",
+            "muted",
+            "controls",
+        ),
+    },
+    "action",
+    "options",
+)
 _REPLY: Schema = _object(
     {
         "text": _string("The bot's message (markdown)."),
@@ -83,6 +154,8 @@ _REPLY: Schema = _object(
             "items": {"type": "string"},
             "description": "Button labels; a tapped label goes back as the next message's text.",
         },
+        "attachments": _REPLY_FILES,
+        "player": {**_PLAYER, "description": "`PLAY` and `STOP`: the player to open or close."},
     },
     "text",
     "suggestions",
@@ -726,6 +799,8 @@ SCHEMAS: dict[str, Schema] = {
                 " conversation), or the bot's (a handoff that timed out).",
             },
             "agent": _string("The agent's name, on an agent's message."),
+            "attachments": _REPLY_FILES,
+            "player": {**_PLAYER, "description": "`PLAY` and `STOP`: the player to open or close."},
         },
         "type",
         "text",

@@ -9,17 +9,21 @@ import orjson
 from aiohttp import web
 
 from channels.base import OutboundMessage
+from pipeline.message_codec import player_to_json
 
 
 def reply_json(message: OutboundMessage) -> dict[str, Any]:
     """A reply as the REST API shows it: suggestion labels, which a client may send back,
-    and the files it carries (``SEND FILE TO``), each with a link that expires."""
+    and the files it carries (``SEND FILE TO``, ``PLAY``), each with a link that expires,
+    and the player that shows it (``PLAY``) or that is closed (``STOP``)."""
     data: dict[str, Any] = {
         "text": message.text,
         "suggestions": [s.label for s in message.suggestions],
     }
     if message.attachments:
         data["attachments"] = files_json(message)
+    if message.player is not None:
+        data["player"] = player_to_json(message.player)
     return data
 
 
@@ -32,6 +36,8 @@ def reply_frame(message: OutboundMessage) -> dict[str, Any]:
     }
     if message.attachments:
         frame["attachments"] = files_json(message)
+    if message.player is not None:
+        frame["player"] = player_to_json(message.player)
     return frame
 
 

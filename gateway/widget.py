@@ -34,7 +34,7 @@ STATIC_ROUTE = "static"
 # covers ws:// and wss:// to the same host (CSP level 3).
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; base-uri 'none'; form-action 'self'"
+    "media-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'"
 )
 PAGE_HEADERS = {
     "Content-Security-Policy": _CSP,
@@ -120,8 +120,11 @@ def render_frame(frame: dict[str, Any]) -> str | None:
         return f'<div id="draft" hx-swap-oob="beforeend">{escape(text)}</div>'
     if kind == "message":
         text = _text(frame.get("text"))
+        player = frame.get("player")
         if frame.get("from") == "agent":  # a person answering, in a handoff
             parts = [_append_agent_message(text, _text(frame.get("agent")))]
+        elif isinstance(player, dict):  # PLAY opens the player, STOP closes it
+            parts = [player_html(player, frame.get("attachments")), _DRAFT_EMPTY]
         else:
             parts = [_append_bot_message(text, frame.get("attachments")), _DRAFT_EMPTY]
         suggestions = _suggestion_buttons(frame.get("suggestions"))
@@ -182,6 +185,99 @@ def _file_html(attachment: dict[str, Any]) -> str:
             f' title="{label}"></{kind}>'
         )
     return f'<a class="msg-file" href="{href}" download="{label}">📎 {label}</a>'
+
+
+_PLAYER_CLOSED = '<div id="player" class="player" hx-swap-oob="true" hidden></div>'
+# General Bots' kinds of content the player shows itself; any other is a file to open
+_MEDIA = ("video", "audio")
+
+
+def player_html(player: dict[str, Any], attachments: Any = None) -> str:
+    """The player PLAY opens (``#player``, above the suggestions), replacing the one open;
+    STOP's closes it, which stops what it played. A video or an audio file plays in the
+    browser's own element with the options the browser has (controls, autoplay, loop,
+    muted, start and end, width and height), an image is shown, any other file (a PDF, a
+    document, code) is a link to open it, and a page (a video site) a link to it: the
+    page never embeds what a bot names."""
+    if player.get("action") != "play":
+        return _PLAYER_CLOSED
+    files = [a for a in attachments or () if isinstance(a, dict)]
+    url = _text(files[0].get("url")) if files else _text(player.get("url"))
+    if not url.startswith(("/", "http://", "https://")):
+        return _PLAYER_CLOSED
+    options = player.get("options")
+    options = options if isinstance(options, dict) else {}
+    title = _text(player.get("title")) or (_text(files[0].get("filename")) if files else "")
+    kind = _text(player.get("content_type"))
+    if not files:
+        body = (
+            f'<a class="player-link" href="{escape(url)}" target="_blank"'
+            f' rel="noopener noreferrer">▶ {escape(title or url)}</a>'
+        )
+    elif kind in _MEDIA or files[0].get("kind") in _MEDIA:
+        body = _media_html(kind if kind in _MEDIA else _text(files[0].get("kind")), url, options)
+    elif kind == "image" or files[0].get("kind") == "image":
+        body = (
+            f'<a href="{escape(url)}" target="_blank" rel="noopener">'
+            f'<img class="player-image" src="{escape(url)}" alt="{escape(title)}"'
+            f"{_size(options)}></a>"
+        )
+    else:
+        name = _text(files[0].get("filename")) or title or "file"
+        body = (
+            f'<a class="player-file" href="{escape(url)}" target="_blank" rel="noopener">'
+            f"📄 {escape(title or name)}</a>"
+            f' <a class="player-download" href="{escape(url)}" download="{escape(name)}">'
+            "Download</a>"
+        )
+    classes = "player player-fullscreen" if options.get("fullscreen") is True else "player"
+    return (
+        f'<div id="player" class="{classes}" hx-swap-oob="true" role="region"'
+        f' aria-label="Player: {escape(title)}" data-player-id="{escape(_text(player.get("id")))}"'
+        f' data-content-type="{escape(kind)}">'
+        f'<div class="player-bar"><span class="player-title">{escape(title)}</span>'
+        '<button type="button" class="player-close" data-player-close'
+        ' aria-label="Close the player">&times;</button></div>'
+        f"{body}</div>"
+    )
+
+
+def _media_html(element: str, url: str, options: dict[str, Any]) -> str:
+    start, end = _seconds(options.get("start")), _seconds(options.get("end"))
+    if start is not None or end is not None:  # a media fragment: where to start and stop
+        url += f"#t={start or 0:g}" + (f",{end:g}" if end is not None else "")
+    flags = [
+        name
+        for name, on in (
+            ("controls", options.get("controls", True) is not False),
+            ("autoplay", options.get("autoplay") is True),
+            ("loop", options.get("loop") is True),
+            ("muted", options.get("muted") is True),
+        )
+        if on
+    ]
+    extra = "".join(f" {flag}" for flag in flags)
+    if element == "video":
+        extra += " playsinline" + _size(options)
+    return (
+        f'<{element} class="player-{element}" src="{escape(url)}" preload="metadata"'
+        f"{extra}></{element}>"
+    )
+
+
+def _seconds(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return None
+    return float(value)
+
+
+def _size(options: dict[str, Any]) -> str:
+    size = ""
+    for name in ("width", "height"):
+        value = options.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 10_000:
+            size += f' {name}="{value}"'
+    return size
 
 
 def _append_agent_message(text: str, agent: str) -> str:
@@ -262,6 +358,7 @@ def _render_page(bot: WidgetBot, static: dict[str, str], visitor_token: str) -> 
     <div id="draft" class="msg msg-bot msg-draft"></div>
     <div id="typing" class="typing" hidden></div>
   </div>
+  <div id="player" class="player" hidden></div>
   <div id="suggestions" class="suggestions" role="group" aria-label="Suggested replies"></div>
   <div id="session" hidden data-session-id=""></div>
   <form id="composer" class="composer" ws-send autocomplete="off">

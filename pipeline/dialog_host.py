@@ -11,10 +11,11 @@ outbox row at once; ``SEND TEMPLATE`` (see :mod:`pipeline.templates`) the same w
 committed with the turn too.  ``HEAR x AS AUDIO|VOICE`` gets what the voice note said
 (see :mod:`pipeline.voice`), ``HEAR x AS IMAGE|QRCODE|FILE…`` reads the message's stored
 files (see :mod:`pipeline.hear_media`), ``GET "file"`` the bot's drive (see
-:mod:`pipeline.drive_files`) and ``SEND FILE TO`` sends a file (see
-:mod:`pipeline.send_file`).  A capability this process lacks is absent (``llm`` for a
-bot with no provider configured, ``receive_media`` and ``send_file`` where no files are
-kept): the interpreter then fails the keyword with ``MissingCapability``.
+:mod:`pipeline.drive_files`), ``SEND FILE TO`` sends a file (see
+:mod:`pipeline.send_file`) and ``PLAY`` shows one (see :mod:`pipeline.player`).  A
+capability this process lacks is absent (``llm`` for a bot with no provider configured,
+``receive_media`` and ``send_file`` where no files are kept): the interpreter then fails
+the keyword with ``MissingCapability``.
 
 A dialog's own failures are raised as :class:`basic.errors.ScriptError`, which the interpreter
 locates at the failing line (and which ``ON ERROR RESUME NEXT`` can catch).  A failure of our
@@ -32,7 +33,7 @@ from typing import Any
 
 from basic.errors import HostUnavailable, ScriptError
 from basic.tools import is_tool
-from pipeline import hear_media, templates
+from pipeline import hear_media, player, templates
 from pipeline.drive_files import DriveFileError, read_drive_file
 from pipeline.errors import TurnRejected
 from pipeline.handoff import CRM_DISABLED, priority_of
@@ -141,6 +142,15 @@ class DialogHost:
             await send_file_to(
                 self._turn, files, recipient, file, caption, sequence=self._talked_to
             )
+
+    async def play(self, source: Any, options: str) -> str:
+        """``PLAY source [WITH OPTIONS options]`` (see pipeline.player)."""
+        with _infrastructure("PLAY"):
+            return await player.play(self._turn, self._services.files, source, options)
+
+    async def stop_player(self) -> None:
+        """``STOP``: the web widget's player closes (see pipeline.player)."""
+        await player.stop(self._turn)
 
     @property
     def send_template(self) -> Callable[..., Awaitable[dict[str, Any]]] | None:

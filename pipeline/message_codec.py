@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +11,8 @@ from channels.base import (
     InboundMessage,
     MediaKind,
     OutboundMessage,
+    Player,
+    PlayerOptions,
     Suggestion,
     TemplateRef,
 )
@@ -94,9 +97,38 @@ def outbound_to_json(message: OutboundMessage, *, session_id: str | None = None)
             "params": list(t.params),
             "named": [[k, v] for k, v in t.named],
         }
+    if message.player is not None:
+        data["player"] = player_to_json(message.player)
     if session_id is not None:
         data["session_id"] = session_id
     return data
+
+
+def player_to_json(player: Player) -> dict[str, Any]:
+    """A player (PLAY / STOP) as JSON: as the outbox keeps it and the web channel shows it."""
+    return {
+        "action": player.action,
+        "id": player.id,
+        "content_type": player.content_type,
+        "title": player.title,
+        "url": player.url,
+        "options": dataclasses.asdict(player.options),
+    }
+
+
+def _player_from(data: dict[str, Any] | None) -> Player | None:
+    if data is None:
+        return None
+    known = {f.name for f in dataclasses.fields(PlayerOptions)}
+    options = {k: v for k, v in (data.get("options") or {}).items() if k in known}
+    return Player(
+        action=data["action"],
+        id=data.get("id", ""),
+        content_type=data.get("content_type", "unknown"),
+        title=data.get("title", ""),
+        url=data.get("url"),
+        options=PlayerOptions(**options),
+    )
 
 
 def outbound_from_json(data: dict[str, Any]) -> OutboundMessage:
@@ -109,6 +141,7 @@ def outbound_from_json(data: dict[str, Any]) -> OutboundMessage:
         attachments=tuple(_attachment_from(a) for a in data.get("attachments", ())),
         reply_to=data.get("reply_to"),
         template=_template_from(data.get("template")),
+        player=_player_from(data.get("player")),
     )
 
 

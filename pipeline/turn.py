@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from channels.base import Attachment, InboundMessage, OutboundMessage, Suggestion
+from channels.base import Attachment, InboundMessage, OutboundMessage, Player, Suggestion
 from channels.streaming import LiveResult
 from pipeline.protocol_checks import implements
 from pipeline.session_state import read_state
@@ -105,8 +105,9 @@ class Turn:
     # Model tokens this turn spent that no history row carries yet: the model's answer
     # takes them (``say(…, tokens_used=turn.take_tokens())``), else the user's row.
     unrecorded_tokens: int = 0
-    # The bot message held back (its text, its tokens, the file it carries, if any).
-    _pending: tuple[str, int, Attachment | None] | None = None
+    # The bot message held back (its text, its tokens, the file it carries and the player
+    # that shows it, if any).
+    _pending: tuple[str, int, Attachment | None, Player | None] | None = None
 
     @property
     def text(self) -> str:
@@ -115,7 +116,7 @@ class Turn:
     @property
     def history_size(self) -> int:
         """The history rows this turn will append, the held-back message included."""
-        return len(self.history) + (self._pending is not None)
+        return len(self.history) + (self._pending is not None and _kept(*self._pending))
 
     def add_tokens(self, tokens: int) -> None:
         """Count model tokens spent for this turn, until a message records them."""
@@ -148,7 +149,7 @@ class Turn:
         ``tokens_used`` is what the model spent on it, kept on its history row."""
         if self._pending is not None:
             await self._deliver(*self._pending, ())
-        self._pending = (text, tokens_used, None)
+        self._pending = (text, tokens_used, None, None)
 
     async def release(self) -> None:
         """Deliver the held-back message now, without suggestions, because more follows
@@ -164,13 +165,22 @@ class Turn:
         pending, self._pending = self._pending, None
         await self._deliver(*pending, self.suggestions())
 
-    async def say_file(self, text: str, attachment: Attachment) -> None:
+    async def say_file(
+        self, text: str, attachment: Attachment, *, player: Player | None = None
+    ) -> None:
         """Send a bot message carrying a file (``text`` its caption), held back like any
         other so that the suggestions valid at the end of the turn may ride on it; its
-        history row keeps the file's key."""
+        history row keeps the file's key. ``player`` shows it (PLAY, on the web)."""
         if self._pending is not None:
             await self._deliver(*self._pending, ())
-        self._pending = (text, 0, attachment)
+        self._pending = (text, 0, attachment, player)
+
+    async def say_player(self, text: str, player: Player) -> None:
+        """Open a player with no file of ours (a page it links to: ``text``), or close it
+        (``STOP``, no text, which the history does not keep), held back like any other."""
+        if self._pending is not None:
+            await self._deliver(*self._pending, ())
+        self._pending = (text, 0, None, player)
 
     @contextlib.asynccontextmanager
     async def streaming(self) -> AsyncIterator[None]:
@@ -201,14 +211,18 @@ class Turn:
         text: str,
         tokens_used: int,
         attachment: Attachment | None,
+        player: Player | None,
         suggestions: tuple[Suggestion, ...],
     ) -> None:
         msg = self.message
         self.replies += 1
         notes = () if attachment is None else (_history_note(attachment),)
-        self.history.append(
-            HistoryEntry(role="assistant", content=text, tokens_used=tokens_used, attachments=notes)
-        )
+        if _kept(text, tokens_used, attachment, player):
+            self.history.append(
+                HistoryEntry(
+                    role="assistant", content=text, tokens_used=tokens_used, attachments=notes
+                )
+            )
         reply = OutboundMessage(
             channel=msg.channel,
             bot=msg.bot,
@@ -217,9 +231,16 @@ class Turn:
             attachments=() if attachment is None else (attachment,),
             suggestions=suggestions,
             reply_to=msg.external_id,
+            player=player,
         )
         self.outbound.append(reply)
         await self.sink.message(reply)
+
+
+def _kept(text: str, tokens: int, attachment: Attachment | None, player: Player | None) -> bool:
+    """Whether a bot message gets a history row: all do but a player's closing alone (STOP),
+    which says nothing."""
+    return bool(text or tokens or attachment is not None or player is None)
 
 
 def _history_note(attachment: Attachment) -> HistoryAttachment:

@@ -99,6 +99,26 @@
     scroller.scrollTop = scroller.scrollHeight;
   });
 
+  // The player PLAY opened: its close button (and Escape) close it as STOP does,
+  // which stops what it plays.
+  root.addEventListener("click", function (evt) {
+    var target = evt.target;
+    if (target && target.closest && target.closest("[data-player-close]")) closePlayer();
+  });
+  document.addEventListener("keydown", function (evt) {
+    var player = document.getElementById("player");
+    if (evt.key === "Escape" && player && !player.hidden) closePlayer();
+  });
+
+  function closePlayer() {
+    var player = document.getElementById("player");
+    if (!player) return;
+    player.querySelectorAll("audio, video").forEach(function (media) { media.pause(); });
+    player.replaceChildren();
+    player.className = "player";
+    player.hidden = true;
+  }
+
   function visitorToken() {
     var token = store.getItem(TOKEN_KEY);
     if (!token) {

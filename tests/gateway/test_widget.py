@@ -199,3 +199,135 @@ async def test_the_agents_console_loads_only_its_own_files_and_no_credential(
     missing = await client.get("/agent/nobody", headers={"Accept": "application/json"})
     assert missing.status == 404
     assert (await missing.json())["error"] == "unknown_bot"
+
+
+# -- the player of PLAY and STOP ----------------------------------------------------------------
+
+VIDEO = {"kind": "video", "url": "/media/t1", "filename": "intro.mp4", "content_type": "video/mp4"}
+OPTIONS = {"autoplay": False, "loop": False, "fullscreen": False, "muted": False, "controls": True}
+
+
+def player_frame(player: dict[str, Any], *files: dict[str, Any]) -> str:
+    frame = {"type": "message", "text": "", "player": player, "attachments": list(files)}
+    html = render_frame(frame)
+    assert html is not None
+    return html
+
+
+PLAYERS: list[tuple[dict[str, Any], tuple[dict[str, Any], ...], list[str], list[str]]] = [
+    (  # a video, with General Bots' options the browser has
+        {
+            "action": "play",
+            "id": "p1",
+            "content_type": "video",
+            "title": "intro",
+            "options": OPTIONS
+            | {"autoplay": True, "loop": True, "muted": True, "start": 10.0, "end": 20.5}
+            | {"width": 640, "height": 360},
+        },
+        (VIDEO,),
+        [
+            '<div id="player" class="player" hx-swap-oob="true" role="region"'
+            ' aria-label="Player: intro" data-player-id="p1" data-content-type="video">',
+            '<video class="player-video" src="/media/t1#t=10,20.5" preload="metadata"'
+            ' controls autoplay loop muted playsinline width="640" height="360"></video>',
+            '<button type="button" class="player-close" data-player-close',
+        ],
+        ['class="msg msg-bot"'],  # the player, not a message of the conversation
+    ),
+    (  # nocontrols, fullscreen: the player covers the page
+        {
+            "action": "play",
+            "content_type": "audio",
+            "title": "song",
+            "options": OPTIONS | {"controls": False, "fullscreen": True},
+        },
+        ({"kind": "audio", "url": "/media/t2", "filename": "song.mp3"},),
+        [
+            'class="player player-fullscreen"',
+            '<audio class="player-audio" src="/media/t2" preload="metadata"></audio>',
+        ],
+        ["controls"],
+    ),
+    (
+        {"action": "play", "content_type": "image", "title": "banner", "options": OPTIONS},
+        ({"kind": "image", "url": "/media/t3", "filename": "banner.png"},),
+        ['<img class="player-image" src="/media/t3" alt="banner">'],
+        ["<iframe", "<embed", "<object"],
+    ),
+    (  # a document: a link to open it, never embedded
+        {"action": "play", "content_type": "pdf", "title": "contract", "options": OPTIONS},
+        ({"kind": "document", "url": "/media/t4", "filename": "contract.pdf"},),
+        [
+            '<a class="player-file" href="/media/t4" target="_blank" rel="noopener">'
+            "📄 contract</a>",
+            'download="contract.pdf"',
+        ],
+        ["<iframe", "<embed", "<object"],
+    ),
+    (  # a page (a video site): a link to it
+        {
+            "action": "play",
+            "content_type": "video",
+            "title": "dQw4w9WgXcQ",
+            "url": "https://www.youtube.com/embed/dQw4w9WgXcQ",
+            "options": OPTIONS,
+        },
+        (),
+        [
+            '<a class="player-link" href="https://www.youtube.com/embed/dQw4w9WgXcQ"'
+            ' target="_blank" rel="noopener noreferrer">▶ dQw4w9WgXcQ</a>'
+        ],
+        ["<iframe", "<video"],
+    ),
+    (  # what a bot names is escaped, a scheme other than http(s) refused
+        {
+            "action": "play",
+            "content_type": "video",
+            "title": '<script>"x"',
+            "url": "javascript:alert(1)",
+            "options": OPTIONS,
+        },
+        (),
+        ['<div id="player" class="player" hx-swap-oob="true" hidden></div>'],
+        ["javascript", "<script"],
+    ),
+    (
+        {"action": "play", "content_type": "video", "title": '<b>"t"</b>', "options": OPTIONS},
+        (VIDEO | {"url": '/media/t1"onerror="x'},),
+        ['aria-label="Player: &lt;b&gt;&quot;t&quot;&lt;/b&gt;"', 'src="/media/t1&quot;onerror'],
+        ["<b>", '"onerror="'],
+    ),
+    (  # STOP: the player closes (its element goes, and what it played stops)
+        {"action": "stop", "options": OPTIONS},
+        (),
+        ['<div id="player" class="player" hx-swap-oob="true" hidden></div>'],
+        ["<video", "<audio"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("player", "files", "shown", "absent"), PLAYERS)
+def test_the_player_shows_each_kind_of_file_its_own_way(
+    player: dict[str, Any],
+    files: tuple[dict[str, Any], ...],
+    shown: list[str],
+    absent: list[str],
+) -> None:
+    html = player_frame(player, *files)
+    for fragment in shown:
+        assert fragment in html
+    for fragment in absent:
+        assert fragment not in html
+
+
+def test_the_player_keeps_the_turns_suggestions() -> None:
+    frame = {
+        "type": "message",
+        "text": "",
+        "player": {"action": "stop"},
+        "suggestions": [{"key": "again", "label": "Again"}],
+    }
+    html = render_frame(frame)
+    assert html is not None
+    assert 'value="again" ws-send>Again</button>' in html
