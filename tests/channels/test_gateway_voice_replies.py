@@ -46,7 +46,9 @@ from tests.channels.test_gateway_webhooks import (
 from tests.databases import temporary_database
 from tests.gateway.credentials import bearer, hs256_token
 from tests.gateway.test_proactive import AUTH, settings_for
-from tests.llm.scripted import Fail
+from tests.llm import fake_openai
+from tests.llm.fake_openai import FakeOpenAI
+from tests.llm.scripted import Answer, Fail
 from tests.voice.fake_stt import API_KEY as STT_KEY
 from tests.voice.fake_stt import FakeSpeechToText
 from tests.voice.fake_tts import API_KEY as TTS_KEY
@@ -103,6 +105,14 @@ async def tts() -> AsyncIterator[FakeTextToSpeech]:
 
 
 @pytest.fixture
+async def model() -> AsyncIterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    await server.start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
 def voice_replies() -> str:
     """The bot's ``voice-replies`` row (a test parametrizes it to change it)."""
     return "true"
@@ -121,37 +131,42 @@ async def client(  # type: ignore[no-untyped-def]
     fakes: tuple[FakeBotApi, FakeGraphApi, FakeTwilioApi],
     stt: FakeSpeechToText,
     tts: FakeTextToSpeech,
+    model: FakeOpenAI,
     voice_replies: str,
     aiohttp_client,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Client:
+    for name in ("LLM_URL", "LLM_KEY", "LLM_MODEL", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
     telegram, graph, twilio = fakes
     folder = tmp_path / "bots"
-    write_bot(
-        folder,
-        "relay",
-        {
-            "telegram-bot-token": TELEGRAM_TOKEN,
-            "telegram-webhook-secret": TG_SECRET,
-            "telegram-api-url": telegram.api_url,
-            "whatsapp-api-key": GRAPH_TOKEN,
-            "whatsapp-phone-number-id": PHONE_NUMBER_ID,
-            "whatsapp-app-secret": APP_SECRET,
-            "whatsapp-verify-token": VERIFY_TOKEN,
-            "whatsapp-api-url": graph.api_url,
-            "twilio-account-sid": ACCOUNT_SID,
-            "twilio-auth-token": AUTH_TOKEN,
-            "twilio-from-number": TWILIO_FROM,
-            "twilio-api-url": twilio.api_url,
-            "transcription-url": stt.base_url,
-            "transcription-key": STT_KEY,
-            "transcription-model": "whisper-1",
-            "voice-replies": voice_replies,
-            "tts-url": tts.base_url,
-            "tts-key": TTS_KEY,
-            "tts-model": "gpt-4o-mini-tts",
-            "tts-voice": "coral",
-        },
-    )
+    rows = {
+        "telegram-bot-token": TELEGRAM_TOKEN,
+        "telegram-webhook-secret": TG_SECRET,
+        "telegram-api-url": telegram.api_url,
+        "whatsapp-api-key": GRAPH_TOKEN,
+        "whatsapp-phone-number-id": PHONE_NUMBER_ID,
+        "whatsapp-app-secret": APP_SECRET,
+        "whatsapp-verify-token": VERIFY_TOKEN,
+        "whatsapp-api-url": graph.api_url,
+        "twilio-account-sid": ACCOUNT_SID,
+        "twilio-auth-token": AUTH_TOKEN,
+        "twilio-from-number": TWILIO_FROM,
+        "twilio-api-url": twilio.api_url,
+        "transcription-url": stt.base_url,
+        "transcription-key": STT_KEY,
+        "transcription-model": "whisper-1",
+        "voice-replies": voice_replies,
+        "tts-url": tts.base_url,
+        "tts-key": TTS_KEY,
+        "tts-model": "gpt-4o-mini-tts",
+        "tts-voice": "coral",
+    }
+    write_bot(folder, "relay", rows)
+    # No dialog: the model answers every message, streamed live to Telegram.
+    llm = {"llm-url": f"{model.url}/v1", "llm-key": fake_openai.API_KEY, "llm-model": "gpt-4o"}
+    write_bot(folder, "writer", rows | llm | {"voice-replies": "always"}, dialog="")
+    (folder / "writer.gbai" / "writer.gbdialog" / "start.bas").unlink()
     settings = dataclasses.replace(
         settings_for(database, folder, tmp_path / "data"), public_url=PUBLIC
     )
@@ -275,6 +290,32 @@ async def test_a_speech_outage_sends_the_text_alone_and_the_worker_goes_on(
     assert len(tts.calls) == 2
     replies = await settled(client, "telegram", 3)
     assert [bool(r.get("attachments")) for r in replies] == [False, False, False, True]
+
+
+async def test_a_model_answer_streamed_live_is_then_spoken(
+    client: Client, telegram: FakeBotApi, tts: FakeTextToSpeech, model: FakeOpenAI
+) -> None:
+    need_tools()
+    chat = 606060
+    pieces = ("Our **opening hours** ", "are nine to five, ", "Monday to Friday.")
+    model.script(Answer(text=pieces, spacing=0.4))  # written over more than a second
+    update = tg_update(7001, "when are you open?", chat)
+    resp = await client.post(
+        "/webhooks/telegram/writer",
+        data=update,
+        headers={"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TG_SECRET},
+    )
+    assert resp.status == 200
+    [voice] = await eventually(lambda: telegram.calls_to("sendVoice"), within=20)
+    writes = telegram.writes(chat)
+    assert [w.method for w in writes][:1] == ["sendMessage"]  # sent as the model wrote
+    assert all(w.method == "editMessageText" for w in writes[1:]) and len(writes) >= 2
+    assert writes[-1].at <= voice.at  # the voice after the text's final edit
+    [text, note] = telegram.history(chat)
+    assert text["text"] == "Our opening hours are nine to five, Monday to Friday."
+    assert "voice" in note
+    [call] = tts.calls
+    assert call.input == "Our opening hours are nine to five, Monday to Friday."
 
 
 # -- WhatsApp, Twilio, the web ------------------------------------------------------------------
