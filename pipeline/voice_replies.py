@@ -47,6 +47,7 @@ WEB = "web"
 # The channels that send a bot's OGG/Opus file as a voice note or a player; an SMS would
 # get a link, the generic webhook a file to fetch.
 VOICE_CHANNELS = frozenset({"telegram", "whatsapp", "twilio-whatsapp", WEB})
+_BY_URL = frozenset({"twilio-whatsapp", WEB})  # the file goes as a URL, not uploaded
 FILENAME = "reply.ogg"
 
 
@@ -69,8 +70,14 @@ async def voice_reply_stage(turn: Turn, next_: Next) -> None:
     text = spoken_text(turn.reply_texts(), voice.max_chars)
     if not text:
         return
-    attachment = await _voice_note(turn, files, voice.engine, text)
+    key = voice_key(turn, voice.engine, text)
+    reachable, url = await _reach(turn, files, key)
+    if not reachable:
+        return
+    attachment = await _voice_note(turn, files, voice.engine, text, key)
     if attachment is not None:
+        if url is not None:
+            attachment = dataclasses.replace(attachment, url=url)
         await turn.say_file_last(attachment)
 
 
@@ -93,13 +100,12 @@ def voice_key(turn: Turn, engine: TextToSpeech, text: str) -> str:
 
 
 async def _voice_note(
-    turn: Turn, files: OutboundFiles, engine: TextToSpeech, text: str
+    turn: Turn, files: OutboundFiles, engine: TextToSpeech, text: str, key: str
 ) -> Attachment | None:
     """The stored voice note of ``text`` (kept before, or spoken now); ``None``, logged,
     when it cannot be had."""
     message = turn.message
     where = f"channel={message.channel} bot={turn.bot.name} message={message.external_id}"
-    key = voice_key(turn, engine, text)
     started = time.perf_counter()
     try:
         stat = await files.blobs.stat(key)
@@ -127,21 +133,39 @@ async def _voice_note(
     except BlobError as e:
         log.warning("voice reply: not kept %s, the text goes alone: %s", where, e)
         return None
-    attachment = Attachment(
+    return Attachment(
         kind=MediaKind.AUDIO,
         content_type=VOICE_CONTENT_TYPE,
         filename=FILENAME,
         size=size,
         key=key,
     )
-    if message.channel == WEB and files.urls is not None:
+
+
+async def _reach(turn: Turn, files: OutboundFiles, key: str) -> tuple[bool, str | None]:
+    """Whether the channel can get the voice note, and the URL it goes with (the web's,
+    which the widget plays; ``None`` elsewhere). Twilio fetches files itself: with no
+    public address to give it, no voice note is made, rather than one sent as a dead link."""
+    channel = turn.message.channel
+    if channel not in _BY_URL:
+        return True, None
+    url = None
+    if files.urls is not None:
         try:
             url = await files.urls.url(key, filename=FILENAME, content_type=VOICE_CONTENT_TYPE)
         except BlobError as e:
-            log.warning("voice reply: no URL %s, the text goes alone: %s", where, e)
-            return None
-        attachment = dataclasses.replace(attachment, url=url)
-    return attachment
+            log.warning("voice reply: no URL for %s: %s", key, e)
+    if url is not None and (channel == WEB or url.startswith(("http://", "https://"))):
+        return True, url if channel == WEB else None  # Twilio's is signed when it is sent
+    log.warning(
+        "voice reply: not sent channel=%s bot=%s message=%s: no URL %s can fetch it from"
+        " (set BOTSERVER_PUBLIC_URL, or keep files on S3)",
+        channel,
+        turn.bot.name,
+        turn.message.external_id,
+        channel,
+    )
+    return False, None
 
 
 async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:

@@ -241,6 +241,27 @@ async def test_channels_that_take_no_voice_notes_get_the_text_alone(
         assert tts.calls == [], channel
 
 
+async def test_twilio_with_no_public_address_gets_no_dead_link(
+    registry: BotRegistry,
+    services: Services,
+    tts: FakeTextToSpeech,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Twilio fetches the files it sends: with no public URL to give it, no voice note is
+    made (the delivery would have sent "this file could not be sent" instead)."""
+    d = dispatcher(registry, services)  # its files have no public URLs
+    user = await greeted(d, "chatty", "twilio-whatsapp")
+    tts.reset()
+    caplog.clear()
+    sink = Replies()
+    with caplog.at_level(logging.WARNING, logger="pipeline.voice_replies"):
+        await d.handle(on("twilio-whatsapp", message("chatty", text="pizza", user=user)), sink)
+    assert sink.texts == ["You said: *pizza*"]
+    assert tts.calls == []
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert "BOTSERVER_PUBLIC_URL" in warning
+
+
 async def test_the_buttons_stay_on_the_text_and_the_voice_note_comes_after(
     registry: BotRegistry,
     services: Services,
