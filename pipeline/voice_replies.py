@@ -3,15 +3,16 @@
 With ``voice-replies`` on (:mod:`pipeline.voice_reply_config`), once the inner stages have
 answered, the text of the turn's replies (:mod:`pipeline.spoken_text`) is spoken by the
 bot's text-to-speech engine, kept in the blob store as an OGG/Opus file and sent as the
-turn's last message: Telegram's sendVoice, a WhatsApp audio message (a voice note), a
+turn's last message: Telegram's sendVoice, a WhatsApp audio message, a
 Twilio WhatsApp ``MediaUrl``, an audio player in the web widget. The text is still sent
 first, as usual (it may already have been streamed live), with the turn's buttons: the
 voice comes in addition, for who would rather listen.
 
 ``true`` speaks to a message that was a voice note or an audio file, ``always`` to every
 message, on the channels that take voice notes (:data:`VOICE_CHANNELS`: not SMS, not the
-generic webhook). Nothing is spoken while a person has the conversation, nor for a turn
-that said nothing (the reply stage's fallback, outside this stage, goes as text).
+generic webhook; not Twilio's WhatsApp without a public URL for it to fetch the file
+from). Nothing is spoken while a person has the conversation, nor for a turn that said
+nothing (the reply stage's fallback, outside this stage, goes as text).
 
 The voice note is kept under ``{bot}/users/{user}@{channel}/voice/{message}/{digest}.ogg``,
 the digest of the engine's model and voice and the text: a turn run again (it failed
