@@ -31,6 +31,7 @@ from pipeline.llm import (
 from pipeline.outbound_http import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, HttpPolicy
 from pipeline.speech_config import BotSpeech, bot_speech
 from pipeline.tokens import TokenCounter, answer_reserve, context_window, counter_for_model
+from pipeline.voice_reply_config import BotVoice, bot_voice
 from storage.base import TableStore
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ class Bot:
     gathering: GatherPolicy = field(default_factory=GatherPolicy)
     # Speech to text for voice notes (none, with why, until the bot is given its providers).
     speech: BotSpeech = field(default_factory=BotSpeech, compare=False)
+    # Text to speech for voice replies (``voice-replies``; off until given its providers).
+    voice: BotVoice = field(default_factory=BotVoice, compare=False)
 
     @property
     def name(self) -> str:
@@ -288,7 +291,19 @@ def load_bot(
         log.info("bot %s: no speech to text: %s", package.name, speech.problem)
     else:
         log.info("bot %s: speech to text %s", package.name, speech.engine.name)
-    return replace(bot, model=model, model_problem=problem, speech=speech)
+    voice = bot_voice(package.config, environ)
+    if voice.problem is not None:
+        log.warning("bot %s: voice replies off: %s", package.name, voice.problem)
+    elif voice.engine is not None:
+        log.info(
+            "bot %s: voice replies %s by %s (%s, %s)",
+            package.name,
+            voice.mode.value,
+            voice.engine.name,
+            voice.engine.model,
+            voice.engine.voice,
+        )
+    return replace(bot, model=model, model_problem=problem, speech=speech, voice=voice)
 
 
 class BotRegistry:
@@ -386,6 +401,7 @@ class BotRegistry:
         delay = max(
             bot.model.settings.deadline if bot.model is not None else 0.0,
             bot.speech.timeout,
+            bot.voice.timeout,
         )
         delay += RETIRE_GRACE
 
@@ -417,12 +433,14 @@ class _Closable(Protocol):
 
 
 def _providers(bot: Bot) -> tuple[_Closable, ...]:
-    """The clients a bot holds open: its model's and its speech engine's."""
+    """The clients a bot holds open: its model's and its speech engines'."""
     found: list[_Closable] = []
     if bot.model is not None:
         found.append(bot.model.provider)
     if bot.speech.engine is not None:
         found.append(bot.speech.engine)
+    if bot.voice.engine is not None:
+        found.append(bot.voice.engine)
     return tuple(found)
 
 

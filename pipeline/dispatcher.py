@@ -19,6 +19,7 @@ from pipeline.services import Services
 from pipeline.sessions import session_stage
 from pipeline.turn import ReplySink, Stage, Turn, build_chain
 from pipeline.voice import voice_stage
+from pipeline.voice_replies import voice_reply_stage
 from storage.base import Claim
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,9 @@ def default_stages(*, knowledge: Knowledge | None = None) -> list[Stage]:
     Order matters: the session must exist before anything reads it; reply wraps
     everything after it, so it runs last on the way out, flushing and saving
     what the inner stages produced (the media stage's notes on the user's row
-    and its replies included); media comes next, so that the message's files are
+    and its replies included); the voice-reply stage right inside it, so that it
+    speaks what every stage after it said before reply delivers and saves it (its
+    voice note one more reply); media comes next, so that the message's files are
     stored (the provider's links expire) for whoever answers it, and voice right after
     it, so that a voice note is the user's text for everything after (a person who has
     the conversation reads the transcript too); then the handoff
@@ -45,6 +48,7 @@ def default_stages(*, knowledge: Knowledge | None = None) -> list[Stage]:
     return [
         session_stage,
         reply_stage,
+        voice_reply_stage,
         media_stage,
         voice_stage,
         handoff_stage,

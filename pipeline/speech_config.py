@@ -79,7 +79,10 @@ class BotSpeech:
     named: bool = False
 
 
-class _Rows:
+class ConfigRows:
+    """A bot's ``config.csv`` rows, ``${ENV_NAME}`` expanded; a row that cannot be used
+    raises :class:`SpeechNotConfigured` naming it."""
+
     def __init__(self, config: BotConfig, environ: Mapping[str, str]) -> None:
         self._config = config
         self._environ = environ
@@ -106,7 +109,8 @@ class _Rows:
         return number
 
 
-def _is_local(url: str) -> bool:
+def is_local(url: str) -> bool:
+    """Whether ``url`` is on this machine (a server there may need no key)."""
     host = urlsplit(url).hostname or ""
     if host == "localhost":
         return True
@@ -117,7 +121,7 @@ def _is_local(url: str) -> bool:
 
 
 def speech_settings(
-    rows: _Rows, environ: Mapping[str, str], timeout: float
+    rows: ConfigRows, environ: Mapping[str, str], timeout: float
 ) -> SpeechSettings | str | None:
     """The bot's endpoint, :data:`LOCAL` for the offline engine, ``None`` for none named.
 
@@ -146,7 +150,7 @@ def speech_settings(
     if key is None and not own_url and env_key:
         key = environ.get(env_key, "").strip() or None  # only to that provider's own URL
     if key is None or key.lower() == NO_KEY:
-        if not (_is_local(url) or (key is not None and own_url)):
+        if not (is_local(url) or (key is not None and own_url)):
             raise SpeechNotConfigured(
                 f"no key for {chosen} at {url} (set transcription-key, or"
                 " transcription-key,none for a server without authentication)"
@@ -201,7 +205,7 @@ def bot_speech(config: BotConfig, environ: Mapping[str, str]) -> BotSpeech:
     Builds an HTTP client (no connection yet); a configuration that cannot be used gives
     no engine, with the reason in ``problem``.
     """
-    rows = _Rows(config, environ)
+    rows = ConfigRows(config, environ)
     try:
         language = language_of(rows.get("transcription-language"))
         max_seconds = rows.seconds("transcription-max-duration", DEFAULT_MAX_SECONDS)

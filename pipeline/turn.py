@@ -182,6 +182,21 @@ class Turn:
             await self._deliver(*self._pending, ())
         self._pending = (text, 0, None, player)
 
+    async def say_file_last(self, attachment: Attachment) -> None:
+        """Deliver the held-back message with the session's suggestions, then a file with
+        none and no caption (the turn's replies spoken: their buttons stay on their text,
+        rather than on a text naming the file)."""
+        await self.flush()
+        await self._deliver("", 0, attachment, ())
+
+    def reply_texts(self) -> list[str]:
+        """The text of the bot messages this turn produced so far, the held-back one
+        included (files' captions left out)."""
+        texts = [reply.text for reply in self.outbound if not reply.attachments]
+        if self._pending is not None and self._pending[2] is None:
+            texts.append(self._pending[0])
+        return texts
+
     @contextlib.asynccontextmanager
     async def streaming(self) -> AsyncIterator[None]:
         """Around one model stream, whose deltas go to the sink: a live sink sends them to

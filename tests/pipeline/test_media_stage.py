@@ -21,7 +21,7 @@ from channels.whatsapp import WhatsAppChannel
 from pipeline.bots import BotRegistry
 from pipeline.dispatcher import Dispatcher, default_stages
 from pipeline.errors import TurnFailed
-from pipeline.media import MediaIntake
+from pipeline.media import MediaIntake, media_stage
 from pipeline.message_path import MessagePath, PathPolicy
 from pipeline.services import Services
 from pipeline.speech_local import installed as offline_installed
@@ -85,8 +85,9 @@ def services(stores: Stores, sources: dict[str, MediaSource]) -> Services:
 
 def dispatcher(registry: BotRegistry, services: Services, *extra: Stage) -> Dispatcher:
     stages = default_stages()
-    # Extra stages run right after the media stage (index 3 is the voice stage).
-    return Dispatcher(registry, services, stages=[*stages[:3], *extra, *stages[3:]])
+    # Extra stages run right after the media stage.
+    at = stages.index(media_stage) + 1
+    return Dispatcher(registry, services, stages=[*stages[:at], *extra, *stages[at:]])
 
 
 def voice(media_id: str, *, caption: str | None = None) -> Attachment:

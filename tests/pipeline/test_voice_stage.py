@@ -27,7 +27,7 @@ from pipeline.outbound_http import OutboundHttp
 from pipeline.services import Services
 from pipeline.speech_local import installed as offline_installed
 from pipeline.turn import Next, Stage, Turn
-from pipeline.voice import REPLIES, transcript_key
+from pipeline.voice import REPLIES, transcript_key, voice_stage
 from storage.base import HistoryEntry
 from storage.services import Stores
 from tests.channels.fake_graph import PHONE_NUMBER_ID, FakeGraphApi
@@ -124,8 +124,9 @@ def services(stores: Stores, whatsapp: MediaSource) -> Services:
 
 def dispatcher(registry: BotRegistry, services: Services, *extra: Stage) -> Dispatcher:
     stages = default_stages()
-    # Extra stages run right after the voice stage (index 4 is the handoff stage).
-    return Dispatcher(registry, services, stages=[*stages[:4], *extra, *stages[4:]])
+    # Extra stages run right after the voice stage.
+    at = stages.index(voice_stage) + 1
+    return Dispatcher(registry, services, stages=[*stages[:at], *extra, *stages[at:]])
 
 
 def note(media_id: str, *, caption: str | None = None, mime: str = "audio/ogg") -> Attachment:
