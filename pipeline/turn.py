@@ -187,13 +187,15 @@ class Turn:
         none and no caption (the turn's replies spoken: their buttons stay on their text,
         rather than on a text naming the file)."""
         await self.flush()
-        await self._deliver("", 0, attachment, ())
+        await self._deliver("", 0, attachment, None, ())
 
     def reply_texts(self) -> list[str]:
         """The text of the bot messages this turn produced so far, the held-back one
         included (files' captions left out)."""
-        texts = [reply.text for reply in self.outbound if not reply.attachments]
-        if self._pending is not None and self._pending[2] is None:
+        texts = [
+            reply.text for reply in self.outbound if not reply.attachments and not reply.player
+        ]
+        if self._pending is not None and self._pending[2] is None and self._pending[3] is None:
             texts.append(self._pending[0])
         return texts
 
