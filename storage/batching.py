@@ -17,11 +17,6 @@ from typing import Generic, TypeVar
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-# ``min_concurrent`` of the turn's own statements (the inbox's put, the session save): a
-# second batch waits for 8 items, which cut PostgreSQL's CPU per web turn by ~10 % at 32
-# connections (bench/bench_web_wrk.py).
-HOT_MIN_CONCURRENT = 8
-
 # Runs one batch: one result (or exception, for that item alone) per item, in order.
 RunBatch = Callable[[Sequence[Item]], Awaitable[Sequence[Result | BaseException]]]
 
@@ -30,10 +25,7 @@ class Batcher(Generic[Item, Result]):
     """Collects items from concurrent callers and runs them in batches.
 
     At most ``max_in_flight`` batches run at once (size it to the connection
-    pool); each takes up to ``max_batch`` waiting items. While a batch runs, another
-    starts only once ``min_concurrent`` items wait: under load, fewer and larger
-    batches (a statement's fixed cost in PostgreSQL is several items' worth), while
-    an idle batcher still sends the first item at once. Items with the same
+    pool); each takes up to ``max_batch`` waiting items. Items with the same
     ``key`` never share a batch, nor run in two batches at once: they run one
     after the other in the order submitted, so two writes to one row land in
     that order. A failure of the whole batch is raised to every caller in it.
@@ -46,13 +38,11 @@ class Batcher(Generic[Item, Result]):
         key: Callable[[Item], Hashable] | None = None,
         max_batch: int = 256,
         max_in_flight: int = 4,
-        min_concurrent: int = 1,
     ) -> None:
         self._run = run
         self._key = key
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
-        self._min_concurrent = min_concurrent
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self._in_flight = 0
         self._scheduled = False
@@ -69,8 +59,6 @@ class Batcher(Generic[Item, Result]):
     def _schedule(self) -> None:
         if self._scheduled or not self._pending or self._in_flight >= self._max_in_flight:
             return
-        if self._in_flight and len(self._pending) < self._min_concurrent:
-            return  # the running batch's end schedules them
         self._scheduled = True
         # The batch's task first runs on the next loop iteration: callers that
         # are ready in this one join it. It then sends its statement in that

@@ -39,7 +39,7 @@ from storage.base import (
     InboxPut,
     SessionRead,
 )
-from storage.batching import HOT_MIN_CONCURRENT, Batcher
+from storage.batching import Batcher
 from storage.postgres import (
     DatabaseError,
     _session,
@@ -239,7 +239,6 @@ class PostgresInbox:
             self._put_batch,
             key=lambda item: (item.bot_id, item.channel, item.external_id),
             max_in_flight=connections,
-            min_concurrent=HOT_MIN_CONCURRENT,
         )
         # Nor, for puts that lease, one conversation: its second message must see the
         # first active. (The database orders them too, across instances.)
@@ -247,7 +246,6 @@ class PostgresInbox:
             self._put_and_lease_batch,
             key=lambda entry: (entry.item.bot_id, entry.item.channel, entry.item.conversation),
             max_in_flight=connections,
-            min_concurrent=HOT_MIN_CONCURRENT,
         )
 
     async def put(self, item: InboxItem) -> int | None:

@@ -31,7 +31,7 @@ from storage.base import (
     TransferItem,
     turn_session_read,
 )
-from storage.batching import HOT_MIN_CONCURRENT, Batcher
+from storage.batching import Batcher
 from storage.pinned_connections import PinnedConnections
 
 # Ids travel as text both ways (``::text``, ``$1::text[]::uuid[]``): the rest of the
@@ -375,10 +375,7 @@ class PostgresConversationStore:
         self._gets = Batcher(self._get_batch, max_in_flight=max_in_flight)
         self._finds = Batcher(self._find_batch, max_in_flight=max_in_flight)
         self._saves = Batcher(
-            self._save_batch,
-            key=lambda item: item.session.id,
-            max_in_flight=max_in_flight,
-            min_concurrent=HOT_MIN_CONCURRENT,
+            self._save_batch, key=lambda item: item.session.id, max_in_flight=max_in_flight
         )
 
     async def create(self, *, bot_id: str, channel: str, user_id: str) -> Session:

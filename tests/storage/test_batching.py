@@ -110,30 +110,3 @@ async def test_a_caller_that_gives_up_does_not_break_the_batch() -> None:
     await asyncio.sleep(0)
     waiting.cancel()
     assert await kept == "KEPT"
-
-
-async def test_while_a_batch_runs_another_starts_only_once_enough_items_wait() -> None:
-    run = Recorder(delay=0.05)
-    batcher: Batcher[str, str] = Batcher(run, max_in_flight=4, min_concurrent=3)
-    first = asyncio.ensure_future(batcher.submit("a"))
-    await asyncio.sleep(0.01)  # "a" runs alone: an idle batcher never waits
-    assert run.batches == [["a"]]
-    two = [asyncio.ensure_future(batcher.submit(x)) for x in ["b", "c"]]
-    await asyncio.sleep(0.01)
-    assert run.batches == [["a"]]  # two waiting, fewer than 3: they wait for "a"'s batch
-    three = [asyncio.ensure_future(batcher.submit(x)) for x in ["d", "e", "f"]]
-    await asyncio.sleep(0.01)
-    assert run.batches == [["a"], ["b", "c", "d", "e", "f"]]  # five waiting: a second batch
-    assert await asyncio.gather(first, *two, *three) == ["A", "B", "C", "D", "E", "F"]
-
-
-async def test_items_left_below_the_threshold_go_when_the_running_batch_ends() -> None:
-    run = Recorder(delay=0.02)
-    batcher: Batcher[str, str] = Batcher(run, min_concurrent=8)
-    first = asyncio.ensure_future(batcher.submit("a"))
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    rest = [asyncio.ensure_future(batcher.submit(x)) for x in ["b", "c"]]
-    assert await asyncio.gather(first, *rest) == ["A", "B", "C"]
-    assert run.batches == [["a"], ["b", "c"]]
-    assert run.most_running == 1
