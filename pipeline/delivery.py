@@ -251,6 +251,7 @@ class DeliveryWorker:
         live = _live_record(row, message)
         texts = self._plan(adapter, message, live) if message.text.strip() else []
         steps: list[FileStep | FinalPart | None] = [*files, *texts]
+        done = False  # the last part's record marked the row sent
         for index, step in enumerate(steps[row.parts_sent :], start=row.parts_sent):
             if step is None:  # sent live by the turn: recorded with its row
                 continue
@@ -259,13 +260,15 @@ class DeliveryWorker:
             elif step.edit_of is not None:
                 sent = await self._edit(row, adapter, step, live)
             else:
+                done = index == len(steps) - 1
                 sent = await self._send(
-                    row, adapter, step.part, index=index, reply_to=message.reply_to
+                    row, adapter, step.part, index=index, reply_to=message.reply_to, done=done
                 )
             if sent is None:
                 return
             row = sent
-        await self._outbox.sent(row)
+        if not done:
+            await self._outbox.sent(row)
         self.counters.replies += 1
         await self._delivered(row)
 
@@ -285,7 +288,7 @@ class DeliveryWorker:
             await self._failed(row, e, "event")
             return
         self.counters.parts += 1
-        await self._outbox.sent(await self._outbox.part_sent(row, result.provider_id))
+        await self._outbox.part_sent(row, result.provider_id, done=True)
 
     async def _delivered(self, row: OutboxRow) -> None:
         """Tell the bot's generic webhook that a proactive message reached its provider."""
@@ -377,9 +380,11 @@ class DeliveryWorker:
         *,
         index: int = 0,
         reply_to: str | None = None,
+        done: bool = False,
     ) -> OutboxRow | None:
-        """One part: paced, marked on its way, sent, recorded. ``None`` when the row
-        is done with for now (failed, parked, or its lease lost)."""
+        """One part: paced, marked on its way, sent, recorded (with ``done``, as the reply's
+        last: the row sent in the same record). ``None`` when the row is done with for now
+        (failed, parked, or its lease lost)."""
         pacer = self._pacer(row, adapter)
         # Paced and marked on its way two at a time at most (see channels.pacing), so a
         # slow database cannot bunch the requests at the provider.
@@ -408,7 +413,7 @@ class DeliveryWorker:
             await self._failed(row, e, "send")
             return None
         self.counters.parts += 1
-        return await self._outbox.part_sent(row, result.provider_id)
+        return await self._outbox.part_sent(row, result.provider_id, done=done)
 
     async def _send_file(
         self, row: OutboxRow, adapter: Channel, step: FileStep
@@ -502,7 +507,7 @@ class DeliveryWorker:
             await self._failed(row, e, "template")
             return
         self.counters.templates += 1
-        await self._outbox.sent(await self._outbox.part_sent(row, result.provider_id))
+        row = await self._outbox.part_sent(row, result.provider_id, done=True)
         log.info("outbox row %d: template %r sent", row.seq, template.name)
         await self._delivered(row)
 
@@ -533,8 +538,7 @@ class DeliveryWorker:
             await self._failed(row, e, "template")
             return
         self.counters.templates += 1
-        row = await self._outbox.part_sent(row, result.provider_id)
-        await self._outbox.sent(row)
+        row = await self._outbox.part_sent(row, result.provider_id, done=True)
         log.info("outbox row %d: %s, template %r sent instead", row.seq, why, name)
         await self._delivered(row)
 

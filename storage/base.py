@@ -541,8 +541,9 @@ class Outbox(Protocol):
     async def busy(self, bot_id: str, channel: str, conversation: str) -> bool:
         """Whether the conversation has replies not yet sent (pending or being sent)."""
 
-    async def part_sent(self, row: OutboxRow, provider_id: str) -> OutboxRow:
-        """Record a part the provider confirmed; the row with it counted."""
+    async def part_sent(self, row: OutboxRow, provider_id: str, *, done: bool = False) -> OutboxRow:
+        """Record a part the provider confirmed; the row with it counted. ``done``: it was
+        the reply's last part, and the row is :meth:`sent` in the same record."""
 
     async def note(self, row: OutboxRow, fields: dict[str, Any]) -> None:
         """Merge ``fields`` into the row's message (what a retry needs: upload ids)."""
