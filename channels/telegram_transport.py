@@ -53,13 +53,18 @@ from channels.base import (
 _TOKEN_IN_URL = re.compile(r"/(file/)?bot\d+:[A-Za-z0-9_-]+")
 
 
+def redacted(text: str) -> str:
+    """``text`` with ``/bot<redacted>`` for the token of each Bot API URL in it."""
+    return _TOKEN_IN_URL.sub(lambda m: f"/{m.group(1) or ''}bot<redacted>", text)
+
+
 class TokenRedactor(logging.Filter):
     """Writes ``/bot<redacted>`` for the token in the Bot API URLs that httpx logs."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if _TOKEN_IN_URL.search(message):
-            record.msg = _TOKEN_IN_URL.sub(lambda m: f"/{m.group(1) or ''}bot<redacted>", message)
+            record.msg = redacted(message)
             record.args = None
         return True
 
@@ -194,7 +199,8 @@ class TelegramRequest(HTTPXRequest):
         except TimeoutError as e:  # aiohttp's connect and read timeouts are TimeoutErrors
             raise TimedOut from e
         except aiohttp.ClientError as e:
-            raise NetworkError(f"aiohttp.{type(e).__name__}: {e}") from e
+            # Some of aiohttp's errors name the URL, and with it the token.
+            raise NetworkError(redacted(f"aiohttp.{type(e).__name__}: {e}")) from e
         finally:
             self._slots.release()
 

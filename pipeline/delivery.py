@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import re
 import time
@@ -151,7 +152,9 @@ class DeliveryWorker:
         self._files = files
         self._pacers: dict[tuple[str, str], Pacer] = {}
         self._wake = asyncio.Event()
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: set[asyncio.Task[bool]] = set()
+        self._commits = 0  # wake-ups from outside: each may have queued replies
+        self._full = False  # the last lease took as many rows as there was room for
         self._loop_task: asyncio.Task[None] | None = None
         self.counters = DeliveryCounters()
 
@@ -159,6 +162,7 @@ class DeliveryWorker:
 
     def wake(self) -> None:
         """A turn committed replies: look now rather than at the next poll."""
+        self._commits += 1
         self._wake.set()
 
     def start(self) -> None:
@@ -179,7 +183,12 @@ class DeliveryWorker:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _work(self) -> None:
+        # One lease per wake-up, not one per reply sent: a reply that went out wakes the
+        # loop only when something may be due that no other wake-up announces (see _done).
+        # Cleared before the lease, so that a commit during it is not missed.
         while True:
+            self._wake.clear()
+            commits = self._commits
             free = self.policy.concurrency - len(self._running)
             rows: list[OutboxRow] = []
             if free > 0:
@@ -189,29 +198,35 @@ class DeliveryWorker:
                     log.error(
                         "outbox unavailable: %s; again in %.0f s", e, self.policy.poll_interval
                     )
+            self._full = free <= len(rows)  # more may be due than there was room for
             for row in rows:
                 task = asyncio.create_task(self.deliver(row), name=f"deliver-{row.seq}")
                 self._running.add(task)
-                task.add_done_callback(self._done)
-            if not rows or free <= len(rows):
-                self._wake.clear()
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
-                # that comes as the event is set (a send finishing), and stop() then waited
-                # for this loop forever.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.policy.poll_interval):
-                        await self._wake.wait()
+                task.add_done_callback(functools.partial(self._done, row.has_next, commits))
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
+            # that comes as the event is set (a send finishing), and stop() then waited
+            # for this loop forever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.policy.poll_interval):
+                    await self._wake.wait()
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, has_next: bool, commits: int, task: asyncio.Task[bool]) -> None:
+        """A reply is done with: look again if that may have made another one due."""
         self._running.discard(task)
-        self._wake.set()  # a slot is free; the conversation may have a next reply
+        sent = not task.cancelled() and task.exception() is None and task.result()
+        # A later reply of its conversation waited behind it (leased with it, or committed
+        # since), a slot freed while replies were left unleased, or it was not sent (a
+        # retry may be due at once): otherwise nothing new is due, and no lease is made.
+        if has_next or commits != self._commits or self._full or not sent:
+            self._wake.set()
 
     # -- one reply ---------------------------------------------------------------------------
 
-    async def deliver(self, row: OutboxRow) -> None:
-        """Send the rest of ``row``'s parts; every outcome is recorded on the row."""
+    async def deliver(self, row: OutboxRow) -> bool:
+        """Send the rest of ``row``'s parts; every outcome is recorded on the row. Whether
+        the row is sent (``False``: retried, parked, or left to a new lease holder)."""
         try:
-            await self._deliver(row)
+            return await self._deliver(row)
         except StorageError as e:
             # The lease runs out and the row is handed out again (or marked unknown
             # if a part was on its way): nothing is lost, nothing sent twice.
@@ -224,28 +239,29 @@ class DeliveryWorker:
                 await self._outbox.park(row, status="unknown", error=f"unexpected error: {e!r}")
             except StorageError as store_error:  # the lease runs out; the claim marks it
                 log.error("outbox row %d: could not be parked: %s", row.seq, store_error)
+        return False
 
-    async def _deliver(self, row: OutboxRow) -> None:
+    async def _deliver(self, row: OutboxRow) -> bool:
         adapter = self._adapters(row.bot_id, row.channel)
         if adapter is None:
             error = ProviderUnavailable(f"channel {row.channel} of bot {row.bot_id} is not on")
             await self._failed(row, error, "channel-off")
-            return
+            return False
         if "event" in row.message:
             await self._send_event(row, adapter)
-            return
+            return False
         message = outbound_from_json(row.message)
         if message.template is not None:  # SEND TEMPLATE: allowed in the window and out of it
             await self._send_named_template(row, adapter, message.template)
-            return
+            return False
         if row.channel in self.policy.window_channels and not await self._window_open(row):
             await self._send_template(row, adapter, message, "the 24-hour window is closed")
-            return
+            return False
         files: tuple[FileStep, ...] = ()
         if message.attachments:  # SEND FILE TO: its files first, then what text is left
             if self._files is None:
                 await self._failed(row, SendRefused("no file store to send files from"), "file")
-                return
+                return False
             plan = await self._files.plan(adapter, message)
             files, message = plan.files, dataclasses.replace(message, text=plan.text)
         live = _live_record(row, message)
@@ -265,12 +281,13 @@ class DeliveryWorker:
                     row, adapter, step.part, index=index, reply_to=message.reply_to, done=done
                 )
             if sent is None:
-                return
+                return False
             row = sent
         if not done:
             await self._outbox.sent(row)
         self.counters.replies += 1
         await self._delivered(row)
+        return True
 
     async def _send_event(self, row: OutboxRow, adapter: Channel) -> None:
         if not isinstance(adapter, IdentifiedSends):
@@ -310,6 +327,8 @@ class DeliveryWorker:
             await self._events(row.bot_id, EVENT_CHANNEL, row.conversation, event)
         except StorageError as e:  # the message itself is sent and recorded
             log.error("outbox row %d: delivered event not queued: %s", row.seq, e)
+            return
+        self.wake()  # the event's row is due now
 
     def _plan(
         self, adapter: Channel, message: OutboundMessage, live: LiveResult | None

@@ -224,6 +224,8 @@ class OutboxRow:
     provider_ids: tuple[str, ...]
     attempts: int
     created_at: datetime
+    # When leased, a later reply of the same conversation was waiting behind this one.
+    has_next: bool = False
 
 
 class ConversationStore(Protocol):

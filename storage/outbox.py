@@ -51,7 +51,11 @@ SET status = 'sending', lease_token = $3::uuid, attempts = o.attempts + 1,
     lease_until = now() + $2 * interval '1 second'
 FROM c WHERE o.seq = c.seq
 RETURNING o.seq, o.bot_id, o.channel, o.conversation, o.message, o.parts_sent,
-          o.provider_ids, o.attempts, o.created_at
+          o.provider_ids, o.attempts, o.created_at,
+          EXISTS (SELECT 1 FROM outbox n
+                  WHERE n.bot_id = o.bot_id AND n.channel = o.channel
+                    AND n.conversation = o.conversation
+                    AND n.status IN ('pending', 'sending') AND n.seq > o.seq)
 """
 
 # A part's record, every kind in one statement shared by concurrent sends (see
@@ -173,6 +177,7 @@ class PostgresOutbox:
                 provider_ids=tuple(r[6]),
                 attempts=r[7],
                 created_at=r[8],
+                has_next=r[9],
             )
             for r in rows
         ]
