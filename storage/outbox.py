@@ -58,6 +58,33 @@ RETURNING o.seq, o.bot_id, o.channel, o.conversation, o.message, o.parts_sent,
                     AND n.status IN ('pending', 'sending') AND n.seq > o.seq)
 """
 
+# A record with no other to share its statement (an idle moment) takes one of its own
+# kind: the shared statement costs PostgreSQL ~290 us to plan and run for one row, against
+# ~110 us for these (and ~45 us a row in a batch of 8).
+_START_PART = """
+UPDATE outbox SET in_flight = $4, lease_until = now() + $3 * interval '1 second'
+WHERE seq = $1 AND lease_token = $2::uuid AND status = 'sending'
+"""
+
+_PART_SENT = """
+UPDATE outbox SET in_flight = false, parts_sent = parts_sent + 1,
+    provider_ids = provider_ids || jsonb_build_array($3::text)
+WHERE seq = $1 AND lease_token = $2::uuid AND status = 'sending'
+"""
+
+_LAST_PART_SENT = """
+UPDATE outbox SET status = 'sent', in_flight = false, lease_token = NULL, lease_until = NULL,
+    sent_at = now(), parts_sent = parts_sent + 1,
+    provider_ids = provider_ids || jsonb_build_array($3::text)
+WHERE seq = $1 AND lease_token = $2::uuid AND status = 'sending'
+"""
+
+_SENT = """
+UPDATE outbox SET status = 'sent', in_flight = false, lease_token = NULL, lease_until = NULL,
+    sent_at = now()
+WHERE seq = $1 AND lease_token = $2::uuid
+"""
+
 # A part's record, every kind in one statement shared by concurrent sends (see
 # storage/batching.py): a part marked on its way (``lease`` set), a part confirmed (``pid``),
 # the row sent (``done``), or a last part confirmed and its row sent at once. One round trip
@@ -206,6 +233,8 @@ class PostgresOutbox:
         await self._records.submit(_Record(row.seq, row.token, None, False, None, True))
 
     async def _record_batch(self, records: Sequence[_Record]) -> list[bool]:
+        if len(records) == 1:
+            return [await self._record_one(records[0])]
         with translate_errors:
             rows = await self._pool.fetch(
                 _RECORD,
@@ -218,6 +247,17 @@ class PostgresOutbox:
             )
         matched = {row[0] for row in rows}
         return [r.seq in matched for r in records]
+
+    async def _record_one(self, r: _Record) -> bool:
+        with translate_errors:
+            if r.lease is not None:
+                result = await self._pool.execute(_START_PART, r.seq, r.token, r.lease, r.in_flight)
+            elif r.provider_id is None:
+                result = await self._pool.execute(_SENT, r.seq, r.token)
+            else:
+                statement = _LAST_PART_SENT if r.done else _PART_SENT
+                result = await self._pool.execute(statement, r.seq, r.token, r.provider_id)
+        return str(result).endswith(" 1")
 
     async def retry(self, row: OutboxRow, *, delay: float, error: str) -> None:
         with translate_errors:
