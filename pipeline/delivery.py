@@ -44,7 +44,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
 import re
 import time
@@ -188,7 +187,6 @@ class DeliveryWorker:
         # Cleared before the lease, so that a commit during it is not missed.
         while True:
             self._wake.clear()
-            commits = self._commits
             free = self.policy.concurrency - len(self._running)
             rows: list[OutboxRow] = []
             if free > 0:
@@ -202,7 +200,7 @@ class DeliveryWorker:
             for row in rows:
                 task = asyncio.create_task(self.deliver(row), name=f"deliver-{row.seq}")
                 self._running.add(task)
-                task.add_done_callback(functools.partial(self._done, row.has_next, commits))
+                task.add_done_callback(self._done)
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
             # that comes as the event is set (a send finishing), and stop() then waited
             # for this loop forever.
@@ -210,21 +208,25 @@ class DeliveryWorker:
                 async with asyncio.timeout(self.policy.poll_interval):
                     await self._wake.wait()
 
-    def _done(self, has_next: bool, commits: int, task: asyncio.Task[bool]) -> None:
+    def _done(self, task: asyncio.Task[bool]) -> None:
         """A reply is done with: look again if that may have made another one due."""
         self._running.discard(task)
-        sent = not task.cancelled() and task.exception() is None and task.result()
-        # A later reply of its conversation waited behind it (leased with it, or committed
-        # since), a slot freed while replies were left unleased, or it was not sent (a
-        # retry may be due at once): otherwise nothing new is due, and no lease is made.
-        if has_next or commits != self._commits or self._full or not sent:
+        quiet = not task.cancelled() and task.exception() is None and task.result()
+        # Unless it was sent and nothing waited behind it (see deliver), or a slot freed while
+        # replies were left unleased, nothing new is due, and no lease is made.
+        if not quiet or self._full:
             self._wake.set()
 
     # -- one reply ---------------------------------------------------------------------------
 
     async def deliver(self, row: OutboxRow) -> bool:
-        """Send the rest of ``row``'s parts; every outcome is recorded on the row. Whether
-        the row is sent (``False``: retried, parked, or left to a new lease holder)."""
+        """Send the rest of ``row``'s parts; every outcome is recorded on the row.
+
+        ``True`` when the row is sent and no later reply of its conversation waited behind
+        it: its last record said so, and no turn committed replies while that record was
+        being made (whose rows that record's statement may not have seen). ``False``
+        otherwise (retried, parked, left to a new lease holder, or a reply may wait): the
+        worker then looks for due rows at once."""
         try:
             return await self._deliver(row)
         except StorageError as e:
@@ -287,7 +289,7 @@ class DeliveryWorker:
             await self._outbox.sent(row)
         self.counters.replies += 1
         await self._delivered(row)
-        return True
+        return done and not row.has_next
 
     async def _send_event(self, row: OutboxRow, adapter: Channel) -> None:
         if not isinstance(adapter, IdentifiedSends):
@@ -432,7 +434,11 @@ class DeliveryWorker:
             await self._failed(row, e, "send")
             return None
         self.counters.parts += 1
-        return await self._outbox.part_sent(row, result.provider_id, done=done)
+        commits = self._commits
+        row = await self._outbox.part_sent(row, result.provider_id, done=done)
+        if commits != self._commits:  # replies committed meanwhile: one may wait behind it
+            row = dataclasses.replace(row, has_next=True)
+        return row
 
     async def _send_file(
         self, row: OutboxRow, adapter: Channel, step: FileStep

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -27,7 +27,13 @@ from storage.base import OutboxRow, StorageError
 from storage.batching import Batcher
 from storage.postgres import translate_errors
 
-_CLAIM = """
+# Whether a later reply of the row's conversation waits behind it.
+_LATER = """EXISTS (SELECT 1 FROM outbox n
+               WHERE n.bot_id = o.bot_id AND n.channel = o.channel
+                 AND n.conversation = o.conversation
+                 AND n.status IN ('pending', 'sending') AND n.seq > o.seq)"""
+
+_CLAIM = f"""
 WITH stale AS (
     UPDATE outbox SET status = 'unknown', lease_token = NULL, lease_until = NULL,
         last_error = 'stopped while a part was on its way: it may or may not have arrived'
@@ -51,11 +57,7 @@ SET status = 'sending', lease_token = $3::uuid, attempts = o.attempts + 1,
     lease_until = now() + $2 * interval '1 second'
 FROM c WHERE o.seq = c.seq
 RETURNING o.seq, o.bot_id, o.channel, o.conversation, o.message, o.parts_sent,
-          o.provider_ids, o.attempts, o.created_at,
-          EXISTS (SELECT 1 FROM outbox n
-                  WHERE n.bot_id = o.bot_id AND n.channel = o.channel
-                    AND n.conversation = o.conversation
-                    AND n.status IN ('pending', 'sending') AND n.seq > o.seq)
+          o.provider_ids, o.attempts, o.created_at, {_LATER}
 """
 
 # A record with no other to share its statement (an idle moment) takes one of its own
@@ -72,11 +74,14 @@ UPDATE outbox SET in_flight = false, parts_sent = parts_sent + 1,
 WHERE seq = $1 AND lease_token = $2::uuid AND status = 'sending'
 """
 
-_LAST_PART_SENT = """
-UPDATE outbox SET status = 'sent', in_flight = false, lease_token = NULL, lease_until = NULL,
+# A reply's last record says whether a later reply of its conversation waits (see
+# DeliveryWorker._done).
+_LAST_PART_SENT = f"""
+UPDATE outbox o SET status = 'sent', in_flight = false, lease_token = NULL, lease_until = NULL,
     sent_at = now(), parts_sent = parts_sent + 1,
     provider_ids = provider_ids || jsonb_build_array($3::text)
 WHERE seq = $1 AND lease_token = $2::uuid AND status = 'sending'
+RETURNING {_LATER}
 """
 
 _SENT = """
@@ -91,7 +96,7 @@ WHERE seq = $1 AND lease_token = $2::uuid
 # and one commit per batch instead of three of each per reply. ``seq = ANY($1)`` lets the
 # planner find the rows by key: it sizes an array parameter right, where it would guess
 # at unnest's record set.
-_RECORD = """
+_RECORD = f"""
 UPDATE outbox o SET
     in_flight = v.in_flight,
     lease_until = CASE WHEN v.done THEN NULL
@@ -107,7 +112,7 @@ FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::bool[], $5::text[], $6::
     AS v(seq, token, lease, in_flight, pid, done)
 WHERE o.seq = ANY($1::bigint[]) AND o.seq = v.seq AND o.lease_token = v.token::uuid
   AND (o.status = 'sending' OR (v.done AND v.pid IS NULL))
-RETURNING o.seq
+RETURNING o.seq, v.done AND {_LATER}
 """
 
 _BUSY = """
@@ -177,6 +182,11 @@ class _Record:
     done: bool = False  # the row sent
 
 
+class _Recorded(NamedTuple):
+    matched: bool  # the lease was still held
+    later: bool  # (the row sent) a later reply of its conversation waits
+
+
 class PostgresOutbox:
     """:class:`storage.base.Outbox` on the ``outbox`` and ``delivery_reports`` tables."""
 
@@ -184,7 +194,7 @@ class PostgresOutbox:
         self._pool = pool
         # The records of concurrent sends share a statement; one row's records never share
         # one, nor run in two at once: they land in the order they were made.
-        self._records: Batcher[_Record, bool] = Batcher(
+        self._records: Batcher[_Record, _Recorded] = Batcher(
             self._record_batch, key=lambda record: record.seq, max_in_flight=max_in_flight
         )
 
@@ -212,7 +222,8 @@ class PostgresOutbox:
         return claimed
 
     async def start_part(self, row: OutboxRow, *, lease: float, in_flight: bool = True) -> bool:
-        return await self._records.submit(_Record(row.seq, row.token, lease, in_flight, None))
+        record = _Record(row.seq, row.token, lease, in_flight, None)
+        return (await self._records.submit(record)).matched
 
     async def busy(self, bot_id: str, channel: str, conversation: str) -> bool:
         with translate_errors:
@@ -220,9 +231,13 @@ class PostgresOutbox:
         return busy
 
     async def part_sent(self, row: OutboxRow, provider_id: str, *, done: bool = False) -> OutboxRow:
-        await self._records.submit(_Record(row.seq, row.token, None, False, provider_id, done))
+        record = _Record(row.seq, row.token, None, False, provider_id, done)
+        recorded = await self._records.submit(record)
         return dataclasses.replace(
-            row, parts_sent=row.parts_sent + 1, provider_ids=(*row.provider_ids, provider_id)
+            row,
+            parts_sent=row.parts_sent + 1,
+            provider_ids=(*row.provider_ids, provider_id),
+            has_next=recorded.later if done else row.has_next,
         )
 
     async def note(self, row: OutboxRow, fields: dict[str, Any]) -> None:
@@ -232,7 +247,7 @@ class PostgresOutbox:
     async def sent(self, row: OutboxRow) -> None:
         await self._records.submit(_Record(row.seq, row.token, None, False, None, True))
 
-    async def _record_batch(self, records: Sequence[_Record]) -> list[bool]:
+    async def _record_batch(self, records: Sequence[_Record]) -> list[_Recorded]:
         if len(records) == 1:
             return [await self._record_one(records[0])]
         with translate_errors:
@@ -245,19 +260,21 @@ class PostgresOutbox:
                 [r.provider_id for r in records],
                 [r.done for r in records],
             )
-        matched = {row[0] for row in rows}
-        return [r.seq in matched for r in records]
+        later = {row[0]: row[1] for row in rows}
+        return [_Recorded(r.seq in later, bool(later.get(r.seq))) for r in records]
 
-    async def _record_one(self, r: _Record) -> bool:
+    async def _record_one(self, r: _Record) -> _Recorded:
         with translate_errors:
             if r.lease is not None:
                 result = await self._pool.execute(_START_PART, r.seq, r.token, r.lease, r.in_flight)
             elif r.provider_id is None:
                 result = await self._pool.execute(_SENT, r.seq, r.token)
+            elif not r.done:
+                result = await self._pool.execute(_PART_SENT, r.seq, r.token, r.provider_id)
             else:
-                statement = _LAST_PART_SENT if r.done else _PART_SENT
-                result = await self._pool.execute(statement, r.seq, r.token, r.provider_id)
-        return str(result).endswith(" 1")
+                row = await self._pool.fetchrow(_LAST_PART_SENT, r.seq, r.token, r.provider_id)
+                return _Recorded(row is not None, row is not None and bool(row[0]))
+        return _Recorded(str(result).endswith(" 1"), False)
 
     async def retry(self, row: OutboxRow, *, delay: float, error: str) -> None:
         with translate_errors:
