@@ -211,7 +211,9 @@ class TelegramRequest(HTTPXRequest):
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._pool_size, limit_per_host=0),
                 headers={"User-Agent": self.USER_AGENT},
-                auto_decompress=False,
+                # The answers are a few hundred bytes: not asked for compressed (a compressed
+                # one would still be read).
+                skip_auto_headers=("Accept-Encoding",),
             )
         return self._session
 
