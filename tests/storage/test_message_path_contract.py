@@ -595,26 +595,32 @@ async def test_concurrent_records_each_land_on_their_own_row(
     assert [r for r in await outbox.claim(limit=100, lease=30) if r.bot_id == bot] == []
 
 
-async def test_a_lost_lease_fails_only_its_own_record_in_a_shared_statement(
+@pytest.mark.parametrize("held", [1, 5])  # a statement of its own; one shared
+async def test_a_lost_lease_fails_only_its_own_record(
     pg_pool: asyncpg.Pool,
     inbox: PostgresInbox,
     conversations: PostgresConversationStore,
     outbox: PostgresOutbox,
     unique: Callable[[str], str],
+    held: int,
 ) -> None:
     bot = unique("bot")
-    for chat in ("held", "lost"):
+    chats = [f"held{i}" for i in range(held)]
+    for chat in [*chats, "lost"]:
         await commit_reply(inbox, conversations, bot, chat, f"m-{chat}", [chat])
     rows = {r.conversation: r for r in await outbox.claim(limit=100, lease=30) if r.bot_id == bot}
     stale = dataclasses.replace(rows["lost"], token=str(uuid.uuid4()))  # another holder's lease
+    mine = [rows[chat] for chat in chats]
     started = await asyncio.gather(
-        outbox.start_part(rows["held"], lease=30), outbox.start_part(stale, lease=30)
+        *(outbox.start_part(row, lease=30) for row in mine), outbox.start_part(stale, lease=30)
     )
-    assert started == [True, False]
+    assert started == [True] * held + [False]
     await asyncio.gather(
-        outbox.part_sent(rows["held"], "h1", done=True), outbox.part_sent(stale, "x", done=True)
+        *(outbox.part_sent(row, f"{row.conversation}-1", done=True) for row in mine),
+        outbox.part_sent(stale, "x", done=True),
     )
-    assert await _row_state(pg_pool, rows["held"].seq) == ("sent", 1, ["h1"], False)
+    for row in mine:
+        assert await _row_state(pg_pool, row.seq) == ("sent", 1, [f"{row.conversation}-1"], False)
     assert await _row_state(pg_pool, rows["lost"].seq) == ("sending", 0, [], False)
 
 
