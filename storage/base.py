@@ -224,7 +224,8 @@ class OutboxRow:
     provider_ids: tuple[str, ...]
     attempts: int
     created_at: datetime
-    # When leased, a later reply of the same conversation was waiting behind this one.
+    # Sent, and a later reply of the same conversation waits behind it (as its last record
+    # found: see Outbox.part_sent).
     has_next: bool = False
 
 
@@ -545,7 +546,8 @@ class Outbox(Protocol):
 
     async def part_sent(self, row: OutboxRow, provider_id: str, *, done: bool = False) -> OutboxRow:
         """Record a part the provider confirmed; the row with it counted. ``done``: it was
-        the reply's last part, and the row is :meth:`sent` in the same record."""
+        the reply's last part, and the row is :meth:`sent` in the same record; the row
+        returned then says whether a later reply of its conversation waits (``has_next``)."""
 
     async def note(self, row: OutboxRow, fields: dict[str, Any]) -> None:
         """Merge ``fields`` into the row's message (what a retry needs: upload ids)."""

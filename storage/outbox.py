@@ -34,7 +34,7 @@ _LATER = """EXISTS (SELECT 1 FROM outbox n
                  AND n.conversation = o.conversation
                  AND n.status IN ('pending', 'sending') AND n.seq > o.seq)"""
 
-_CLAIM = f"""
+_CLAIM = """
 WITH stale AS (
     UPDATE outbox SET status = 'unknown', lease_token = NULL, lease_until = NULL,
         last_error = 'stopped while a part was on its way: it may or may not have arrived'
@@ -58,7 +58,7 @@ SET status = 'sending', lease_token = $3::uuid, attempts = o.attempts + 1,
     lease_until = now() + $2 * interval '1 second'
 FROM c WHERE o.seq = c.seq
 RETURNING o.seq, o.bot_id, o.channel, o.conversation, o.message, o.parts_sent,
-          o.provider_ids, o.attempts, o.created_at, {_LATER}
+          o.provider_ids, o.attempts, o.created_at
 """
 
 # A record with few others to share its statement takes one of its own kind: PostgreSQL
@@ -216,7 +216,6 @@ class PostgresOutbox:
                 provider_ids=tuple(r[6]),
                 attempts=r[7],
                 created_at=r[8],
-                has_next=r[9],
             )
             for r in rows
         ]
