@@ -2,11 +2,11 @@
 
 :class:`TelegramRequest` is the ``request`` PTB's :class:`~telegram.Bot` makes its calls
 through. A call without a file (a send, an edit, every call but an upload) goes on an
-aiohttp session: the message path's sends are most of the adapter's work, and httpx (with
-httpcore and anyio under it) cost ~3x aiohttp's CPU per request, a sixth of the gateway's
-CPU per Telegram message (bench/bench_webhooks.py). An upload keeps PTB's httpx client,
-which reads a file a chunk at a time as it writes the multipart body. Both keep their
-connections alive, at most ``connection_pool_size`` at once.
+aiohttp session: the message path's sends are most of the adapter's work, and PTB's httpx
+request (httpcore, h11 and anyio under it) was ~15-18 % of the gateway's CPU samples per
+Telegram message, the aiohttp one ~3 % (bench/bench_webhooks.py). An upload keeps PTB's
+httpx client, which reads a file a chunk at a time as it writes the multipart body. Both
+keep their connections alive, at most ``connection_pool_size`` at once.
 
 PTB raises one :class:`~telegram.error.NetworkError` for a refused connection,
 a connection dropped mid-exchange and any HTTP status it has no class for (5xx,
