@@ -151,7 +151,9 @@ class DeliveryWorker:
         self._files = files
         self._pacers: dict[tuple[str, str], Pacer] = {}
         self._wake = asyncio.Event()
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: set[asyncio.Task[bool]] = set()
+        self._commits = 0  # wake-ups from outside: each may have queued replies
+        self._full = False  # the last lease took as many rows as there was room for
         self._loop_task: asyncio.Task[None] | None = None
         self.counters = DeliveryCounters()
 
@@ -159,6 +161,7 @@ class DeliveryWorker:
 
     def wake(self) -> None:
         """A turn committed replies: look now rather than at the next poll."""
+        self._commits += 1
         self._wake.set()
 
     def start(self) -> None:
@@ -179,7 +182,11 @@ class DeliveryWorker:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _work(self) -> None:
+        # One lease per wake-up, not one per reply sent: a reply that went out wakes the
+        # loop only when something may be due that no other wake-up announces (see _done).
+        # Cleared before the lease, so that a commit during it is not missed.
         while True:
+            self._wake.clear()
             free = self.policy.concurrency - len(self._running)
             rows: list[OutboxRow] = []
             if free > 0:
@@ -189,29 +196,39 @@ class DeliveryWorker:
                     log.error(
                         "outbox unavailable: %s; again in %.0f s", e, self.policy.poll_interval
                     )
+            self._full = free <= len(rows)  # more may be due than there was room for
             for row in rows:
                 task = asyncio.create_task(self.deliver(row), name=f"deliver-{row.seq}")
                 self._running.add(task)
                 task.add_done_callback(self._done)
-            if not rows or free <= len(rows):
-                self._wake.clear()
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
-                # that comes as the event is set (a send finishing), and stop() then waited
-                # for this loop forever.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.policy.poll_interval):
-                        await self._wake.wait()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
+            # that comes as the event is set (a send finishing), and stop() then waited
+            # for this loop forever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.policy.poll_interval):
+                    await self._wake.wait()
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, task: asyncio.Task[bool]) -> None:
+        """A reply is done with: look again if that may have made another one due."""
         self._running.discard(task)
-        self._wake.set()  # a slot is free; the conversation may have a next reply
+        quiet = not task.cancelled() and task.exception() is None and task.result()
+        # Unless it was sent and nothing waited behind it (see deliver), or a slot freed while
+        # replies were left unleased, nothing new is due, and no lease is made.
+        if not quiet or self._full:
+            self._wake.set()
 
     # -- one reply ---------------------------------------------------------------------------
 
-    async def deliver(self, row: OutboxRow) -> None:
-        """Send the rest of ``row``'s parts; every outcome is recorded on the row."""
+    async def deliver(self, row: OutboxRow) -> bool:
+        """Send the rest of ``row``'s parts; every outcome is recorded on the row.
+
+        ``True`` when the row is sent and no later reply of its conversation waited behind
+        it: its last record said so, and no turn committed replies while that record was
+        being made (whose rows that record's statement may not have seen). ``False``
+        otherwise (retried, parked, left to a new lease holder, or a reply may wait): the
+        worker then looks for due rows at once."""
         try:
-            await self._deliver(row)
+            return await self._deliver(row)
         except StorageError as e:
             # The lease runs out and the row is handed out again (or marked unknown
             # if a part was on its way): nothing is lost, nothing sent twice.
@@ -224,33 +241,35 @@ class DeliveryWorker:
                 await self._outbox.park(row, status="unknown", error=f"unexpected error: {e!r}")
             except StorageError as store_error:  # the lease runs out; the claim marks it
                 log.error("outbox row %d: could not be parked: %s", row.seq, store_error)
+        return False
 
-    async def _deliver(self, row: OutboxRow) -> None:
+    async def _deliver(self, row: OutboxRow) -> bool:
         adapter = self._adapters(row.bot_id, row.channel)
         if adapter is None:
             error = ProviderUnavailable(f"channel {row.channel} of bot {row.bot_id} is not on")
             await self._failed(row, error, "channel-off")
-            return
+            return False
         if "event" in row.message:
             await self._send_event(row, adapter)
-            return
+            return False
         message = outbound_from_json(row.message)
         if message.template is not None:  # SEND TEMPLATE: allowed in the window and out of it
             await self._send_named_template(row, adapter, message.template)
-            return
+            return False
         if row.channel in self.policy.window_channels and not await self._window_open(row):
             await self._send_template(row, adapter, message, "the 24-hour window is closed")
-            return
+            return False
         files: tuple[FileStep, ...] = ()
         if message.attachments:  # SEND FILE TO: its files first, then what text is left
             if self._files is None:
                 await self._failed(row, SendRefused("no file store to send files from"), "file")
-                return
+                return False
             plan = await self._files.plan(adapter, message)
             files, message = plan.files, dataclasses.replace(message, text=plan.text)
         live = _live_record(row, message)
         texts = self._plan(adapter, message, live) if message.text.strip() else []
         steps: list[FileStep | FinalPart | None] = [*files, *texts]
+        done = False  # the last part's record marked the row sent
         for index, step in enumerate(steps[row.parts_sent :], start=row.parts_sent):
             if step is None:  # sent live by the turn: recorded with its row
                 continue
@@ -259,15 +278,18 @@ class DeliveryWorker:
             elif step.edit_of is not None:
                 sent = await self._edit(row, adapter, step, live)
             else:
+                done = index == len(steps) - 1
                 sent = await self._send(
-                    row, adapter, step.part, index=index, reply_to=message.reply_to
+                    row, adapter, step.part, index=index, reply_to=message.reply_to, done=done
                 )
             if sent is None:
-                return
+                return False
             row = sent
-        await self._outbox.sent(row)
+        if not done:
+            await self._outbox.sent(row)
         self.counters.replies += 1
         await self._delivered(row)
+        return done and not row.has_next
 
     async def _send_event(self, row: OutboxRow, adapter: Channel) -> None:
         if not isinstance(adapter, IdentifiedSends):
@@ -285,7 +307,7 @@ class DeliveryWorker:
             await self._failed(row, e, "event")
             return
         self.counters.parts += 1
-        await self._outbox.sent(await self._outbox.part_sent(row, result.provider_id))
+        await self._outbox.part_sent(row, result.provider_id, done=True)
 
     async def _delivered(self, row: OutboxRow) -> None:
         """Tell the bot's generic webhook that a proactive message reached its provider."""
@@ -307,6 +329,8 @@ class DeliveryWorker:
             await self._events(row.bot_id, EVENT_CHANNEL, row.conversation, event)
         except StorageError as e:  # the message itself is sent and recorded
             log.error("outbox row %d: delivered event not queued: %s", row.seq, e)
+            return
+        self.wake()  # the event's row is due now
 
     def _plan(
         self, adapter: Channel, message: OutboundMessage, live: LiveResult | None
@@ -377,9 +401,11 @@ class DeliveryWorker:
         *,
         index: int = 0,
         reply_to: str | None = None,
+        done: bool = False,
     ) -> OutboxRow | None:
-        """One part: paced, marked on its way, sent, recorded. ``None`` when the row
-        is done with for now (failed, parked, or its lease lost)."""
+        """One part: paced, marked on its way, sent, recorded (with ``done``, as the reply's
+        last: the row sent in the same record). ``None`` when the row is done with for now
+        (failed, parked, or its lease lost)."""
         pacer = self._pacer(row, adapter)
         # Paced and marked on its way two at a time at most (see channels.pacing), so a
         # slow database cannot bunch the requests at the provider.
@@ -408,7 +434,11 @@ class DeliveryWorker:
             await self._failed(row, e, "send")
             return None
         self.counters.parts += 1
-        return await self._outbox.part_sent(row, result.provider_id)
+        commits = self._commits
+        row = await self._outbox.part_sent(row, result.provider_id, done=done)
+        if commits != self._commits:  # replies committed meanwhile: one may wait behind it
+            row = dataclasses.replace(row, has_next=True)
+        return row
 
     async def _send_file(
         self, row: OutboxRow, adapter: Channel, step: FileStep
@@ -502,7 +532,7 @@ class DeliveryWorker:
             await self._failed(row, e, "template")
             return
         self.counters.templates += 1
-        await self._outbox.sent(await self._outbox.part_sent(row, result.provider_id))
+        row = await self._outbox.part_sent(row, result.provider_id, done=True)
         log.info("outbox row %d: template %r sent", row.seq, template.name)
         await self._delivered(row)
 
@@ -533,8 +563,7 @@ class DeliveryWorker:
             await self._failed(row, e, "template")
             return
         self.counters.templates += 1
-        row = await self._outbox.part_sent(row, result.provider_id)
-        await self._outbox.sent(row)
+        row = await self._outbox.part_sent(row, result.provider_id, done=True)
         log.info("outbox row %d: %s, template %r sent instead", row.seq, why, name)
         await self._delivered(row)
 

@@ -224,6 +224,9 @@ class OutboxRow:
     provider_ids: tuple[str, ...]
     attempts: int
     created_at: datetime
+    # Sent, and a later reply of the same conversation waits behind it (as its last record
+    # found: see Outbox.part_sent).
+    has_next: bool = False
 
 
 class ConversationStore(Protocol):
@@ -541,8 +544,10 @@ class Outbox(Protocol):
     async def busy(self, bot_id: str, channel: str, conversation: str) -> bool:
         """Whether the conversation has replies not yet sent (pending or being sent)."""
 
-    async def part_sent(self, row: OutboxRow, provider_id: str) -> OutboxRow:
-        """Record a part the provider confirmed; the row with it counted."""
+    async def part_sent(self, row: OutboxRow, provider_id: str, *, done: bool = False) -> OutboxRow:
+        """Record a part the provider confirmed; the row with it counted. ``done``: it was
+        the reply's last part, and the row is :meth:`sent` in the same record; the row
+        returned then says whether a later reply of its conversation waits (``has_next``)."""
 
     async def note(self, row: OutboxRow, fields: dict[str, Any]) -> None:
         """Merge ``fields`` into the row's message (what a retry needs: upload ids)."""

@@ -14,15 +14,25 @@ providers' delivery reports, and rows queued with no turn (proactive messages).
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
 from storage.base import OutboxRow, StorageError
+from storage.batching import Batcher
 from storage.postgres import translate_errors
+
+# Whether a later reply of the row's conversation waits behind it.
+_LATER = """EXISTS (SELECT 1 FROM outbox n
+               WHERE n.bot_id = o.bot_id AND n.channel = o.channel
+                 AND n.conversation = o.conversation
+                 AND n.status IN ('pending', 'sending') AND n.seq > o.seq)"""
 
 _CLAIM = """
 WITH stale AS (
@@ -51,9 +61,60 @@ RETURNING o.seq, o.bot_id, o.channel, o.conversation, o.message, o.parts_sent,
           o.provider_ids, o.attempts, o.created_at
 """
 
+# A record with few others to share its statement takes one of its own kind: PostgreSQL
+# plans the shared statement anew each time (~300 us, whatever the rows), against ~110 us
+# to plan and run each of these; from 4 records on, sharing costs it less.
+_SHARED_FROM = 4
 _START_PART = """
 UPDATE outbox SET in_flight = $4, lease_until = now() + $3 * interval '1 second'
 WHERE seq = $1 AND lease_token = $2::uuid AND status = 'sending'
+"""
+
+_PART_SENT = """
+UPDATE outbox SET in_flight = false, parts_sent = parts_sent + 1,
+    provider_ids = provider_ids || jsonb_build_array($3::text)
+WHERE seq = $1 AND lease_token = $2::uuid AND status = 'sending'
+"""
+
+# A reply's last record says whether a later reply of its conversation waits (see
+# DeliveryWorker._done).
+_LAST_PART_SENT = f"""
+UPDATE outbox o SET status = 'sent', in_flight = false, lease_token = NULL, lease_until = NULL,
+    sent_at = now(), parts_sent = parts_sent + 1,
+    provider_ids = provider_ids || jsonb_build_array($3::text)
+WHERE seq = $1 AND lease_token = $2::uuid AND status = 'sending'
+RETURNING {_LATER}
+"""
+
+_SENT = """
+UPDATE outbox SET status = 'sent', in_flight = false, lease_token = NULL, lease_until = NULL,
+    sent_at = now()
+WHERE seq = $1 AND lease_token = $2::uuid
+"""
+
+# A part's record, every kind in one statement shared by concurrent sends (see
+# storage/batching.py): a part marked on its way (``lease`` set), a part confirmed (``pid``),
+# the row sent (``done``), or a last part confirmed and its row sent at once. One round trip
+# and one commit per batch instead of three of each per reply. ``seq = ANY($1)`` lets the
+# planner find the rows by key: it sizes an array parameter right, where it would guess
+# at unnest's record set.
+_RECORD = f"""
+UPDATE outbox o SET
+    in_flight = v.in_flight,
+    lease_until = CASE WHEN v.done THEN NULL
+                       WHEN v.lease IS NOT NULL THEN now() + v.lease * interval '1 second'
+                       ELSE o.lease_until END,
+    parts_sent = o.parts_sent + CASE WHEN v.pid IS NULL THEN 0 ELSE 1 END,
+    provider_ids = CASE WHEN v.pid IS NULL THEN o.provider_ids
+                        ELSE o.provider_ids || jsonb_build_array(v.pid) END,
+    status = CASE WHEN v.done THEN 'sent' ELSE o.status END,
+    lease_token = CASE WHEN v.done THEN NULL ELSE o.lease_token END,
+    sent_at = CASE WHEN v.done THEN now() ELSE o.sent_at END
+FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::bool[], $5::text[], $6::bool[])
+    AS v(seq, token, lease, in_flight, pid, done)
+WHERE o.seq = ANY($1::bigint[]) AND o.seq = v.seq AND o.lease_token = v.token::uuid
+  AND (o.status = 'sending' OR (v.done AND v.pid IS NULL))
+RETURNING o.seq, v.done AND {_LATER}
 """
 
 _BUSY = """
@@ -62,21 +123,9 @@ SELECT EXISTS (SELECT 1 FROM outbox
                  AND status IN ('pending', 'sending'))
 """
 
-_PART_SENT = """
-UPDATE outbox SET in_flight = false, parts_sent = parts_sent + 1,
-    provider_ids = provider_ids || $3
-WHERE seq = $1 AND lease_token = $2::uuid AND status = 'sending'
-"""
-
 _NOTE = """
 UPDATE outbox SET message = message || $3::jsonb
 WHERE seq = $1 AND lease_token = $2::uuid AND status = 'sending'
-"""
-
-_SENT = """
-UPDATE outbox SET status = 'sent', in_flight = false, lease_token = NULL, lease_until = NULL,
-    sent_at = now()
-WHERE seq = $1 AND lease_token = $2::uuid
 """
 
 _RETRY = """
@@ -123,11 +172,33 @@ WHERE bot_id = $1 AND channel = $2 AND conversation = $3
 """
 
 
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """One record of a leased row: see :data:`_RECORD`."""
+
+    seq: int
+    token: str
+    lease: float | None  # a part marked on its way, the lease renewed for this long
+    in_flight: bool
+    provider_id: str | None  # a part confirmed
+    done: bool = False  # the row sent
+
+
+class _Recorded(NamedTuple):
+    matched: bool  # the lease was still held
+    later: bool  # (the row sent) a later reply of its conversation waits
+
+
 class PostgresOutbox:
     """:class:`storage.base.Outbox` on the ``outbox`` and ``delivery_reports`` tables."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, max_in_flight: int = 2) -> None:
         self._pool = pool
+        # The records of concurrent sends share a statement; one row's records never share
+        # one, nor run in two at once: they land in the order they were made.
+        self._records: Batcher[_Record, _Recorded] = Batcher(
+            self._record_batch, key=lambda record: record.seq, max_in_flight=max_in_flight
+        )
 
     async def claim(self, *, limit: int, lease: float) -> list[OutboxRow]:
         token = str(uuid.uuid4())
@@ -152,31 +223,22 @@ class PostgresOutbox:
         return claimed
 
     async def start_part(self, row: OutboxRow, *, lease: float, in_flight: bool = True) -> bool:
-        with translate_errors:
-            result: str = await self._pool.execute(
-                _START_PART, row.seq, row.token, lease, in_flight
-            )
-        return result.endswith(" 1")
+        record = _Record(row.seq, row.token, lease, in_flight, None)
+        return (await self._records.submit(record)).matched
 
     async def busy(self, bot_id: str, channel: str, conversation: str) -> bool:
         with translate_errors:
             busy: bool = await self._pool.fetchval(_BUSY, bot_id, channel, conversation)
         return busy
 
-    async def part_sent(self, row: OutboxRow, provider_id: str) -> OutboxRow:
-        with translate_errors:
-            await self._pool.execute(_PART_SENT, row.seq, row.token, [provider_id])
-        return OutboxRow(
-            seq=row.seq,
-            token=row.token,
-            bot_id=row.bot_id,
-            channel=row.channel,
-            conversation=row.conversation,
-            message=row.message,
+    async def part_sent(self, row: OutboxRow, provider_id: str, *, done: bool = False) -> OutboxRow:
+        record = _Record(row.seq, row.token, None, False, provider_id, done)
+        recorded = await self._records.submit(record)
+        return dataclasses.replace(
+            row,
             parts_sent=row.parts_sent + 1,
             provider_ids=(*row.provider_ids, provider_id),
-            attempts=row.attempts,
-            created_at=row.created_at,
+            has_next=recorded.later if done else row.has_next,
         )
 
     async def note(self, row: OutboxRow, fields: dict[str, Any]) -> None:
@@ -184,8 +246,40 @@ class PostgresOutbox:
             await self._pool.execute(_NOTE, row.seq, row.token, fields)
 
     async def sent(self, row: OutboxRow) -> None:
+        await self._records.submit(_Record(row.seq, row.token, None, False, None, True))
+
+    async def _record_batch(self, records: Sequence[_Record]) -> list[_Recorded | BaseException]:
+        if len(records) < _SHARED_FROM:
+            each = (self._record_one(r) for r in records)
+            return list(await asyncio.gather(*each, return_exceptions=True))
         with translate_errors:
-            await self._pool.execute(_SENT, row.seq, row.token)
+            rows = await self._pool.fetch(
+                _RECORD,
+                [r.seq for r in records],
+                [r.token for r in records],
+                [r.lease for r in records],
+                [r.in_flight for r in records],
+                [r.provider_id for r in records],
+                [r.done for r in records],
+            )
+        later = {row[0]: row[1] for row in rows}
+        recorded: list[_Recorded | BaseException] = [
+            _Recorded(r.seq in later, bool(later.get(r.seq))) for r in records
+        ]
+        return recorded
+
+    async def _record_one(self, r: _Record) -> _Recorded:
+        with translate_errors:
+            if r.lease is not None:
+                result = await self._pool.execute(_START_PART, r.seq, r.token, r.lease, r.in_flight)
+            elif r.provider_id is None:
+                result = await self._pool.execute(_SENT, r.seq, r.token)
+            elif not r.done:
+                result = await self._pool.execute(_PART_SENT, r.seq, r.token, r.provider_id)
+            else:
+                row = await self._pool.fetchrow(_LAST_PART_SENT, r.seq, r.token, r.provider_id)
+                return _Recorded(row is not None, row is not None and bool(row[0]))
+        return _Recorded(str(result).endswith(" 1"), False)
 
     async def retry(self, row: OutboxRow, *, delay: float, error: str) -> None:
         with translate_errors:

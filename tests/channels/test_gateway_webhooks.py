@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from twilio.request_validator import RequestValidator
 
+from channels.telegram_transport import redacted
 from config.settings import Settings
 from gateway.app import create_app
-from gateway.keys import STORES
+from gateway.keys import DELIVERY, STORES
 from tests.channels.fake_graph import PHONE_NUMBER_ID, FakeGraphApi
 from tests.channels.fake_graph import TOKEN as GRAPH_TOKEN
 from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
@@ -52,6 +54,9 @@ DO WHILE n >= 0
         TALK s
     ELSE
         TALK "You said: **" + line + "**"
+        IF line = "twice" THEN
+            TALK "And again: " + line
+        END IF
     END IF
 LOOP
 """
@@ -239,6 +244,27 @@ async def test_a_telegram_message_is_answered_through_its_webhook_and_the_outbox
     assert [len(r[0]) for r in ids] == [1, 1]
 
 
+async def test_replies_waiting_behind_the_one_being_sent_go_out_without_a_poll(
+    client: Client, telegram: FakeBotApi
+) -> None:
+    # The delivery worker polls rarely now: what is due must be announced by a wake-up.
+    delivery = client.server.app[DELIVERY]
+    delivery.policy = replace(delivery.policy, poll_interval=60.0)
+    await asyncio.sleep(1.2)  # the poll under way when the policy changed ends
+    assert await tg_post(client, tg_update(61, "hi")) == 200
+    # Two replies of one turn: the second is leased once the first is sent. The third is
+    # committed while those wait for the chat's rate (one a second), behind them.
+    assert await tg_post(client, tg_update(62, "twice")) == 200
+    assert await tg_post(client, tg_update(63, "after")) == 200
+    await eventually(lambda: len(tg_texts(telegram)) == 4, within=10)
+    assert tg_texts(telegram) == [
+        "Hello from relay.",
+        "You said: twice",
+        "And again: twice",
+        "You said: after",
+    ]
+
+
 @pytest.mark.parametrize("secret", [None, "", "not-the-secret"])
 async def test_a_forged_or_missing_telegram_secret_is_refused_and_nothing_is_read(
     client: Client, telegram: FakeBotApi, secret: str | None
@@ -319,8 +345,16 @@ async def test_the_bot_token_never_reaches_the_log(
     await tg_post(client, tg_update(51, "hi"))
     await eventually(lambda: tg_texts(telegram))
     ours = [r for r in caplog.records if r.name != "aiohttp.access"]  # the fake's own log
-    assert any(r.name == "httpx" for r in ours)  # its request lines are there, redacted
+    # PTB's lines of its calls are there (deleteWebhook, getUpdates), without the token.
+    assert any(r.name.startswith("telegram") for r in ours)
     assert TELEGRAM_TOKEN not in "\n".join(r.getMessage() for r in ours)
+
+
+def test_a_transport_error_naming_the_url_is_logged_without_the_token() -> None:
+    url = f"http://127.0.0.1:1/bot{TELEGRAM_TOKEN}/sendMessage"
+    assert redacted(f"aiohttp.InvalidURL: {url}") == (
+        "aiohttp.InvalidURL: http://127.0.0.1:1/bot<redacted>/sendMessage"
+    )
 
 
 async def test_in_polling_mode_updates_are_fetched_and_answered(

@@ -8,14 +8,16 @@ hands out a part again once the provider confirmed it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
-from storage.base import ClaimLost, HistoryEntry, InboxItem, OutboxItem
+from storage.base import ClaimLost, HistoryEntry, InboxItem, OutboxItem, OutboxRow
 from storage.inbox import PostgresInbox
 from storage.outbox import PostgresConversationWindows, PostgresOutbox
 from storage.postgres import PostgresConversationStore
@@ -553,3 +555,92 @@ async def test_an_edit_on_its_way_at_a_crash_is_handed_out_again_not_parked(
     assert (again.seq, again.attempts) == (row.seq, 2)
     await outbox.sent(await outbox.part_sent(again, "2001"))
     assert not await outbox.busy(bot, "telegram", "c")
+
+
+# -- the outbox's records, shared by concurrent sends ------------------------------------------
+
+
+async def _row_state(pool: asyncpg.Pool, seq: int) -> tuple[str, int, list[str], bool]:
+    row = await pool.fetchrow(
+        "SELECT status, parts_sent, provider_ids, in_flight FROM outbox WHERE seq = $1", seq
+    )
+    assert row is not None
+    return row[0], row[1], list(row[2]), row[3]
+
+
+async def test_concurrent_records_each_land_on_their_own_row(
+    pg_pool: asyncpg.Pool,
+    inbox: PostgresInbox,
+    conversations: PostgresConversationStore,
+    outbox: PostgresOutbox,
+    unique: Callable[[str], str],
+) -> None:
+    bot = unique("bot")
+    chats = [f"c{i}" for i in range(40)]
+    for chat in chats:
+        await commit_reply(inbox, conversations, bot, chat, f"m-{chat}", [f"to {chat}"])
+    rows = [r for r in await outbox.claim(limit=100, lease=30) if r.bot_id == bot]
+    assert sorted(r.conversation for r in rows) == sorted(chats)
+
+    async def two_parts(row: OutboxRow) -> None:
+        assert await outbox.start_part(row, lease=30)
+        row = await outbox.part_sent(row, f"{row.conversation}-1")
+        assert await outbox.start_part(row, lease=30)
+        await outbox.part_sent(row, f"{row.conversation}-2", done=True)
+
+    await asyncio.gather(*(two_parts(row) for row in rows))  # 40 rows' records at once
+    for row in rows:
+        chat = row.conversation
+        assert await _row_state(pg_pool, row.seq) == ("sent", 2, [f"{chat}-1", f"{chat}-2"], False)
+    assert [r for r in await outbox.claim(limit=100, lease=30) if r.bot_id == bot] == []
+
+
+@pytest.mark.parametrize("held", [1, 5])  # a statement of its own; one shared
+async def test_a_lost_lease_fails_only_its_own_record(
+    pg_pool: asyncpg.Pool,
+    inbox: PostgresInbox,
+    conversations: PostgresConversationStore,
+    outbox: PostgresOutbox,
+    unique: Callable[[str], str],
+    held: int,
+) -> None:
+    bot = unique("bot")
+    chats = [f"held{i}" for i in range(held)]
+    for chat in [*chats, "lost"]:
+        await commit_reply(inbox, conversations, bot, chat, f"m-{chat}", [chat])
+    rows = {r.conversation: r for r in await outbox.claim(limit=100, lease=30) if r.bot_id == bot}
+    stale = dataclasses.replace(rows["lost"], token=str(uuid.uuid4()))  # another holder's lease
+    mine = [rows[chat] for chat in chats]
+    started = await asyncio.gather(
+        *(outbox.start_part(row, lease=30) for row in mine), outbox.start_part(stale, lease=30)
+    )
+    assert started == [True] * held + [False]
+    await asyncio.gather(
+        *(outbox.part_sent(row, f"{row.conversation}-1", done=True) for row in mine),
+        outbox.part_sent(stale, "x", done=True),
+    )
+    for row in mine:
+        assert await _row_state(pg_pool, row.seq) == ("sent", 1, [f"{row.conversation}-1"], False)
+    assert await _row_state(pg_pool, rows["lost"].seq) == ("sending", 0, [], False)
+
+
+async def test_one_rows_records_land_in_the_order_they_were_made(
+    pg_pool: asyncpg.Pool,
+    inbox: PostgresInbox,
+    conversations: PostgresConversationStore,
+    outbox: PostgresOutbox,
+    unique: Callable[[str], str],
+) -> None:
+    bot = unique("bot")
+    await commit_reply(inbox, conversations, bot, "c", "m1", ["three parts"])
+    [row] = [r for r in await outbox.claim(limit=10, lease=30) if r.bot_id == bot]
+    # Made without waiting for each other: had "done" gone first, the later records would
+    # find the lease gone and count nothing.
+    records = [
+        asyncio.create_task(outbox.start_part(row, lease=30)),
+        asyncio.create_task(outbox.part_sent(row, "p1")),
+        asyncio.create_task(outbox.part_sent(row, "p2")),
+        asyncio.create_task(outbox.part_sent(row, "p3", done=True)),
+    ]
+    await asyncio.gather(*records)
+    assert await _row_state(pg_pool, row.seq) == ("sent", 3, ["p1", "p2", "p3"], False)
