@@ -18,11 +18,12 @@ from typing import Any, Protocol, cast
 
 import httpx2
 import openai
-from openai import AsyncOpenAI
 
 from pipeline.audio_decode import OPENAI_FORMATS, SpeechAudio
+from pipeline.llm.openai_provider import openai_client
 
-_CALL_ERRORS = (openai.OpenAIError, httpx2.HTTPError, ValueError)
+# What an SDK call raises: the SDK's errors, the transport's, a malformed answer.
+CALL_ERRORS = (openai.OpenAIError, httpx2.HTTPError, ValueError)
 
 
 class SpeechError(Exception):
@@ -82,17 +83,9 @@ class OpenAITranscriber:
         self._name = name
         self.model = model
         self.base_url = base_url
-        # Every argument explicit: the SDK would otherwise read OPENAI_API_KEY and
-        # OPENAI_BASE_URL itself. No retries inside the call: a failed turn is run again
-        # later by the inbox, with the audio kept and the earlier work reused.
-        self._client = AsyncOpenAI(
-            api_key=api_key,
-            base_url=base_url,
-            organization=None,
-            project=None,
-            timeout=timeout,
-            max_retries=0,
-        )
+        # No retries inside the call: a failed turn is run again later by the inbox, with
+        # the audio kept and the earlier work reused.
+        self._client = openai_client(api_key=api_key, base_url=base_url, timeout=timeout)
 
     @property
     def name(self) -> str:
@@ -113,7 +106,7 @@ class OpenAITranscriber:
         create = cast(Any, self._client.audio.transcriptions.create)
         try:
             result = await create(**arguments)
-        except _CALL_ERRORS as e:
+        except CALL_ERRORS as e:
             raise self._error(e) from e
         text = result if isinstance(result, str) else getattr(result, "text", None)
         if not isinstance(text, str):
@@ -121,18 +114,29 @@ class OpenAITranscriber:
         return text.strip()
 
     def _error(self, error: Exception) -> SpeechError:
-        """The one place an SDK or transport failure becomes one of ours."""
-        if isinstance(error, openai.APIStatusError):
-            status = error.status_code
-            kind = SpeechUnavailable if status >= 500 or status == 429 else SpeechRefused
-            return kind(error.message, provider=self._name, status=status)
-        if isinstance(error, openai.APITimeoutError):
-            return SpeechUnavailable("timed out", provider=self._name)
-        if isinstance(error, openai.APIConnectionError):
-            return SpeechUnavailable(f"cannot connect: {error.message}", provider=self._name)
-        if isinstance(error, httpx2.HTTPError):
-            return SpeechUnavailable(f"transport error: {error}", provider=self._name)
-        return SpeechUnavailable(f"malformed response: {error!r}", provider=self._name)
+        return sdk_error(error, self._name, SpeechUnavailable, SpeechRefused)
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def sdk_error(
+    error: Exception,
+    provider: str,
+    unavailable: type[SpeechError],
+    refused: type[SpeechError],
+) -> SpeechError:
+    """The one place an SDK or transport failure of a speech endpoint (to text or from it)
+    becomes one of ours: ``unavailable`` for 5xx, 429 and the transport, ``refused`` for
+    any other 4xx."""
+    if isinstance(error, openai.APIStatusError):
+        status = error.status_code
+        kind = unavailable if status >= 500 or status == 429 else refused
+        return kind(error.message, provider=provider, status=status)
+    if isinstance(error, openai.APITimeoutError):
+        return unavailable("timed out", provider=provider)
+    if isinstance(error, openai.APIConnectionError):
+        return unavailable(f"cannot connect: {error.message}", provider=provider)
+    if isinstance(error, httpx2.HTTPError):
+        return unavailable(f"transport error: {error}", provider=provider)
+    return unavailable(f"malformed response: {error!r}", provider=provider)

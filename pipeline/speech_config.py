@@ -147,15 +147,15 @@ def speech_settings(
     url = url or known_url
     if not url:
         raise SpeechNotConfigured("transcription-provider compatible needs a transcription-url")
-    if key is None and not own_url and env_key:
-        key = environ.get(env_key, "").strip() or None  # only to that provider's own URL
-    if key is None or key.lower() == NO_KEY:
-        if not (is_local(url) or (key is not None and own_url)):
-            raise SpeechNotConfigured(
-                f"no key for {chosen} at {url} (set transcription-key, or"
-                " transcription-key,none for a server without authentication)"
-            )
-        key = "no-key"  # the SDK insists on one; the server ignores it
+    key = endpoint_key(
+        key,
+        provider=chosen,
+        url=url,
+        own_url=own_url,
+        env_key=env_key,
+        environ=environ,
+        row="transcription-key",
+    )
     model = model or known_model
     if not model:
         raise SpeechNotConfigured(f"{chosen} needs a transcription-model")
@@ -163,10 +163,38 @@ def speech_settings(
     return SpeechSettings(name, sdk_base_url(url), model, key, timeout)
 
 
-def sdk_base_url(url: str) -> str:
-    """The SDK's base URL from one that may name the whole endpoint (``…/v1``,
+def endpoint_key(
+    key: str | None,
+    *,
+    provider: str,
+    url: str,
+    own_url: bool,
+    env_key: str | None,
+    environ: Mapping[str, str],
+    row: str,
+) -> str:
+    """The key sent to ``url``: the bot's ``row``; else, only to the provider's own URL
+    (``own_url`` false), the environment's ``env_key``; ``none``, or no key at all, only
+    to a server on this machine or to a URL the bot named with ``none``.
+
+    Raises :class:`SpeechNotConfigured`.
+    """
+    if key is None and not own_url and env_key:
+        key = environ.get(env_key, "").strip() or None  # only to that provider's own URL
+    if key is None or key.lower() == NO_KEY:
+        if not (is_local(url) or (key is not None and own_url)):
+            raise SpeechNotConfigured(
+                f"no key for {provider} at {url} (set {row}, or {row},none for a server"
+                " without authentication)"
+            )
+        key = "no-key"  # the SDK insists on one; the server ignores it
+    return key
+
+
+def sdk_base_url(url: str, endpoint: str = "/audio/transcriptions") -> str:
+    """The SDK's base URL from one that may name the whole ``endpoint`` (``…/v1``,
     ``…/v1/audio/transcriptions`` and a bare host alike)."""
-    return openai_base_url(url.strip().rstrip("/").removesuffix("/audio/transcriptions"))
+    return openai_base_url(url.strip().rstrip("/").removesuffix(endpoint))
 
 
 def _detect(url: str | None) -> str:

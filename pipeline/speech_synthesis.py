@@ -16,17 +16,12 @@ from __future__ import annotations
 
 from typing import Any, Protocol, cast
 
-import httpx2
-import openai
-from openai import AsyncOpenAI
-
-from pipeline.speech import SpeechError
+from pipeline.llm.openai_provider import openai_client
+from pipeline.speech import CALL_ERRORS, SpeechError, sdk_error
 
 OGG_MAGIC = b"OggS"
 VOICE_CONTENT_TYPE = "audio/ogg"
 MAX_VOICE_BYTES = 16 * 1024 * 1024  # WhatsApp's limit for audio, the smallest of ours
-
-_CALL_ERRORS = (openai.OpenAIError, httpx2.HTTPError, ValueError)
 
 
 class SynthesisError(SpeechError):
@@ -81,17 +76,9 @@ class OpenAISpeaker:
         self._model = model
         self._voice = voice
         self.base_url = base_url
-        # Every argument explicit: the SDK would otherwise read OPENAI_API_KEY and
-        # OPENAI_BASE_URL itself. No retries: the turn waits on this call, and its text
-        # goes alone when the voice does not come.
-        self._client = AsyncOpenAI(
-            api_key=api_key,
-            base_url=base_url,
-            organization=None,
-            project=None,
-            timeout=timeout,
-            max_retries=0,
-        )
+        # No retries: the turn waits on this call, and its text goes alone when the voice
+        # does not come.
+        self._client = openai_client(api_key=api_key, base_url=base_url, timeout=timeout)
 
     @property
     def name(self) -> str:
@@ -112,7 +99,7 @@ class OpenAISpeaker:
                 model=self._model, voice=self._voice, input=text, response_format="opus"
             )
             data = result.content
-        except _CALL_ERRORS as e:
+        except CALL_ERRORS as e:
             raise self._error(e) from e
         if not isinstance(data, bytes) or not data.startswith(OGG_MAGIC):
             head = data[:16] if isinstance(data, bytes) else type(data).__name__
@@ -125,18 +112,9 @@ class OpenAISpeaker:
         return data
 
     def _error(self, error: Exception) -> SynthesisError:
-        """The one place an SDK or transport failure becomes one of ours."""
-        if isinstance(error, openai.APIStatusError):
-            status = error.status_code
-            kind = SynthesisUnavailable if status >= 500 or status == 429 else SynthesisRefused
-            return kind(error.message, provider=self._name, status=status)
-        if isinstance(error, openai.APITimeoutError):
-            return SynthesisUnavailable("timed out", provider=self._name)
-        if isinstance(error, openai.APIConnectionError):
-            return SynthesisUnavailable(f"cannot connect: {error.message}", provider=self._name)
-        if isinstance(error, httpx2.HTTPError):
-            return SynthesisUnavailable(f"transport error: {error}", provider=self._name)
-        return SynthesisUnavailable(f"malformed response: {error!r}", provider=self._name)
+        return cast(
+            SynthesisError, sdk_error(error, self._name, SynthesisUnavailable, SynthesisRefused)
+        )
 
     async def aclose(self) -> None:
         await self._client.close()

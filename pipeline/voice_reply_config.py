@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from config.packages import BotConfig
-from pipeline.llm.config import openai_base_url
 from pipeline.llm.openai_provider import OPENAI_BASE_URL
-from pipeline.speech_config import NO_KEY, ConfigRows, SpeechNotConfigured, is_local
+from pipeline.speech_config import ConfigRows, SpeechNotConfigured, endpoint_key
+from pipeline.speech_config import sdk_base_url as speech_base_url
 from pipeline.speech_synthesis import OpenAISpeaker, TextToSpeech
 
 DEFAULT_MODEL = "tts-1"
@@ -124,15 +124,15 @@ def _engine(rows: ConfigRows, environ: Mapping[str, str], timeout: float) -> Tex
     url = url or (OPENAI_BASE_URL if chosen == "openai" else "")
     if not url:
         raise SpeechNotConfigured("tts-provider compatible needs a tts-url")
-    if key is None and not own_url:
-        key = environ.get("OPENAI_API_KEY", "").strip() or None  # only to OpenAI's own URL
-    if key is None or key.lower() == NO_KEY:
-        if not (is_local(url) or (key is not None and own_url)):
-            raise SpeechNotConfigured(
-                f"no key for {chosen} at {url} (set tts-key, or tts-key,none for a server"
-                " without authentication)"
-            )
-        key = "no-key"  # the SDK insists on one; the server ignores it
+    key = endpoint_key(
+        key,
+        provider=chosen,
+        url=url,
+        own_url=own_url,
+        env_key="OPENAI_API_KEY",
+        environ=environ,
+        row="tts-key",
+    )
     name = chosen if chosen == "openai" else (_host(url) or "compatible")
     return OpenAISpeaker(
         api_key=key,
@@ -166,7 +166,7 @@ def _from_environment(
 def sdk_base_url(url: str) -> str:
     """The SDK's base URL from one that may name the whole endpoint (``…/v1``,
     ``…/v1/audio/speech`` and a bare host alike)."""
-    return openai_base_url(url.strip().rstrip("/").removesuffix("/audio/speech"))
+    return speech_base_url(url, "/audio/speech")
 
 
 def _host(url: str) -> str:

@@ -131,6 +131,21 @@ def _usage(usage: Any) -> Usage | None:
     )
 
 
+def openai_client(*, api_key: str, base_url: str, timeout: float) -> AsyncOpenAI:
+    """An SDK client for one endpoint, every argument explicit: the SDK would otherwise read
+    OPENAI_API_KEY and OPENAI_BASE_URL itself, and a bot's request could leave with the
+    process's key. No retries of its own: the callers decide (a fallback chain, a turn run
+    again, a text sent alone)."""
+    return AsyncOpenAI(
+        api_key=api_key,
+        base_url=base_url,
+        organization=None,
+        project=None,
+        timeout=timeout,
+        max_retries=0,
+    )
+
+
 @dataclass(slots=True)
 class _PartialCall:
     id: str = ""
@@ -235,16 +250,7 @@ class OpenAIProvider:
         self.max_tokens = max_tokens
         self.max_tokens_param = max_tokens_param
         self.embedding_model = embedding_model
-        # Every argument explicit: the SDK would otherwise read OPENAI_API_KEY and
-        # OPENAI_BASE_URL itself, and a bot's request could leave with the process's key.
-        self._client = AsyncOpenAI(
-            api_key=api_key,
-            base_url=base_url,
-            organization=None,
-            project=None,
-            timeout=timeout,
-            max_retries=0,
-        )
+        self._client = openai_client(api_key=api_key, base_url=base_url, timeout=timeout)
 
     @property
     def name(self) -> str:
