@@ -372,6 +372,26 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total / TICKS
 
 
+def _transaction_ids(pgdata: Path) -> int | None:
+    """The next transaction id of the PostgreSQL on ``pgdata`` (over its socket): every
+    committed write takes one, so two readings count the writing transactions between
+    them (this reading takes one itself). ``None`` when it cannot be read."""
+    import asyncpg
+
+    async def read() -> int:
+        conn = await asyncpg.connect(host=str(pgdata), user="postgres", database="postgres")
+        try:
+            value: int = await conn.fetchval("SELECT txid_current()")
+            return value
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(read())
+    except (OSError, asyncpg.PostgresError):
+        return None
+
+
 def _children() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -657,6 +677,8 @@ class Bench:
         pg = postgres_pids(self.tmp / "data" / "postgres") if server == "gateway" else []
         watched = [pid, *pg]
         server_cpu0, all_cpu0 = _cpu_seconds([pid]), _cpu_seconds(watched)
+        pgdata = self.tmp / "data" / "postgres"
+        xid0 = _transaction_ids(pgdata) if server == "gateway" else None
         assert self.fake is not None
         fake_cpu0 = _cpu_seconds([self.fake.pid])
         result = self.load(server, chats, count, rate, tag)
@@ -678,6 +700,7 @@ class Bench:
         server_cpu = _cpu_seconds([pid]) - server_cpu0
         other_cpu = _cpu_seconds(watched) - all_cpu0 - server_cpu
         fake_cpu = _cpu_seconds([self.fake.pid]) - fake_cpu0
+        xid1 = _transaction_ids(pgdata) if xid0 is not None else None
         ok = result["statuses"].get("200", 0)
         return {
             "server": server,
@@ -703,6 +726,10 @@ class Bench:
             "fake_cpu_us_per_message": fake_cpu / count * 1e6,
             "client_cpu_us_per_message": result["client_cpu"] / count * 1e6,
             "client_cpu_s": result["client_cpu"],
+            # Writing transactions (commits) of the gateway's PostgreSQL per message.
+            "commits_per_message": (xid1 - xid0 - 1) / count
+            if xid0 is not None and xid1 is not None
+            else None,
         }
 
 
@@ -729,7 +756,9 @@ def summarize(phases: list[dict[str, Any]]) -> dict[str, Any]:
         rows = [p for p in phases if p["server"] == server]
         if not rows:
             continue
-        entry = {k: _median(rows, k) for k in keys}
+        entry: dict[str, Any] = {k: _median(rows, k) for k in keys}
+        commits = [r["commits_per_message"] for r in rows if r["commits_per_message"] is not None]
+        entry["commits_per_message"] = statistics.median(commits) if commits else None
         for k in ("webhooks", "acknowledged", "errors", "answered_once", "duplicates", "missing"):
             entry[k] = sum(r[k] for r in rows)
         out[server] = entry
@@ -768,6 +797,11 @@ def _print_table(report: dict[str, Any]) -> None:
     row("  last reply after the last webhook, s", "drain_s", ".2f")
     row("CPU per message, us: server", "cpu_us_per_message", ",.0f")
     row("                     its PostgreSQL", "pg_cpu_us_per_message", ",.0f")
+    commits = "".join(
+        f"{format(r[x]['commits_per_message'], '.2f') if r[x]['commits_per_message'] else '':>20}"
+        for x in servers
+    )
+    print(f"{'  its commits per message':40}{commits}")
     row("                     fake Bot API", "fake_cpu_us_per_message", ",.0f")
     row("                     load generator", "client_cpu_us_per_message", ",.0f")
     print("-" * 86)

@@ -2,9 +2,14 @@
 
 A webhook's messages are :meth:`MessagePath.accept`-ed: written to the inbox
 (a redelivery is recognised there and dropped) before the provider gets its
-2xx; the inbox worker then leases them, the oldest of each conversation at a
-time, and runs their turns concurrently across conversations, at most
-``workers`` at once. A turn commits its session, history, outbox rows and
+2xx, and leased in the same statement, with the turn's session read, when this
+instance's worker has a free slot and the conversation nothing else in flight:
+the turn then starts at once, where a worker's lease and the session's read
+took two more statements. Otherwise the inbox worker leases them later, the
+oldest of each conversation at a time (the end of a turn sends it to look when
+a message accepted here waits for that conversation or for a slot), and runs
+their turns concurrently across conversations, at most ``workers`` at once.
+A turn commits its session, history, outbox rows and
 the claim in one statement. A turn that failed on our side (a store outage,
 a lost lock, a provider error inside a dialog's call) is given back with
 exponential backoff and parked as dead after ``max_attempts``; a message
@@ -32,10 +37,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Collection
+from collections import Counter
+from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,9 +55,19 @@ from pipeline.live_replies import LiveReplies
 from pipeline.message_codec import inbound_from_json, inbound_to_json, outbound_from_json
 from pipeline.protocol_checks import implements
 from pipeline.turn import LiveSink, ReplySink, Turn
-from storage.base import Claim, ClaimLost, Inbox, InboxItem, StorageError, turn_session_read
+from storage.base import (
+    Claim,
+    ClaimLost,
+    Inbox,
+    InboxItem,
+    SessionRead,
+    StorageError,
+    turn_session_read,
+)
 
 log = logging.getLogger(__name__)
+
+Conversation = tuple[str, str, str]  # (bot, channel, conversation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +158,7 @@ _DISCARD = _Discard()
 @dataclass(slots=True)
 class _Counters:
     turns: int = 0
+    leased_on_accept: int = 0  # of the turns: leased by the statement that accepted them
     retried: int = 0
     parked: int = 0
     dropped: int = 0
@@ -181,6 +199,10 @@ class MessagePath:
         self._on_commit = on_commit
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        self._reserved = 0  # slots taken by accepts whose turn is not started yet
+        self._here: Counter[Conversation] = Counter()  # conversations with a turn running here
+        self._waiting: dict[Conversation, int] = {}  # see _add_waiting
+        self._starved = False  # a message accepted here may wait for a free slot
         self._loop_task: asyncio.Task[None] | None = None
         self.counters = _Counters()
 
@@ -214,7 +236,12 @@ class MessagePath:
         provider must then get an error status, so that it delivers again.
         """
         mark = self._mark(message)
+        if mark is None and self._slot_free():
+            return await self._accept_and_run(message)
+        key = (message.bot, message.channel, message.conversation)
+        self._add_waiting(key)  # before the put: a turn that ends meanwhile must look
         if mark is None:
+            self._starved = True  # every slot taken
             seq = await self._inbox.put(self._item(message))
         else:
             tag, hold = mark
@@ -222,16 +249,72 @@ class MessagePath:
             if seq is not None:  # due then: look for it (other instances find it polling)
                 asyncio.get_running_loop().call_later(hold, self._wake.set)
         if seq is None:
-            self.counters.duplicates += 1
-            log.info(
-                "duplicate dropped channel=%s bot=%s message=%s",
-                message.channel,
-                message.bot,
-                message.external_id,
-            )
+            self._take_waiting(key)
+            self._duplicate(message)
             return False
         self._wake.set()
         return True
+
+    def _slot_free(self) -> bool:
+        """Whether this instance's worker runs and has a slot for one more turn now."""
+        running = len(self._running) + self._reserved
+        return self._loop_task is not None and running < self.policy.workers
+
+    async def _accept_and_run(self, message: InboundMessage) -> bool:
+        """Accept ``message`` leased to this instance when its conversation has nothing
+        else in flight, and start its turn: one statement (and one commit, shared with
+        concurrent webhooks) writes it, leases it and reads its session, where a put, a
+        worker's lease and the session stage's read took three. The lease is this
+        instance's like any worker's: after a crash it expires and any instance runs
+        the message. Otherwise it waits, pending, for the workers like any accepted one."""
+        key = (message.bot, message.channel, message.conversation)
+        self._reserved += 1  # held until the turn's task has its slot
+        self._add_waiting(key)  # until leased: a turn of it that ends meanwhile must look
+        try:
+            put = await self._inbox.put_and_claim(
+                self._item(message),
+                lease=self.policy.lease,
+                read_session=True,
+                session_id=message.session_id,
+            )
+        except BaseException:
+            self._take_waiting(key)
+            raise
+        finally:
+            self._reserved -= 1
+        if put.seq is None:
+            self._take_waiting(key)
+            self._duplicate(message)
+            return False
+        if put.claim is not None:
+            self._take_waiting(key)
+            self.counters.leased_on_accept += 1
+            self._start(put.claim, self._run_leased(put.claim, message, put.session))
+        # else an earlier message of the conversation is active: the end of its turn (here,
+        # or found polling when elsewhere) lets a worker lease this one
+        return True
+
+    async def _run_leased(
+        self, claim: Claim, message: InboundMessage, read: SessionRead | None
+    ) -> None:
+        token = turn_session_read.set(read)
+        try:
+            await self._run(claim, message, None, raise_errors=False)
+        except Exception:  # a bug; the lease expires and the message is tried again
+            log.exception("inbox worker failed on seq=%d", claim.seq)
+        finally:
+            turn_session_read.reset(token)
+            if read is not None:
+                read.used = True  # (see run_inline)
+
+    def _duplicate(self, message: InboundMessage) -> None:
+        self.counters.duplicates += 1
+        log.info(
+            "duplicate dropped channel=%s bot=%s message=%s",
+            message.channel,
+            message.bot,
+            message.external_id,
+        )
 
     async def run_inline(self, message: InboundMessage, sink: ReplySink) -> InlineResult:
         """Run ``message`` for a waiting request, replies to ``sink``; see the module doc.
@@ -488,17 +571,24 @@ class MessagePath:
         policy = self.policy
         while True:
             self._wake.clear()
-            free = policy.workers - len(self._running)
+            free = policy.workers - len(self._running) - self._reserved
             claims: list[Claim] = []
             if free > 0:
+                starved, self._starved = self._starved, False  # (set again by accepts meanwhile)
                 try:
                     claims = await self._inbox.claim(limit=free, lease=policy.lease)
                 except StorageError as e:
+                    self._starved = starved
                     log.warning("inbox unreachable, trying again: %s", e)
+                    free = 0  # nothing learnt of what waits
+                else:
+                    if len(claims) == free:
+                        self._starved = True  # more may wait for a slot
             for claim in claims:
-                task = asyncio.get_running_loop().create_task(self._run_claimed(claim))
-                self._running.add(task)
-                task.add_done_callback(self._slot_freed)
+                self._take_waiting((claim.bot_id, claim.channel, claim.conversation))
+                self._start(claim, self._run_claimed(claim))
+            if len(claims) < free:
+                self._forget_waiting()
             if claims and len(claims) == free:
                 await self._wait(policy.poll_interval)  # full: until a slot frees
             elif not claims:
@@ -510,9 +600,43 @@ class MessagePath:
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
 
-    def _slot_freed(self, task: asyncio.Task[None]) -> None:
+    def _start(self, claim: Claim, turn: Coroutine[Any, Any, None]) -> None:
+        key = (claim.bot_id, claim.channel, claim.conversation)
+        task = asyncio.get_running_loop().create_task(turn)
+        self._running.add(task)
+        self._here[key] += 1
+        task.add_done_callback(functools.partial(self._turn_done, key))
+
+    def _turn_done(self, key: Conversation, task: asyncio.Task[None]) -> None:
+        """A slot freed: the worker looks for work if a message of the turn's conversation
+        waits for it, or one waits for a slot; any other end of a turn leaves it be (a look
+        is a statement, and nearly every message is leased when it is accepted)."""
         self._running.discard(task)
-        self._wake.set()
+        self._here[key] -= 1
+        if not self._here[key]:
+            del self._here[key]
+        if self._starved or key in self._waiting:
+            self._wake.set()
+
+    # Conversations with messages accepted here that wait for a worker's lease (an earlier
+    # message of theirs was active, or every slot was taken), and how many each. A message
+    # leased elsewhere is never taken off: the count of a conversation with no turn running
+    # here is forgotten after each look that found every due message (:meth:`_work`), when
+    # only the end of a turn elsewhere can make its messages due, and polling finds them.
+
+    def _add_waiting(self, key: Conversation) -> None:
+        self._waiting[key] = self._waiting.get(key, 0) + 1
+
+    def _take_waiting(self, key: Conversation) -> None:
+        left = self._waiting.get(key, 0) - 1
+        if left > 0:
+            self._waiting[key] = left
+        else:
+            self._waiting.pop(key, None)
+
+    def _forget_waiting(self) -> None:
+        for key in [k for k in self._waiting if k not in self._here]:
+            del self._waiting[key]
 
     async def _run_claimed(self, claim: Claim) -> None:
         try:

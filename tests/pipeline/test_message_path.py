@@ -125,6 +125,69 @@ async def test_fifty_interleaved_conversations_keep_their_order(
             assert history[6] == "Of course: your name is Ada."
 
 
+# The worker polls the inbox only this often here: a message answered within settle()'s
+# 10 s was run because the accept leased it, or because the end of a turn woke the worker.
+NO_POLLING = PathPolicy(workers=8, lease=5.0, poll_interval=60.0, backoff_base=0.05)
+
+
+async def test_an_accepted_message_is_leased_and_its_turn_started_by_the_accept(
+    make_path: Callable[..., AsyncIterator[MessagePath]], stores: Stores
+) -> None:
+    async for path in make_path(policy=NO_POLLING):
+        await settle(stores, "default", [])  # (no message of another test left running)
+        users = [f"a{n}-{uuid.uuid4().hex[:6]}" for n in range(5)]
+        for user in users:
+            assert await path.accept(message(user, "hi"))
+        await settle(stores, "default", users)
+        assert path.counters.leased_on_accept == 5
+        for user in users:
+            assert (await bot_texts(stores, user))[1:] == [
+                "Hello! I am the botserver assistant. What is your name?"
+            ]
+
+
+async def test_messages_waiting_behind_their_conversation_run_when_its_turn_ends(
+    make_path: Callable[..., AsyncIterator[MessagePath]], stores: Stores
+) -> None:
+    async def slow(turn: Turn, next_: Next) -> None:
+        await asyncio.sleep(0.05)  # the next lines arrive while this turn runs
+        await next_(turn)
+
+    async for path in make_path(extra=[slow], policy=NO_POLLING):
+        user = f"w-{uuid.uuid4().hex[:8]}"
+        for step in ["hi", "Ada", "name", "help"]:
+            assert await path.accept(message(user, step))
+        await settle(stores, "default", [user])
+        assert path.counters.leased_on_accept == 1  # the others waited for it
+        history = await bot_texts(stores, user)
+        assert history[:4] == [
+            "hi",
+            "Hello! I am the botserver assistant. What is your name?",
+            "Ada",
+            "Nice to meet you, Ada!",
+        ]
+        assert [h for h in history if h in ("name", "help")] == ["name", "help"]
+
+
+async def test_messages_accepted_with_every_slot_taken_run_as_slots_free(
+    make_path: Callable[..., AsyncIterator[MessagePath]], stores: Stores
+) -> None:
+    async def slow(turn: Turn, next_: Next) -> None:
+        await asyncio.sleep(0.05)
+        await next_(turn)
+
+    one_slot = PathPolicy(workers=1, lease=5.0, poll_interval=60.0, backoff_base=0.05)
+    async for path in make_path(extra=[slow], policy=one_slot):
+        users = [f"s{n}-{uuid.uuid4().hex[:6]}" for n in range(4)]
+        for user in users:
+            assert await path.accept(message(user, "hi"))
+        await settle(stores, "default", users)
+        assert path.counters.leased_on_accept == 1
+        assert path.counters.turns == 4
+        for user in users:
+            assert len(await bot_texts(stores, user)) == 2
+
+
 async def test_a_store_outage_is_retried_and_the_waiting_dialog_survives(
     make_path: Callable[..., AsyncIterator[MessagePath]], stores: Stores
 ) -> None:
