@@ -14,7 +14,7 @@ from channels.base import InboundMessage
 from config.settings import BUNDLED_TEMPLATES
 from pipeline.bots import BotRegistry
 from pipeline.dispatcher import Dispatcher, default_stages
-from pipeline.message_path import MessagePath, PathPolicy
+from pipeline.message_path import MessagePath, MessageQueued, PathPolicy
 from pipeline.services import Services
 from pipeline.turn import Next, Stage, Turn
 from storage.base import Session
@@ -370,6 +370,42 @@ async def test_concurrent_inline_messages_of_one_conversation_run_in_order(
             position = [e.content for e in history].index(text)
             replies = [e.content for e in history[position + 1 :]][: len(result.replies)]
             assert [r.text for r in result.replies] == replies
+
+
+async def test_an_inline_message_kept_waiting_too_long_is_queued_and_run_by_a_worker(
+    make_path: Callable[..., AsyncIterator[MessagePath]], stores: Stores
+) -> None:
+    release = asyncio.Event()
+
+    async def hold(turn: Turn, next_: Next) -> None:
+        if turn.text == "hi":
+            await release.wait()  # the conversation's first turn runs on and on
+        await next_(turn)
+
+    impatient = PathPolicy(
+        workers=8, lease=5.0, poll_interval=0.05, inline_timeout=0.3, inline_grace=0.5
+    )
+    async for path in make_path(extra=[hold], policy=impatient):
+        user = f"q-{uuid.uuid4().hex[:8]}"
+        first = asyncio.ensure_future(path.run_inline(web_message(user, "hi"), Replies()))
+        await asyncio.sleep(0.1)
+        ada = web_message(user, "Ada")
+        with pytest.raises(MessageQueued):
+            await path.run_inline(ada, Replies())
+        release.set()
+        session_id = (await first).session_id
+        for _ in range(400):  # a worker runs it once the first turn is done
+            outcome = await stores.inbox.outcome("default", "web", ada.external_id)
+            if outcome is not None and outcome.status == "done":
+                break
+            await asyncio.sleep(0.025)
+        history = await stores.conversations.history(session_id or "", limit=10)
+        assert [e.content for e in history][:4] == [
+            "hi",
+            "Hello! I am the botserver assistant. What is your name?",
+            "Ada",
+            "Nice to meet you, Ada!",
+        ]
 
 
 async def test_a_turn_longer_than_its_lease_keeps_it(
