@@ -20,7 +20,6 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.keys import STORES
-from tests.channels.conftest import offline_network  # noqa: F401  (autouse: no real network)
 from tests.channels.fake_graph import PHONE_NUMBER_ID, FakeGraphApi
 from tests.channels.fake_graph import TOKEN as GRAPH_TOKEN
 from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN

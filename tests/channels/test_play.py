@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from gateway.widget import render_frame
-from tests.channels.conftest import offline_network  # noqa: F401  (autouse: no real network)
 from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
 from tests.channels.fake_telegram import FakeBotApi
 from tests.channels.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi

@@ -21,7 +21,6 @@ from aiohttp.test_utils import TestClient
 from config.settings import Settings
 from gateway.app import create_app
 from gateway.keys import STORES
-from tests.channels.conftest import offline_network  # noqa: F401  (autouse: no real network)
 from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
 from tests.channels.fake_telegram import FakeBotApi
 from tests.channels.test_gateway_webhooks import eventually, tg_update, write_bot
@@ -31,6 +30,7 @@ from tests.databases import temporary_database
 from tests.gateway.credentials import bearer, hs256_token
 from tests.gateway.test_openapi import check, response_schema
 from tests.gateway.test_proactive import AUTH, tg_texts
+from tests.offline_network import offline_network  # noqa: F401  (autouse: no real network)
 
 Client = TestClient  # type: ignore[type-arg]
 TG_SECRET = "concierge_webhook_secret-1"

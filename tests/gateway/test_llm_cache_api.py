@@ -21,9 +21,9 @@ from gateway.keys import INGESTER, KNOWLEDGE
 from tests.gateway.credentials import ADMIN_TOKEN, bearer, hs256_token
 from tests.gateway.test_openapi import check, response_schema
 from tests.llm import fake_openai
-from tests.llm.conftest import offline_network
 from tests.llm.fake_openai import FakeOpenAI
 from tests.llm.scripted import Answer
+from tests.offline_network import offline_network
 
 __all__ = ["offline_network"]  # nothing beyond 127.0.0.1
 

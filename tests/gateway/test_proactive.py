@@ -20,7 +20,6 @@ from gateway.app import create_app
 from gateway.auth import AuthConfig
 from gateway.auth_jwt import JwtSettings
 from gateway.keys import DELIVERY, STORES
-from tests.channels.conftest import offline_network  # noqa: F401  (autouse: no real network)
 from tests.channels.fake_graph import PHONE_NUMBER_ID, FakeGraphApi
 from tests.channels.fake_graph import TOKEN as GRAPH_TOKEN
 from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
@@ -30,6 +29,7 @@ from tests.channels.test_generic import SECRET as GENERIC_SECRET
 from tests.channels.test_generic import Receiver
 from tests.databases import temporary_database
 from tests.gateway.credentials import ADMIN_TOKEN, AUDIENCE, ISSUER, JWT_SECRET, bearer, hs256_token
+from tests.offline_network import offline_network  # noqa: F401  (autouse: no real network)
 
 TG_SECRET = "herald_webhook_secret-1"
 

@@ -16,7 +16,6 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.keys import STORES
-from tests.channels.conftest import offline_network  # noqa: F401  (autouse: no real network)
 from tests.channels.fake_graph import PHONE_NUMBER_ID, FakeGraphApi
 from tests.channels.fake_graph import TOKEN as GRAPH_TOKEN
 from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
@@ -25,6 +24,7 @@ from tests.channels.test_gateway_webhooks import eventually, write_bot
 from tests.databases import temporary_database
 from tests.gateway.credentials import bearer, hs256_token
 from tests.gateway.test_proactive import AUTH, settings_for
+from tests.offline_network import offline_network  # noqa: F401  (autouse: no real network)
 
 Client = TestClient  # type: ignore[type-arg]
 APP = bearer(hs256_token(roles=["app"]))
