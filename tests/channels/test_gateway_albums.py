@@ -27,7 +27,7 @@ from tests.channels.fake_graph import PHONE_NUMBER_ID, FakeGraphApi
 from tests.channels.fake_graph import TOKEN as GRAPH_TOKEN
 from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
 from tests.channels.fake_telegram import FakeBotApi
-from tests.channels.test_gateway_webhooks import (
+from tests.channels.gateway_harness import (
     APP_SECRET,
     TG_SECRET,
     VERIFY_TOKEN,

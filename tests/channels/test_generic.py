@@ -24,7 +24,7 @@ from channels.hub import build_channels
 from config.settings import Settings
 from gateway.app import create_app
 from gateway.keys import STORES
-from tests.channels.test_gateway_webhooks import eventually, write_bot
+from tests.channels.gateway_harness import eventually, write_bot
 from tests.databases import temporary_database
 
 SECRET = "generic-webhook-secret-0123456789"

@@ -15,7 +15,7 @@ from gateway.widget import render_frame
 from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
 from tests.channels.fake_telegram import FakeBotApi
 from tests.channels.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi
-from tests.channels.test_gateway_webhooks import (
+from tests.channels.gateway_harness import (
     CHAT,
     TG_SECRET,
     TWILIO_FROM,

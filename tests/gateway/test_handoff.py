@@ -23,7 +23,7 @@ from gateway.app import create_app
 from gateway.keys import STORES
 from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
 from tests.channels.fake_telegram import FakeBotApi
-from tests.channels.test_gateway_webhooks import eventually, tg_update, write_bot
+from tests.channels.gateway_harness import eventually, tg_update, write_bot
 from tests.channels.test_generic import SECRET as GENERIC_SECRET
 from tests.channels.test_generic import Receiver
 from tests.databases import temporary_database

@@ -20,7 +20,7 @@ from tests.channels.fake_graph import PHONE_NUMBER_ID, FakeGraphApi
 from tests.channels.fake_graph import TOKEN as GRAPH_TOKEN
 from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
 from tests.channels.fake_telegram import FakeBotApi
-from tests.channels.test_gateway_webhooks import eventually, write_bot
+from tests.channels.gateway_harness import eventually, write_bot
 from tests.databases import temporary_database
 from tests.gateway.credentials import bearer, hs256_token
 from tests.gateway.test_proactive import AUTH, settings_for
