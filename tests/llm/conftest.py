@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
+from tests.fake_servers import fake_server
 from tests.llm.fake_anthropic import FakeAnthropic
 from tests.llm.fake_openai import FakeOpenAI
 from tests.offline_network import offline_network
 
 __all__ = ["offline_network"]
 
-
-@pytest.fixture
-async def openai_server() -> AsyncIterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    await server.start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-async def anthropic_server() -> AsyncIterator[FakeAnthropic]:
-    server = FakeAnthropic()
-    await server.start()
-    yield server
-    await server.close()
+openai_server = fake_server(FakeOpenAI)
+anthropic_server = fake_server(FakeAnthropic)
