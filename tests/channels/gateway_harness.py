@@ -183,6 +183,18 @@ def wa_message(wamid: str, text: str, at: datetime | None = None) -> dict[str, A
     return wa_notification(messages=[message])
 
 
+def wa_media(wamid: str, kind: str, media: dict[str, Any]) -> dict[str, Any]:
+    """A Cloud API message from ``WA_USER`` of type ``kind`` (``image``, ``audio``,
+    ``voice``, ``document``…) written now, ``media`` its object (the media id and type)."""
+    return {
+        "from": WA_USER,
+        "id": wamid,
+        "timestamp": str(int(time.time())),
+        "type": kind,
+        kind: media,
+    }
+
+
 def wa_notification(**value: Any) -> dict[str, Any]:
     """A Cloud API notification to the fake's number whose change carries ``value``."""
     body: dict[str, Any] = {

@@ -31,6 +31,7 @@ from tests.channels.gateway_harness import (
     tg_post,
     tg_texts,
     tg_update,
+    wa_media,
     wa_message,
     wa_notification,
     wa_post,
@@ -218,13 +219,7 @@ async def test_whatsapp_photos_sent_one_after_another_are_one_turn(
         image: dict[str, Any] = {"id": f"70{n}", "mime_type": "image/jpeg"}
         if n == 1:
             image["caption"] = "the damage"
-        photo = {
-            "from": WA_USER,
-            "id": f"wamid.P{n}",
-            "timestamp": str(int(time.time())),
-            "type": "image",
-            "image": image,
-        }
+        photo = wa_media(f"wamid.P{n}", "image", image)
         assert await wa_post(client, wa_notification(messages=[photo])) == 200
     await eventually(lambda: len(graph.sent) == 2)
     await asyncio.sleep(1.5)

@@ -33,6 +33,7 @@ from tests.channels.gateway_harness import (
     gateway_settings,
     tg_post,
     twilio_post,
+    wa_media,
     wa_notification,
     wa_post,
     write_bot,
@@ -198,24 +199,16 @@ async def test_a_whatsapp_voice_note_and_document_are_kept(
     graph.add_media("9001", b"OggS voice", "audio/ogg")
     graph.add_media("9002", b"<html><script>alert(1)</script>", "text/html")
     messages = [
-        {
-            "from": WA_USER,
-            "id": "wamid.media1",
-            "timestamp": str(int(time.time())),
-            "type": "voice",
-            "voice": {"id": "9001", "mime_type": "audio/ogg; codecs=opus"},
-        },
+        wa_media("wamid.media1", "voice", {"id": "9001", "mime_type": "audio/ogg; codecs=opus"}),
     ]
     assert await wa_post(client, wa_notification(messages=messages)) == 200
     [note] = await user_files(client, "whatsapp", WA_USER)
     assert (note["kind"], note["content_type"], note["size"]) == ("audio", "audio/ogg", 10)
-    document = {
-        "from": WA_USER,
-        "id": "wamid.media2",
-        "timestamp": str(int(time.time())),
-        "type": "document",
-        "document": {"id": "9002", "mime_type": "text/html", "filename": "page.html"},
-    }
+    document = wa_media(
+        "wamid.media2",
+        "document",
+        {"id": "9002", "mime_type": "text/html", "filename": "page.html"},
+    )
     assert await wa_post(client, wa_notification(messages=[document])) == 200
 
     async def page() -> dict[str, Any] | None:

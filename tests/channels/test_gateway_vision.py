@@ -23,13 +23,13 @@ from tests.channels.fake_telegram import FakeBotApi
 from tests.channels.fake_twilio import ACCOUNT_SID, FakeTwilioApi
 from tests.channels.gateway_harness import (
     TWILIO_FROM,
-    WA_USER,
     Client,
     channel_rows,
     gateway_settings,
     tg_post,
     tg_texts,
     twilio_post,
+    wa_media,
     wa_notification,
     wa_post,
     write_bot,
@@ -141,13 +141,7 @@ async def test_a_whatsapp_photo_and_a_pdf_through_their_media_ids(
     graph.add_media("7001", photo, "image/jpeg")
     graph.add_media("7002", pdf("Order 55", "Total: 90 BRL"), "application/pdf")
     model.script(Answer(text=("A card.",)), Answer(text=("The total is 90 BRL.",)))
-    image = {
-        "from": WA_USER,
-        "id": "wamid.vision1",
-        "timestamp": str(int(time.time())),
-        "type": "image",
-        "image": {"id": "7001", "mime_type": "image/jpeg"},
-    }
+    image = wa_media("wamid.vision1", "image", {"id": "7001", "mime_type": "image/jpeg"})
     assert await wa_post(client, wa_notification(messages=[image])) == 200
 
     def replies() -> list[str]:
@@ -159,13 +153,11 @@ async def test_a_whatsapp_photo_and_a_pdf_through_their_media_ids(
 
     await until(replies, "reply on WhatsApp")
     seen_upright(model)
-    document = {
-        "from": WA_USER,
-        "id": "wamid.vision2",
-        "timestamp": str(int(time.time())),
-        "type": "document",
-        "document": {"id": "7002", "mime_type": "application/pdf", "filename": "order.pdf"},
-    }
+    document = wa_media(
+        "wamid.vision2",
+        "document",
+        {"id": "7002", "mime_type": "application/pdf", "filename": "order.pdf"},
+    )
     assert await wa_post(client, wa_notification(messages=[document])) == 200
     await until(lambda: len(replies()) == 2, "second reply on WhatsApp")
     assert replies() == ["A card.", "The total is 90 BRL."]

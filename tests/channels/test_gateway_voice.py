@@ -31,6 +31,7 @@ from tests.channels.gateway_harness import (
     tg_texts,
     tg_update,
     twilio_post,
+    wa_media,
     wa_message,
     wa_notification,
     wa_post,
@@ -158,13 +159,9 @@ async def test_a_whatsapp_voice_note_by_media_id_is_answered_by_what_it_said(
     graph.add_media("7001", audio, "audio/ogg")
     assert await wa_post(client, wa_message("wamid.V1", "hi")) == 200
     await eventually(lambda: graph.sent)
-    voice = {
-        "from": WA_USER,
-        "id": "wamid.V2",
-        "timestamp": str(int(time.time())),
-        "type": "audio",
-        "audio": {"id": "7001", "mime_type": "audio/ogg; codecs=opus", "voice": True},
-    }
+    voice = wa_media(
+        "wamid.V2", "audio", {"id": "7001", "mime_type": "audio/ogg; codecs=opus", "voice": True}
+    )
     assert await wa_post(client, wa_notification(messages=[voice])) == 200
     await eventually(lambda: len(graph.sent) == 2)
     assert graph.sent[1]["text"]["body"] == f"You said: *{HEARD}*"
@@ -216,13 +213,7 @@ async def test_a_provider_outage_is_retried_and_the_note_answered_later(
     assert await wa_post(client, wa_message("wamid.V3", "hi")) == 200
     await eventually(lambda: graph.sent)
     stt.script(Fail(503, "The engine is currently overloaded"))
-    voice = {
-        "from": WA_USER,
-        "id": "wamid.V4",
-        "timestamp": str(int(time.time())),
-        "type": "voice",
-        "voice": {"id": "7002", "mime_type": "audio/ogg; codecs=opus"},
-    }
+    voice = wa_media("wamid.V4", "voice", {"id": "7002", "mime_type": "audio/ogg; codecs=opus"})
     assert await wa_post(client, wa_notification(messages=[voice])) == 200
     await eventually(lambda: len(graph.sent) == 2, within=20)
     assert graph.sent[1]["text"]["body"] == f"You said: *{HEARD}*"

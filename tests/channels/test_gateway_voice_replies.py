@@ -23,13 +23,13 @@ from tests.channels.fake_telegram import FakeBotApi
 from tests.channels.fake_twilio import ACCOUNT_SID, FakeTwilioApi
 from tests.channels.gateway_harness import (
     TWILIO_FROM,
-    WA_USER,
     Client,
     channel_rows,
     eventually,
     tg_post,
     tg_update,
     twilio_post,
+    wa_media,
     wa_message,
     wa_notification,
     wa_post,
@@ -259,13 +259,9 @@ async def test_a_whatsapp_voice_note_gets_an_audio_message_after_the_text(
     graph.add_media("7101", speak(SENTENCE, "ogg"), "audio/ogg")
     assert await wa_post(client, wa_message("wamid.VR1", "hi")) == 200
     await eventually(lambda: graph.sent)
-    voice = {
-        "from": WA_USER,
-        "id": "wamid.VR2",
-        "timestamp": str(int(time.time())),
-        "type": "audio",
-        "audio": {"id": "7101", "mime_type": "audio/ogg; codecs=opus", "voice": True},
-    }
+    voice = wa_media(
+        "wamid.VR2", "audio", {"id": "7101", "mime_type": "audio/ogg; codecs=opus", "voice": True}
+    )
     assert await wa_post(client, wa_notification(messages=[voice])) == 200
     await eventually(lambda: len(graph.sent) == 3, within=20)
     text, audio = graph.sent[1:]
