@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
+import pytest
 
 
 @contextlib.asynccontextmanager
@@ -28,3 +30,15 @@ async def temporary_database(server_url: str, prefix: str) -> AsyncIterator[str]
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+def database_fixture(prefix: str) -> Any:
+    """A fixture that yields the URL of a database of its own for one test, named
+    ``{prefix}_<random>``, and drops it after the test (and after every fixture using it)."""
+
+    @pytest.fixture
+    async def database(server_database_url: str) -> AsyncIterator[str]:
+        async with temporary_database(server_database_url, prefix) as url:
+            yield url
+
+    return database

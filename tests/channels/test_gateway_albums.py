@@ -12,37 +12,35 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
-from config.settings import Settings
 from gateway.app import create_app
 from gateway.keys import STORES
 from storage.services import Stores
-from tests.channels.fake_graph import PHONE_NUMBER_ID, FakeGraphApi
-from tests.channels.fake_graph import TOKEN as GRAPH_TOKEN
-from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
+from tests.channels.fake_graph import FakeGraphApi
 from tests.channels.fake_telegram import FakeBotApi
-from tests.channels.test_gateway_webhooks import (
-    APP_SECRET,
-    TG_SECRET,
-    VERIFY_TOKEN,
+from tests.channels.gateway_harness import (
     WA_USER,
+    Client,
     eventually,
+    gateway_settings,
+    telegram_rows,
+    tg_post,
     tg_texts,
     tg_update,
+    wa_media,
     wa_message,
     wa_notification,
     wa_post,
+    whatsapp_rows,
     write_bot,
 )
-from tests.databases import temporary_database
+from tests.databases import database_fixture
+from tests.fake_servers import fake_server
 
-Client = TestClient  # type: ignore[type-arg]
 ADMIN_TOKEN = "gateway-albums-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 CHAT = 616161
@@ -50,50 +48,17 @@ BURST_CHAT = 626262
 BURST_WINDOW = 1.0  # the chatty bot's burst-window, seconds
 GREETING = "Hello from relay."
 
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[FakeBotApi]:
-    fake = FakeBotApi()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def graph() -> AsyncIterator[FakeGraphApi]:
-    fake = FakeGraphApi()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def database(server_database_url: str) -> AsyncIterator[str]:
-    async with temporary_database(server_database_url, "botserver_albums") as url:
-        yield url
+telegram = fake_server(FakeBotApi)
+graph = fake_server(FakeGraphApi)
+database = database_fixture("botserver_albums")
 
 
 @pytest.fixture
 def bots(tmp_path: Path, telegram: FakeBotApi, graph: FakeGraphApi) -> Path:
     folder = tmp_path / "bots"
-    tg = {
-        "telegram-bot-token": TELEGRAM_TOKEN,
-        "telegram-webhook-secret": TG_SECRET,
-        "telegram-api-url": telegram.api_url,
-    }
+    tg = telegram_rows(telegram)
     # relay: the defaults (albums within 1 s, no bursts), on Telegram and WhatsApp.
-    write_bot(
-        folder,
-        "relay",
-        tg
-        | {
-            "whatsapp-api-key": GRAPH_TOKEN,
-            "whatsapp-phone-number-id": PHONE_NUMBER_ID,
-            "whatsapp-app-secret": APP_SECRET,
-            "whatsapp-verify-token": VERIFY_TOKEN,
-            "whatsapp-api-url": graph.api_url,
-        },
-    )
+    write_bot(folder, "relay", tg | whatsapp_rows(graph))
     # chatty: the lines a user writes within a second are one message.
     write_bot(folder, "chatty", tg | {"burst-window": str(int(BURST_WINDOW * 1000))})
     return folder
@@ -104,20 +69,8 @@ async def client(  # type: ignore[no-untyped-def]
     database: str, bots: Path, tmp_path: Path, aiohttp_client, monkeypatch: pytest.MonkeyPatch
 ) -> Client:
     monkeypatch.setenv("BOTSERVER_ADMIN_TOKEN", ADMIN_TOKEN)
-    settings = Settings(
-        bots_dir=bots,
-        data_dir=tmp_path / "data",
-        database_url=database,
-        max_body_bytes=64 * 1024,
-        max_message_age=3 * 86400,
-    )
+    settings = gateway_settings(database, bots, tmp_path / "data")
     return await aiohttp_client(create_app(settings))
-
-
-async def post(client: Client, body: bytes, bot: str = "relay") -> int:
-    headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TG_SECRET}
-    resp = await client.post(f"/webhooks/telegram/{bot}", data=body, headers=headers)
-    return resp.status
 
 
 def album_photo(update_id: int, group: str, file_id: str, caption: str = "") -> bytes:
@@ -171,7 +124,7 @@ async def inbox_rows(client: Client, bot: str, channel: str) -> list[tuple[str, 
 async def test_an_album_of_three_photos_is_one_turn_with_its_photos_in_order(
     client: Client, telegram: FakeBotApi
 ) -> None:
-    assert await post(client, tg_update(100, "hi", chat=CHAT)) == 200
+    assert await tg_post(client, tg_update(100, "hi", chat=CHAT)) == 200
     await eventually(lambda: tg_texts(telegram, CHAT) == [GREETING])
     for n in (1, 2, 3):
         telegram.add_file(f"photo-{n}", bytes([n]) * (100 * n), file_path=f"photos/{n}.jpg")
@@ -182,10 +135,10 @@ async def test_an_album_of_three_photos_is_one_turn_with_its_photos_in_order(
     ]
     for body in updates:  # each acknowledged once claimed, long before the window ends
         started = time.monotonic()
-        assert await post(client, body) == 200
+        assert await tg_post(client, body) == 200
         assert time.monotonic() - started < 0.5
     # Telegram delivers again (a slow acknowledgement, a restart), also all at once.
-    statuses = await asyncio.gather(*(post(client, body) for body in updates * 2))
+    statuses = await asyncio.gather(*(tg_post(client, body) for body in updates * 2))
     assert statuses == [200] * 6
     await eventually(lambda: len(tg_texts(telegram, CHAT)) == 2)
     await asyncio.sleep(BURST_WINDOW + 0.5)  # nothing else comes
@@ -209,14 +162,14 @@ async def test_an_album_of_three_photos_is_one_turn_with_its_photos_in_order(
 async def test_a_burst_within_the_window_is_one_turn_and_a_line_after_it_its_own(
     client: Client, telegram: FakeBotApi
 ) -> None:
-    assert await post(client, tg_update(200, "hi", chat=BURST_CHAT), "chatty") == 200
+    assert await tg_post(client, tg_update(200, "hi", chat=BURST_CHAT), bot="chatty") == 200
     await eventually(lambda: tg_texts(telegram, BURST_CHAT) == [GREETING])
     started = time.monotonic()
     for n, line in enumerate(["I would like", "a table for two", "tonight"], start=201):
-        assert await post(client, tg_update(n, line, chat=BURST_CHAT), "chatty") == 200
+        assert await tg_post(client, tg_update(n, line, chat=BURST_CHAT), bot="chatty") == 200
     assert time.monotonic() - started < BURST_WINDOW / 2  # all three within the window
     await asyncio.sleep(BURST_WINDOW + 0.3 - (time.monotonic() - started))
-    assert await post(client, tg_update(204, "at eight", chat=BURST_CHAT), "chatty") == 200
+    assert await tg_post(client, tg_update(204, "at eight", chat=BURST_CHAT), bot="chatty") == 200
     await eventually(lambda: len(tg_texts(telegram, BURST_CHAT)) == 3)
     await asyncio.sleep(BURST_WINDOW + 0.5)
     assert tg_texts(telegram, BURST_CHAT) == [
@@ -237,12 +190,12 @@ async def test_a_burst_within_the_window_is_one_turn_and_a_line_after_it_its_own
 async def test_text_is_never_held_back_on_a_bot_without_a_burst_window(
     client: Client, telegram: FakeBotApi
 ) -> None:
-    assert await post(client, tg_update(300, "hi", chat=CHAT)) == 200
+    assert await tg_post(client, tg_update(300, "hi", chat=CHAT)) == 200
     await eventually(lambda: tg_texts(telegram, CHAT) == [GREETING])
-    assert await post(client, tg_update(301, "one", chat=CHAT)) == 200
-    assert await post(client, tg_update(302, "two", chat=CHAT)) == 200
+    assert await tg_post(client, tg_update(301, "one", chat=CHAT)) == 200
+    assert await tg_post(client, tg_update(302, "two", chat=CHAT)) == 200
     telegram.add_file("photo-9", b"9" * 10, file_path="photos/9.jpg")
-    assert await post(client, album_photo(303, "24680", "photo-9")) == 200
+    assert await tg_post(client, album_photo(303, "24680", "photo-9")) == 200
     await eventually(lambda: len(tg_texts(telegram, CHAT)) == 4)
     assert tg_texts(telegram, CHAT)[1:3] == ["You said: one", "You said: two"]
     stores: Stores = client.server.app[STORES]
@@ -266,13 +219,7 @@ async def test_whatsapp_photos_sent_one_after_another_are_one_turn(
         image: dict[str, Any] = {"id": f"70{n}", "mime_type": "image/jpeg"}
         if n == 1:
             image["caption"] = "the damage"
-        photo = {
-            "from": WA_USER,
-            "id": f"wamid.P{n}",
-            "timestamp": str(int(time.time())),
-            "type": "image",
-            "image": image,
-        }
+        photo = wa_media(f"wamid.P{n}", "image", image)
         assert await wa_post(client, wa_notification(messages=[photo])) == 200
     await eventually(lambda: len(graph.sent) == 2)
     await asyncio.sleep(1.5)

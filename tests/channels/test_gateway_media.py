@@ -10,113 +10,55 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
 
-from config.settings import S3Settings, Settings
+from config.settings import S3Settings
 from gateway.app import create_app
 from gateway.keys import MEDIA_URLS, STORES
 from storage.blobs_s3 import S3BlobStore
 from storage.services import Stores
-from tests.channels.fake_graph import PHONE_NUMBER_ID, FakeGraphApi
-from tests.channels.fake_graph import TOKEN as GRAPH_TOKEN
-from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
+from tests.channels.fake_graph import FakeGraphApi
 from tests.channels.fake_telegram import FakeBotApi
-from tests.channels.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi
-from tests.channels.test_gateway_webhooks import (
-    APP_SECRET,
-    TG_SECRET,
+from tests.channels.fake_twilio import ACCOUNT_SID, FakeTwilioApi
+from tests.channels.gateway_harness import (
     TWILIO_FROM,
-    VERIFY_TOKEN,
     WA_USER,
+    Client,
+    channel_rows,
+    gateway_settings,
     tg_post,
     twilio_post,
+    wa_media,
     wa_notification,
     wa_post,
     write_bot,
 )
-from tests.databases import temporary_database
+from tests.databases import database_fixture
+from tests.fake_servers import fake_server
 from tests.gateway.test_openapi import check
 from tests.storage.seaweed import S3Server
 
-Client = TestClient  # type: ignore[type-arg]
 ADMIN_TOKEN = "gateway-media-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 CHAT = 515151
 MiB = 1024 * 1024
 
-
-@pytest.fixture
-async def fakes() -> AsyncIterator[tuple[FakeBotApi, FakeGraphApi, FakeTwilioApi]]:
-    telegram, graph, twilio = FakeBotApi(), FakeGraphApi(), FakeTwilioApi()
-    for fake in (telegram, graph, twilio):
-        await fake.start()
-    yield telegram, graph, twilio
-    for fake in (telegram, graph, twilio):
-        await fake.close()
+telegram = fake_server(FakeBotApi)
+graph = fake_server(FakeGraphApi)
+twilio = fake_server(FakeTwilioApi)
+database = database_fixture("botserver_media")
 
 
 @pytest.fixture
-def telegram(fakes: tuple[FakeBotApi, FakeGraphApi, FakeTwilioApi]) -> FakeBotApi:
-    return fakes[0]
-
-
-@pytest.fixture
-def graph(fakes: tuple[FakeBotApi, FakeGraphApi, FakeTwilioApi]) -> FakeGraphApi:
-    return fakes[1]
-
-
-@pytest.fixture
-def twilio(fakes: tuple[FakeBotApi, FakeGraphApi, FakeTwilioApi]) -> FakeTwilioApi:
-    return fakes[2]
-
-
-@pytest.fixture
-async def database(server_database_url: str) -> AsyncIterator[str]:
-    async with temporary_database(server_database_url, "botserver_media") as url:
-        yield url
-
-
-@pytest.fixture
-def bots(tmp_path: Path, fakes: tuple[FakeBotApi, FakeGraphApi, FakeTwilioApi]) -> Path:
-    telegram, graph, twilio = fakes
+def bots(tmp_path: Path, telegram: FakeBotApi, graph: FakeGraphApi, twilio: FakeTwilioApi) -> Path:
     folder = tmp_path / "bots"
-    write_bot(
-        folder,
-        "relay",
-        {
-            "telegram-bot-token": TELEGRAM_TOKEN,
-            "telegram-webhook-secret": TG_SECRET,
-            "telegram-api-url": telegram.api_url,
-            "whatsapp-api-key": GRAPH_TOKEN,
-            "whatsapp-phone-number-id": PHONE_NUMBER_ID,
-            "whatsapp-app-secret": APP_SECRET,
-            "whatsapp-verify-token": VERIFY_TOKEN,
-            "whatsapp-api-url": graph.api_url,
-            "twilio-account-sid": ACCOUNT_SID,
-            "twilio-auth-token": AUTH_TOKEN,
-            "twilio-from-number": TWILIO_FROM,
-            "twilio-api-url": twilio.api_url,
-        },
-    )
+    write_bot(folder, "relay", channel_rows(telegram, graph, twilio))
     return folder
-
-
-def settings(database: str, bots: Path, tmp_path: Path, **more: Any) -> Settings:
-    return Settings(
-        bots_dir=bots,
-        data_dir=tmp_path / "data",
-        database_url=database,
-        max_body_bytes=64 * 1024,
-        max_message_age=3 * 86400,
-        **more,
-    )
 
 
 @pytest.fixture
@@ -124,7 +66,7 @@ async def client(  # type: ignore[no-untyped-def]
     database: str, bots: Path, tmp_path: Path, aiohttp_client, monkeypatch: pytest.MonkeyPatch
 ) -> Client:
     monkeypatch.setenv("BOTSERVER_ADMIN_TOKEN", ADMIN_TOKEN)
-    return await aiohttp_client(create_app(settings(database, bots, tmp_path)))
+    return await aiohttp_client(create_app(gateway_settings(database, bots, tmp_path / "data")))
 
 
 def tg_photo(update_id: int, file_id: str, size: int, caption: str = "") -> bytes:
@@ -257,24 +199,16 @@ async def test_a_whatsapp_voice_note_and_document_are_kept(
     graph.add_media("9001", b"OggS voice", "audio/ogg")
     graph.add_media("9002", b"<html><script>alert(1)</script>", "text/html")
     messages = [
-        {
-            "from": WA_USER,
-            "id": "wamid.media1",
-            "timestamp": str(int(time.time())),
-            "type": "voice",
-            "voice": {"id": "9001", "mime_type": "audio/ogg; codecs=opus"},
-        },
+        wa_media("wamid.media1", "voice", {"id": "9001", "mime_type": "audio/ogg; codecs=opus"}),
     ]
     assert await wa_post(client, wa_notification(messages=messages)) == 200
     [note] = await user_files(client, "whatsapp", WA_USER)
     assert (note["kind"], note["content_type"], note["size"]) == ("audio", "audio/ogg", 10)
-    document = {
-        "from": WA_USER,
-        "id": "wamid.media2",
-        "timestamp": str(int(time.time())),
-        "type": "document",
-        "document": {"id": "9002", "mime_type": "text/html", "filename": "page.html"},
-    }
+    document = wa_media(
+        "wamid.media2",
+        "document",
+        {"id": "9002", "mime_type": "text/html", "filename": "page.html"},
+    )
     assert await wa_post(client, wa_notification(messages=[document])) == 200
 
     async def page() -> dict[str, Any] | None:
@@ -352,7 +286,7 @@ async def test_on_s3_the_gateway_keeps_files_in_the_bucket_and_serves_them(  # t
     s3_settings: S3Settings,
 ) -> None:
     monkeypatch.setenv("BOTSERVER_ADMIN_TOKEN", ADMIN_TOKEN)
-    app = create_app(settings(database, bots, tmp_path, s3=s3_settings))
+    app = create_app(gateway_settings(database, bots, tmp_path / "data", s3=s3_settings))
     client = await aiohttp_client(app)
     stores: Stores = app[STORES]
     assert isinstance(stores.blobs, S3BlobStore)
@@ -385,7 +319,9 @@ async def test_with_a_public_s3_endpoint_the_links_are_presigned(  # type: ignor
         endpoint_url=s3_settings.endpoint_url,
         public_url=s3_server.endpoint_url,
     )
-    client = await aiohttp_client(create_app(settings(database, bots, tmp_path, s3=public)))
+    client = await aiohttp_client(
+        create_app(gateway_settings(database, bots, tmp_path / "data", s3=public))
+    )
     telegram.add_file("AgAC-pre", b"presigned bytes", file_path="photos/p.jpg")
     assert await tg_post(client, tg_photo(902, "AgAC-pre", 15)) == 200
     [photo] = await user_files(client, "telegram", str(CHAT))
@@ -406,5 +342,7 @@ async def test_s3_asked_for_with_refused_credentials_stops_the_gateway(  # type:
         endpoint_url=s3_settings.endpoint_url,
     )
     with pytest.raises(Exception, match="S3 refused"):
-        await aiohttp_client(create_app(settings(database, bots, tmp_path, s3=wrong)))
+        await aiohttp_client(
+            create_app(gateway_settings(database, bots, tmp_path / "data", s3=wrong))
+        )
     assert not (tmp_path / "data" / "blobs").exists()  # and no quiet fallback to the disk

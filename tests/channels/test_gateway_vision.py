@@ -9,59 +9,45 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.keys import STORES
 from storage.services import Stores
-from tests.channels.fake_graph import PHONE_NUMBER_ID, FakeGraphApi
-from tests.channels.fake_graph import TOKEN as GRAPH_TOKEN
-from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
+from tests.channels.fake_graph import FakeGraphApi
 from tests.channels.fake_telegram import FakeBotApi
-from tests.channels.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi
-from tests.channels.test_gateway_media import CHAT, settings, tg_photo
-from tests.channels.test_gateway_webhooks import (
-    APP_SECRET,
-    TG_SECRET,
+from tests.channels.fake_twilio import ACCOUNT_SID, FakeTwilioApi
+from tests.channels.gateway_harness import (
     TWILIO_FROM,
-    VERIFY_TOKEN,
-    WA_USER,
+    Client,
+    channel_rows,
+    gateway_settings,
     tg_post,
     tg_texts,
     twilio_post,
+    wa_media,
     wa_notification,
     wa_post,
     write_bot,
 )
-from tests.databases import temporary_database
+from tests.channels.test_gateway_media import CHAT, tg_photo
+from tests.databases import database_fixture
+from tests.fake_servers import fake_server
 from tests.llm import fake_openai
 from tests.llm.fake_openai import FakeOpenAI
 from tests.llm.scripted import Answer
 from tests.llm.vision import openai_images, user_text
 from tests.pipeline.media_samples import image_of, pdf, sideways_photo
 
-Client = TestClient  # type: ignore[type-arg]
-
-
-@pytest.fixture
-async def fakes() -> AsyncIterator[tuple[FakeBotApi, FakeGraphApi, FakeTwilioApi, FakeOpenAI]]:
-    telegram, graph, twilio, model = FakeBotApi(), FakeGraphApi(), FakeTwilioApi(), FakeOpenAI()
-    for fake in (telegram, graph, twilio, model):
-        await fake.start()
-    yield telegram, graph, twilio, model
-    for fake in (telegram, graph, twilio, model):
-        await fake.close()
-
-
-@pytest.fixture
-async def database(server_database_url: str) -> AsyncIterator[str]:
-    async with temporary_database(server_database_url, "botserver_vision") as url:
-        yield url
+telegram = fake_server(FakeBotApi)
+graph = fake_server(FakeGraphApi)
+twilio = fake_server(FakeTwilioApi)
+model = fake_server(FakeOpenAI)
+database = database_fixture("botserver_vision")
 
 
 @pytest.fixture
@@ -69,34 +55,25 @@ async def client(  # type: ignore[no-untyped-def]
     database: str,
     tmp_path: Path,
     aiohttp_client,
-    fakes: tuple[FakeBotApi, FakeGraphApi, FakeTwilioApi, FakeOpenAI],
+    telegram: FakeBotApi,
+    graph: FakeGraphApi,
+    twilio: FakeTwilioApi,
+    model: FakeOpenAI,
 ) -> Client:
-    telegram, graph, twilio, model = fakes
     folder = tmp_path / "bots"
+    llm = {
+        "llm-url": f"{model.url}/v1",
+        "llm-key": fake_openai.API_KEY,
+        "llm-model": "gpt-4o",
+        "llm-vision": "true",
+    }
     write_bot(
         folder,
         "relay",
-        {
-            "telegram-bot-token": TELEGRAM_TOKEN,
-            "telegram-webhook-secret": TG_SECRET,
-            "telegram-api-url": telegram.api_url,
-            "whatsapp-api-key": GRAPH_TOKEN,
-            "whatsapp-phone-number-id": PHONE_NUMBER_ID,
-            "whatsapp-app-secret": APP_SECRET,
-            "whatsapp-verify-token": VERIFY_TOKEN,
-            "whatsapp-api-url": graph.api_url,
-            "twilio-account-sid": ACCOUNT_SID,
-            "twilio-auth-token": AUTH_TOKEN,
-            "twilio-from-number": TWILIO_FROM,
-            "twilio-api-url": twilio.api_url,
-            "llm-url": f"{model.url}/v1",
-            "llm-key": fake_openai.API_KEY,
-            "llm-model": "gpt-4o",
-            "llm-vision": "true",
-        },
+        channel_rows(telegram, graph, twilio) | llm,
         dialog="REM the model answers everything\n",
     )
-    return await aiohttp_client(create_app(settings(database, folder, tmp_path)))
+    return await aiohttp_client(create_app(gateway_settings(database, folder, tmp_path / "data")))
 
 
 async def until(found: Callable[[], Any], what: str, seconds: float = 15) -> Any:
@@ -139,9 +116,8 @@ def seen_upright(model: FakeOpenAI) -> None:
 
 
 async def test_a_telegram_photo_reaches_the_model_through_getfile(
-    client: Client, fakes: tuple[FakeBotApi, FakeGraphApi, FakeTwilioApi, FakeOpenAI]
+    client: Client, telegram: FakeBotApi, model: FakeOpenAI
 ) -> None:
-    telegram, _, _, model = fakes
     photo = sideways_photo()
     model.script(Answer(text=("A red and blue card.",)))
     path = telegram.add_file("AgAC-card", photo, file_path="photos/card.jpg")
@@ -159,20 +135,13 @@ async def test_a_telegram_photo_reaches_the_model_through_getfile(
 
 
 async def test_a_whatsapp_photo_and_a_pdf_through_their_media_ids(
-    client: Client, fakes: tuple[FakeBotApi, FakeGraphApi, FakeTwilioApi, FakeOpenAI]
+    client: Client, graph: FakeGraphApi, model: FakeOpenAI
 ) -> None:
-    _, graph, _, model = fakes
     photo = sideways_photo()
     graph.add_media("7001", photo, "image/jpeg")
     graph.add_media("7002", pdf("Order 55", "Total: 90 BRL"), "application/pdf")
     model.script(Answer(text=("A card.",)), Answer(text=("The total is 90 BRL.",)))
-    image = {
-        "from": WA_USER,
-        "id": "wamid.vision1",
-        "timestamp": str(int(time.time())),
-        "type": "image",
-        "image": {"id": "7001", "mime_type": "image/jpeg"},
-    }
+    image = wa_media("wamid.vision1", "image", {"id": "7001", "mime_type": "image/jpeg"})
     assert await wa_post(client, wa_notification(messages=[image])) == 200
 
     def replies() -> list[str]:
@@ -184,13 +153,11 @@ async def test_a_whatsapp_photo_and_a_pdf_through_their_media_ids(
 
     await until(replies, "reply on WhatsApp")
     seen_upright(model)
-    document = {
-        "from": WA_USER,
-        "id": "wamid.vision2",
-        "timestamp": str(int(time.time())),
-        "type": "document",
-        "document": {"id": "7002", "mime_type": "application/pdf", "filename": "order.pdf"},
-    }
+    document = wa_media(
+        "wamid.vision2",
+        "document",
+        {"id": "7002", "mime_type": "application/pdf", "filename": "order.pdf"},
+    )
     assert await wa_post(client, wa_notification(messages=[document])) == 200
     await until(lambda: len(replies()) == 2, "second reply on WhatsApp")
     assert replies() == ["A card.", "The total is 90 BRL."]
@@ -200,9 +167,8 @@ async def test_a_whatsapp_photo_and_a_pdf_through_their_media_ids(
 
 
 async def test_a_twilio_mediaurl_photo_reaches_the_model(
-    client: Client, fakes: tuple[FakeBotApi, FakeGraphApi, FakeTwilioApi, FakeOpenAI]
+    client: Client, twilio: FakeTwilioApi, model: FakeOpenAI
 ) -> None:
-    _, _, twilio, model = fakes
     photo = sideways_photo()
     sid = "MM" + "b" * 32
     url = twilio.add_media(sid, photo, "image/jpeg")

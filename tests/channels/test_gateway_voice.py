@@ -9,106 +9,78 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.keys import STORES
 from storage.services import Stores
-from tests.channels.fake_graph import PHONE_NUMBER_ID, FakeGraphApi
-from tests.channels.fake_graph import TOKEN as GRAPH_TOKEN
-from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
+from tests.channels.fake_graph import FakeGraphApi
 from tests.channels.fake_telegram import FakeBotApi
-from tests.channels.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi
-from tests.channels.test_gateway_media import (  # noqa: F401 (fixtures)
-    ADMIN_TOKEN,
-    CHAT,
-    database,
-    fakes,
-    graph,
-    history,
-    settings,
-    telegram,
-    twilio,
-)
-from tests.channels.test_gateway_webhooks import (
-    APP_SECRET,
-    TG_SECRET,
+from tests.channels.fake_twilio import ACCOUNT_SID, FakeTwilioApi
+from tests.channels.gateway_harness import (
     TWILIO_FROM,
-    VERIFY_TOKEN,
     WA_USER,
+    Client,
+    channel_rows,
     eventually,
+    gateway_settings,
     tg_post,
     tg_texts,
     tg_update,
     twilio_post,
+    wa_media,
     wa_message,
     wa_notification,
     wa_post,
     write_bot,
 )
+from tests.channels.test_gateway_media import ADMIN_TOKEN, CHAT, history
+from tests.databases import database_fixture
+from tests.fake_servers import fake_server
 from tests.voice.fake_stt import API_KEY, FakeSpeechToText
 from tests.voice.speech_samples import need_tools, speak
 
-Client = TestClient  # type: ignore[type-arg]
 SENTENCE = "I would like to cancel my order"
 HEARD = "I would like to cancel my order."
 
-
-@pytest.fixture
-async def stt() -> AsyncIterator[FakeSpeechToText]:
-    fake = FakeSpeechToText(default=HEARD)
-    await fake.start()
-    yield fake
-    await fake.close()
+telegram = fake_server(FakeBotApi)
+graph = fake_server(FakeGraphApi)
+twilio = fake_server(FakeTwilioApi)
+stt = fake_server(lambda: FakeSpeechToText(default=HEARD))
+database = database_fixture("botserver_voice")
 
 
 @pytest.fixture
 def bots(
     tmp_path: Path,
-    fakes: tuple[FakeBotApi, FakeGraphApi, FakeTwilioApi],  # noqa: F811
+    telegram: FakeBotApi,
+    graph: FakeGraphApi,
+    twilio: FakeTwilioApi,
     stt: FakeSpeechToText,
 ) -> Path:
-    telegram, graph, twilio = fakes  # noqa: F811
     folder = tmp_path / "bots"
-    write_bot(
-        folder,
-        "relay",
-        {
-            "telegram-bot-token": TELEGRAM_TOKEN,
-            "telegram-webhook-secret": TG_SECRET,
-            "telegram-api-url": telegram.api_url,
-            "whatsapp-api-key": GRAPH_TOKEN,
-            "whatsapp-phone-number-id": PHONE_NUMBER_ID,
-            "whatsapp-app-secret": APP_SECRET,
-            "whatsapp-verify-token": VERIFY_TOKEN,
-            "whatsapp-api-url": graph.api_url,
-            "twilio-account-sid": ACCOUNT_SID,
-            "twilio-auth-token": AUTH_TOKEN,
-            "twilio-from-number": TWILIO_FROM,
-            "twilio-api-url": twilio.api_url,
-            "transcription-url": stt.base_url,
-            "transcription-key": API_KEY,
-            "transcription-model": "whisper-1",
-        },
-    )
+    transcription = {
+        "transcription-url": stt.base_url,
+        "transcription-key": API_KEY,
+        "transcription-model": "whisper-1",
+    }
+    write_bot(folder, "relay", channel_rows(telegram, graph, twilio) | transcription)
     return folder
 
 
 @pytest.fixture
 async def client(  # type: ignore[no-untyped-def]
-    database: str,  # noqa: F811
+    database: str,
     bots: Path,
     tmp_path: Path,
     aiohttp_client,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Client:
     monkeypatch.setenv("BOTSERVER_ADMIN_TOKEN", ADMIN_TOKEN)
-    return await aiohttp_client(create_app(settings(database, bots, tmp_path)))
+    return await aiohttp_client(create_app(gateway_settings(database, bots, tmp_path / "data")))
 
 
 async def heard_row(client: Client, channel: str, user: str) -> dict[str, Any]:
@@ -151,7 +123,7 @@ def tg_voice(update_id: int, file_id: str, size: int, duration: int) -> bytes:
 
 async def test_a_telegram_voice_note_is_answered_by_what_it_said(
     client: Client,
-    telegram: FakeBotApi,  # noqa: F811
+    telegram: FakeBotApi,
     stt: FakeSpeechToText,
 ) -> None:
     need_tools()
@@ -179,7 +151,7 @@ async def test_a_telegram_voice_note_is_answered_by_what_it_said(
 
 async def test_a_whatsapp_voice_note_by_media_id_is_answered_by_what_it_said(
     client: Client,
-    graph: FakeGraphApi,  # noqa: F811
+    graph: FakeGraphApi,
     stt: FakeSpeechToText,
 ) -> None:
     need_tools()
@@ -187,13 +159,9 @@ async def test_a_whatsapp_voice_note_by_media_id_is_answered_by_what_it_said(
     graph.add_media("7001", audio, "audio/ogg")
     assert await wa_post(client, wa_message("wamid.V1", "hi")) == 200
     await eventually(lambda: graph.sent)
-    voice = {
-        "from": WA_USER,
-        "id": "wamid.V2",
-        "timestamp": str(int(time.time())),
-        "type": "audio",
-        "audio": {"id": "7001", "mime_type": "audio/ogg; codecs=opus", "voice": True},
-    }
+    voice = wa_media(
+        "wamid.V2", "audio", {"id": "7001", "mime_type": "audio/ogg; codecs=opus", "voice": True}
+    )
     assert await wa_post(client, wa_notification(messages=[voice])) == 200
     await eventually(lambda: len(graph.sent) == 2)
     assert graph.sent[1]["text"]["body"] == f"You said: *{HEARD}*"
@@ -207,7 +175,7 @@ async def test_a_whatsapp_voice_note_by_media_id_is_answered_by_what_it_said(
 
 async def test_a_twilio_voice_message_by_media_url_is_answered_by_what_it_said(
     client: Client,
-    twilio: FakeTwilioApi,  # noqa: F811
+    twilio: FakeTwilioApi,
     stt: FakeSpeechToText,
 ) -> None:
     need_tools()
@@ -235,7 +203,7 @@ async def test_a_twilio_voice_message_by_media_url_is_answered_by_what_it_said(
 
 async def test_a_provider_outage_is_retried_and_the_note_answered_later(
     client: Client,
-    graph: FakeGraphApi,  # noqa: F811
+    graph: FakeGraphApi,
     stt: FakeSpeechToText,
 ) -> None:
     from tests.llm.scripted import Fail
@@ -245,13 +213,7 @@ async def test_a_provider_outage_is_retried_and_the_note_answered_later(
     assert await wa_post(client, wa_message("wamid.V3", "hi")) == 200
     await eventually(lambda: graph.sent)
     stt.script(Fail(503, "The engine is currently overloaded"))
-    voice = {
-        "from": WA_USER,
-        "id": "wamid.V4",
-        "timestamp": str(int(time.time())),
-        "type": "voice",
-        "voice": {"id": "7002", "mime_type": "audio/ogg; codecs=opus"},
-    }
+    voice = wa_media("wamid.V4", "voice", {"id": "7002", "mime_type": "audio/ogg; codecs=opus"})
     assert await wa_post(client, wa_notification(messages=[voice])) == 200
     await eventually(lambda: len(graph.sent) == 2, within=20)
     assert graph.sent[1]["text"]["body"] == f"You said: *{HEARD}*"

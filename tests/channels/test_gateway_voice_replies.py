@@ -10,40 +10,35 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.keys import STORES
-from tests.channels.conftest import offline_network  # noqa: F401  (autouse: no real network)
-from tests.channels.fake_graph import PHONE_NUMBER_ID, FakeGraphApi
-from tests.channels.fake_graph import TOKEN as GRAPH_TOKEN
-from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
+from tests.channels.fake_graph import FakeGraphApi
 from tests.channels.fake_telegram import FakeBotApi
-from tests.channels.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi
-from tests.channels.test_gateway_media import CHAT  # the chat tg_voice's notes come from
-from tests.channels.test_gateway_voice import tg_voice
-from tests.channels.test_gateway_webhooks import (
-    APP_SECRET,
-    TG_SECRET,
+from tests.channels.fake_twilio import ACCOUNT_SID, FakeTwilioApi
+from tests.channels.gateway_harness import (
     TWILIO_FROM,
-    VERIFY_TOKEN,
-    WA_USER,
+    Client,
+    channel_rows,
     eventually,
     tg_post,
     tg_update,
     twilio_post,
+    wa_media,
     wa_message,
     wa_notification,
     wa_post,
     write_bot,
 )
-from tests.databases import temporary_database
+from tests.channels.test_gateway_media import CHAT  # the chat tg_voice's notes come from
+from tests.channels.test_gateway_voice import tg_voice
+from tests.databases import database_fixture
+from tests.fake_servers import fake_server
 from tests.gateway.credentials import bearer, hs256_token
 from tests.gateway.test_proactive import AUTH, settings_for
 from tests.llm import fake_openai
@@ -55,61 +50,19 @@ from tests.voice.fake_tts import API_KEY as TTS_KEY
 from tests.voice.fake_tts import FakeTextToSpeech
 from tests.voice.speech_samples import need_tools, speak
 
-Client = TestClient  # type: ignore[type-arg]
 APP = bearer(hs256_token(roles=["app"]))
 PUBLIC = "https://bots.example.com"
 SENTENCE = "I would like to cancel my order"
 HEARD = "I would like to cancel my order."
 SAID = f"You said: {HEARD}"  # the relay's "You said: **…**", as read aloud
 
-
-@pytest.fixture
-async def fakes() -> AsyncIterator[tuple[FakeBotApi, FakeGraphApi, FakeTwilioApi]]:
-    telegram, graph, twilio = FakeBotApi(), FakeGraphApi(), FakeTwilioApi()
-    for fake in (telegram, graph, twilio):
-        await fake.start()
-    yield telegram, graph, twilio
-    for fake in (telegram, graph, twilio):
-        await fake.close()
-
-
-@pytest.fixture
-def telegram(fakes: tuple[FakeBotApi, FakeGraphApi, FakeTwilioApi]) -> FakeBotApi:
-    return fakes[0]
-
-
-@pytest.fixture
-def graph(fakes: tuple[FakeBotApi, FakeGraphApi, FakeTwilioApi]) -> FakeGraphApi:
-    return fakes[1]
-
-
-@pytest.fixture
-def twilio(fakes: tuple[FakeBotApi, FakeGraphApi, FakeTwilioApi]) -> FakeTwilioApi:
-    return fakes[2]
-
-
-@pytest.fixture
-async def stt() -> AsyncIterator[FakeSpeechToText]:
-    fake = FakeSpeechToText(default=HEARD)
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def tts() -> AsyncIterator[FakeTextToSpeech]:
-    fake = FakeTextToSpeech()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def model() -> AsyncIterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    await server.start()
-    yield server
-    await server.close()
+telegram = fake_server(FakeBotApi)
+graph = fake_server(FakeGraphApi)
+twilio = fake_server(FakeTwilioApi)
+stt = fake_server(lambda: FakeSpeechToText(default=HEARD))
+tts = fake_server(FakeTextToSpeech)
+model = fake_server(FakeOpenAI)
+database = database_fixture("botserver_voice_replies")
 
 
 @pytest.fixture
@@ -119,16 +72,12 @@ def voice_replies() -> str:
 
 
 @pytest.fixture
-async def database(server_database_url: str) -> AsyncIterator[str]:
-    async with temporary_database(server_database_url, "botserver_voice_replies") as url:
-        yield url
-
-
-@pytest.fixture
 async def client(  # type: ignore[no-untyped-def]
     database: str,  # first: dropped only after the gateway closed its pool
     tmp_path: Path,
-    fakes: tuple[FakeBotApi, FakeGraphApi, FakeTwilioApi],
+    telegram: FakeBotApi,
+    graph: FakeGraphApi,
+    twilio: FakeTwilioApi,
     stt: FakeSpeechToText,
     tts: FakeTextToSpeech,
     model: FakeOpenAI,
@@ -138,21 +87,8 @@ async def client(  # type: ignore[no-untyped-def]
 ) -> Client:
     for name in ("LLM_URL", "LLM_KEY", "LLM_MODEL", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
         monkeypatch.delenv(name, raising=False)
-    telegram, graph, twilio = fakes
     folder = tmp_path / "bots"
-    rows = {
-        "telegram-bot-token": TELEGRAM_TOKEN,
-        "telegram-webhook-secret": TG_SECRET,
-        "telegram-api-url": telegram.api_url,
-        "whatsapp-api-key": GRAPH_TOKEN,
-        "whatsapp-phone-number-id": PHONE_NUMBER_ID,
-        "whatsapp-app-secret": APP_SECRET,
-        "whatsapp-verify-token": VERIFY_TOKEN,
-        "whatsapp-api-url": graph.api_url,
-        "twilio-account-sid": ACCOUNT_SID,
-        "twilio-auth-token": AUTH_TOKEN,
-        "twilio-from-number": TWILIO_FROM,
-        "twilio-api-url": twilio.api_url,
+    rows = channel_rows(telegram, graph, twilio) | {
         "transcription-url": stt.base_url,
         "transcription-key": STT_KEY,
         "transcription-model": "whisper-1",
@@ -300,12 +236,7 @@ async def test_a_model_answer_streamed_live_is_then_spoken(
     pieces = ("Our **opening hours** ", "are nine to five, ", "Monday to Friday.")
     model.script(Answer(text=pieces, spacing=0.4))  # written over more than a second
     update = tg_update(7001, "when are you open?", chat)
-    resp = await client.post(
-        "/webhooks/telegram/writer",
-        data=update,
-        headers={"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TG_SECRET},
-    )
-    assert resp.status == 200
+    assert await tg_post(client, update, bot="writer") == 200
     [voice] = await eventually(lambda: telegram.calls_to("sendVoice"), within=20)
     writes = telegram.writes(chat)
     assert [w.method for w in writes][:1] == ["sendMessage"]  # sent as the model wrote
@@ -328,13 +259,9 @@ async def test_a_whatsapp_voice_note_gets_an_audio_message_after_the_text(
     graph.add_media("7101", speak(SENTENCE, "ogg"), "audio/ogg")
     assert await wa_post(client, wa_message("wamid.VR1", "hi")) == 200
     await eventually(lambda: graph.sent)
-    voice = {
-        "from": WA_USER,
-        "id": "wamid.VR2",
-        "timestamp": str(int(time.time())),
-        "type": "audio",
-        "audio": {"id": "7101", "mime_type": "audio/ogg; codecs=opus", "voice": True},
-    }
+    voice = wa_media(
+        "wamid.VR2", "audio", {"id": "7101", "mime_type": "audio/ogg; codecs=opus", "voice": True}
+    )
     assert await wa_post(client, wa_notification(messages=[voice])) == 200
     await eventually(lambda: len(graph.sent) == 3, within=20)
     text, audio = graph.sent[1:]

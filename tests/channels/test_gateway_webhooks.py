@@ -9,102 +9,53 @@ provider, where the tests read what the user would see.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlencode
 
 import pytest
-from aiohttp.test_utils import TestClient
-from twilio.request_validator import RequestValidator
 
 from channels.telegram_transport import redacted
-from config.settings import Settings
 from gateway.app import create_app
 from gateway.keys import DELIVERY, STORES
 from tests.channels.fake_graph import PHONE_NUMBER_ID, FakeGraphApi
 from tests.channels.fake_graph import TOKEN as GRAPH_TOKEN
 from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
 from tests.channels.fake_telegram import FakeBotApi
-from tests.channels.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi
-from tests.databases import temporary_database
-
-TG_SECRET = "relay_webhook_secret-1"
-APP_SECRET = "relay-app-secret"
-VERIFY_TOKEN = "relay-verify"
-TWILIO_FROM = "+15005550006"
-
-RELAY = """\
-TALK "Hello from relay."
-n = 0
-DO WHILE n >= 0
-    HEAR line
-    IF line = "long" THEN
-        s = ""
-        FOR i = 1 TO 160
-            s = s + "Sentence number " + i + " is here. "
-        NEXT
-        TALK s
-    ELSE
-        TALK "You said: **" + line + "**"
-        IF line = "twice" THEN
-            TALK "And again: " + line
-        END IF
-    END IF
-LOOP
-"""
-
-Client = TestClient  # type: ignore[type-arg]
-
-
-def write_bot(folder: Path, name: str, config: dict[str, str], dialog: str = RELAY) -> None:
-    package = folder / f"{name}.gbai"
-    (package / f"{name}.gbdialog").mkdir(parents=True)
-    (package / f"{name}.gbot").mkdir()
-    (package / f"{name}.gbdialog" / "start.bas").write_text(dialog)
-    rows = "".join(f"{k},{v}\n" for k, v in config.items())
-    (package / f"{name}.gbot" / "config.csv").write_text("name,value\n" + rows)
-
+from tests.channels.fake_twilio import AUTH_TOKEN, FakeTwilioApi
+from tests.channels.gateway_harness import (
+    APP_SECRET,
+    CHAT,
+    TWILIO_FROM,
+    VERIFY_TOKEN,
+    WA_USER,
+    Client,
+    channel_rows,
+    eventually,
+    gateway_settings,
+    sms,
+    tg_post,
+    tg_texts,
+    tg_update,
+    twilio_post,
+    wa_message,
+    wa_notification,
+    wa_post,
+    write_bot,
+)
+from tests.databases import database_fixture
+from tests.fake_servers import fake_server
 
 ADMIN_TOKEN = "gateway-webhooks-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[FakeBotApi]:
-    fake = FakeBotApi()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def graph() -> AsyncIterator[FakeGraphApi]:
-    fake = FakeGraphApi()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[FakeTwilioApi]:
-    fake = FakeTwilioApi()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def database(server_database_url: str) -> AsyncIterator[str]:
-    async with temporary_database(server_database_url, "botserver_wh") as url:
-        yield url
+telegram = fake_server(FakeBotApi)
+graph = fake_server(FakeGraphApi)
+twilio = fake_server(FakeTwilioApi)
+database = database_fixture("botserver_wh")
 
 
 @pytest.fixture
@@ -120,21 +71,11 @@ def bots(
     write_bot(
         folder,
         "relay",
-        {
+        channel_rows(telegram, graph, twilio)
+        | {
             "telegram-bot-token": "${RELAY_TELEGRAM_TOKEN}",
-            "telegram-webhook-secret": TG_SECRET,
-            "telegram-api-url": telegram.api_url,
-            "whatsapp-api-key": GRAPH_TOKEN,
-            "whatsapp-phone-number-id": PHONE_NUMBER_ID,
-            "whatsapp-app-secret": APP_SECRET,
-            "whatsapp-verify-token": VERIFY_TOKEN,
-            "whatsapp-api-url": graph.api_url,
             "whatsapp-template": "reply_ready",
             "whatsapp-template-language": "en",
-            "twilio-account-sid": ACCOUNT_SID,
-            "twilio-auth-token": AUTH_TOKEN,
-            "twilio-from-number": TWILIO_FROM,
-            "twilio-api-url": twilio.api_url,
         },
     )
     # Telegram in polling mode: no webhook, no secret needed.
@@ -167,54 +108,10 @@ async def client(  # type: ignore[no-untyped-def]
 ) -> Client:
     # The database first: it is dropped only after the gateway has closed its pool.
     monkeypatch.setenv("BOTSERVER_ADMIN_TOKEN", ADMIN_TOKEN)  # channel state is admin's
-    settings = Settings(
-        bots_dir=bots,
-        data_dir=tmp_path / "data",
-        database_url=database,
-        max_body_bytes=64 * 1024,
-        max_message_age=3 * 86400,
-    )
-    return await aiohttp_client(create_app(settings))
-
-
-async def eventually(check: Callable[[], Any], within: float = 10.0) -> Any:
-    """Wait until ``check()`` is truthy and return it."""
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+    return await aiohttp_client(create_app(gateway_settings(database, bots, tmp_path / "data")))
 
 
 # -- Telegram ---------------------------------------------------------------------------------
-
-CHAT = 424242
-
-
-def tg_update(update_id: int, text: str, chat: int = CHAT) -> bytes:
-    message = {
-        "message_id": update_id,
-        "from": {"id": chat, "is_bot": False, "first_name": "Ada"},
-        "chat": {"id": chat, "first_name": "Ada", "type": "private"},
-        "date": int(time.time()),
-        "text": text,
-    }
-    return json.dumps({"update_id": update_id, "message": message}).encode()
-
-
-async def tg_post(client: Client, body: bytes, secret: str | None = TG_SECRET) -> int:
-    headers = {"Content-Type": "application/json"}
-    if secret is not None:
-        headers["X-Telegram-Bot-Api-Secret-Token"] = secret
-    resp = await client.post("/webhooks/telegram/relay", data=body, headers=headers)
-    return resp.status
-
-
-def tg_texts(api: FakeBotApi, chat: int = CHAT) -> list[str]:
-    return [m["text"] for (c, _), m in sorted(api.messages.items()) if c == chat]
 
 
 async def test_a_telegram_message_is_answered_through_its_webhook_and_the_outbox(
@@ -377,47 +274,6 @@ async def test_in_polling_mode_updates_are_fetched_and_answered(
 
 # -- WhatsApp ---------------------------------------------------------------------------------
 
-WA_USER = "16505551234"
-
-
-def wa_message(wamid: str, text: str, at: datetime | None = None) -> dict[str, Any]:
-    stamp = int((at or datetime.now(UTC)).timestamp())
-    message = {
-        "from": WA_USER,
-        "id": wamid,
-        "timestamp": str(stamp),
-        "type": "text",
-        "text": {"body": text},
-    }
-    return wa_notification(messages=[message])
-
-
-def wa_notification(**value: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
-        **value,
-    }
-    if "messages" in value:
-        body["contacts"] = [
-            {"profile": {"name": "Sheena"}, "wa_id": WA_USER, "user_id": "US.1349120865530"}
-        ]
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "102290129340398", "changes": [{"value": body, "field": "messages"}]}],
-    }
-
-
-async def wa_post(client: Client, payload: dict[str, Any], secret: str = APP_SECRET) -> int:
-    body = json.dumps(payload).encode()
-    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    resp = await client.post(
-        "/webhooks/whatsapp/relay",
-        data=body,
-        headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature},
-    )
-    return resp.status
-
 
 async def test_the_whatsapp_handshake_echoes_the_challenge_only_for_our_token(
     client: Client,
@@ -480,31 +336,6 @@ async def test_outside_the_24_hour_window_the_template_is_sent_instead(
 
 
 # -- Twilio -----------------------------------------------------------------------------------
-
-
-async def twilio_post(client: Client, form: dict[str, str], token: str = AUTH_TOKEN) -> Any:
-    url = str(client.make_url("/webhooks/twilio/relay"))
-    signature = RequestValidator(token).compute_signature(url, form)
-    return await client.post(
-        "/webhooks/twilio/relay",
-        data=urlencode(form),
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Twilio-Signature": signature,
-        },
-    )
-
-
-def sms(sid: str, body: str) -> dict[str, str]:
-    return {
-        "MessageSid": sid,
-        "SmsMessageSid": sid,
-        "AccountSid": ACCOUNT_SID,
-        "From": "+14155550100",
-        "To": TWILIO_FROM,
-        "Body": body,
-        "NumMedia": "0",
-    }
 
 
 async def test_an_sms_is_answered_with_empty_twiml_and_a_reply_through_the_api(

@@ -9,7 +9,6 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,9 @@ from channels.hub import build_channels
 from config.settings import Settings
 from gateway.app import create_app
 from gateway.keys import STORES
-from tests.channels.test_gateway_webhooks import eventually, write_bot
-from tests.databases import temporary_database
+from tests.channels.gateway_harness import eventually, write_bot
+from tests.databases import database_fixture
+from tests.fake_servers import fake_server
 
 SECRET = "generic-webhook-secret-0123456789"
 ECHO = """\
@@ -82,18 +82,8 @@ class Receiver:
         return [r["event"] for r in self.received if 200 <= r["status"] < 300]
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    fake = Receiver()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def database(server_database_url: str) -> AsyncIterator[str]:
-    async with temporary_database(server_database_url, "botserver_generic") as url:
-        yield url
+receiver = fake_server(Receiver)
+database = database_fixture("botserver_generic")
 
 
 @pytest.fixture

@@ -12,47 +12,39 @@ answer, not two; the web channel's deltas as before.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import itertools
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestClient
-from twilio.request_validator import RequestValidator
 
 from config.settings import Settings
 from gateway.app import create_app
 from gateway.keys import STORES
-from tests.channels.fake_graph import PHONE_NUMBER_ID, FakeGraphApi
-from tests.channels.fake_graph import TOKEN as GRAPH_TOKEN
-from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
+from tests.channels.fake_graph import FakeGraphApi
 from tests.channels.fake_telegram import FakeBotApi, TelegramCall
-from tests.channels.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi
-from tests.channels.test_gateway_webhooks import (
-    APP_SECRET,
-    TG_SECRET,
-    VERIFY_TOKEN,
+from tests.channels.fake_twilio import FakeTwilioApi
+from tests.channels.gateway_harness import (
+    Client,
+    channel_rows,
     eventually,
+    sms,
+    tg_post,
     tg_update,
+    twilio_post,
     wa_message,
+    wa_post,
     write_bot,
 )
-from tests.databases import temporary_database
+from tests.databases import database_fixture
+from tests.fake_servers import fake_server
 from tests.llm import fake_openai
 from tests.llm.fake_openai import FakeOpenAI
 from tests.llm.scripted import Answer
 
-Client = TestClient  # type: ignore[type-arg]
-
 ADMIN_TOKEN = "live-streaming-admin-token"
-TWILIO_FROM = "+15005550006"
-SMS_USER = "+14155550100"
 BOT = "writer"
 _chats = itertools.count(500_000)
 _updates = itertools.count(9_000)
@@ -62,61 +54,11 @@ def new_chat() -> int:
     return next(_chats)
 
 
-@pytest.fixture
-async def telegram() -> AsyncIterator[FakeBotApi]:
-    fake = FakeBotApi()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def graph() -> AsyncIterator[FakeGraphApi]:
-    fake = FakeGraphApi()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[FakeTwilioApi]:
-    fake = FakeTwilioApi()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def model() -> AsyncIterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    await server.start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-async def database(server_database_url: str) -> AsyncIterator[str]:
-    async with temporary_database(server_database_url, "botserver_live") as url:
-        yield url
-
-
-def channel_rows(
-    telegram: FakeBotApi, graph: FakeGraphApi, twilio: FakeTwilioApi
-) -> dict[str, str]:
-    return {
-        "telegram-bot-token": TELEGRAM_TOKEN,
-        "telegram-webhook-secret": TG_SECRET,
-        "telegram-api-url": telegram.api_url,
-        "whatsapp-api-key": GRAPH_TOKEN,
-        "whatsapp-phone-number-id": PHONE_NUMBER_ID,
-        "whatsapp-app-secret": APP_SECRET,
-        "whatsapp-verify-token": VERIFY_TOKEN,
-        "whatsapp-api-url": graph.api_url,
-        "twilio-account-sid": ACCOUNT_SID,
-        "twilio-auth-token": AUTH_TOKEN,
-        "twilio-from-number": TWILIO_FROM,
-        "twilio-api-url": twilio.api_url,
-    }
+telegram = fake_server(FakeBotApi)
+graph = fake_server(FakeGraphApi)
+twilio = fake_server(FakeTwilioApi)
+model = fake_server(FakeOpenAI)
+database = database_fixture("botserver_live")
 
 
 @pytest.fixture
@@ -165,14 +107,9 @@ def words(count: int, *, bold_every: int = 0, spacing: float = 0.15) -> Answer:
     return Answer(text=pieces, spacing=spacing)
 
 
-async def tg_post(client: Client, chat: int, text: str, bot: str = BOT) -> None:
-    update = tg_update(next(_updates), text, chat=chat)
-    resp = await client.post(
-        f"/webhooks/telegram/{bot}",
-        data=update,
-        headers={"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TG_SECRET},
-    )
-    assert resp.status == 200
+async def tg_say(client: Client, chat: int, text: str, bot: str = BOT) -> None:
+    """Post the user's ``text`` in ``chat`` to the bot's Telegram webhook."""
+    assert await tg_post(client, tg_update(next(_updates), text, chat=chat), bot=bot) == 200
 
 
 def finished(api: FakeBotApi, chat: int) -> list[TelegramCall]:
@@ -207,7 +144,7 @@ async def test_telegram_streaming_edits_at_most_once_a_second_and_ends_formatted
 ) -> None:
     chat = new_chat()
     model.script(words(24, bold_every=6))  # ~3.6 s of writing
-    await tg_post(client, chat, "tell me")
+    await tg_say(client, chat, "tell me")
     writes = await eventually(lambda: finished(telegram, chat), within=20)
     (asked,) = model.calls
 
@@ -246,7 +183,7 @@ async def test_telegram_starts_a_second_message_past_4096_characters(
     sentences = [f"Sentence **{i}** has some words in it, to fill the space. " for i in range(90)]
     pieces = tuple("".join(sentences[i : i + 6]) for i in range(0, 90, 6))  # ~5,300 chars
     model.script(Answer(text=pieces, spacing=0.15))
-    await tg_post(client, chat, "a long one")
+    await tg_say(client, chat, "a long one")
 
     def two_done() -> list[dict[str, Any]]:
         history = telegram.history(chat)
@@ -266,7 +203,7 @@ async def test_with_stream_replies_false_the_answer_is_sent_whole(
 ) -> None:
     chat = new_chat()
     model.script(words(12, bold_every=4, spacing=0.1))
-    await tg_post(client, chat, "tell me", bot="quiet")
+    await tg_say(client, chat, "tell me", bot="quiet")
     writes = await eventually(lambda: telegram.writes(chat), within=20)
     await asyncio.sleep(0.5)
     writes = telegram.writes(chat)
@@ -280,14 +217,14 @@ async def test_a_reply_said_before_the_model_answers_keeps_its_place(
 ) -> None:
     chat = new_chat()
     model.script(words(10, spacing=0.1), words(10, spacing=0.15))
-    await tg_post(client, chat, "hello", bot="greeter")
+    await tg_say(client, chat, "hello", bot="greeter")
     # The start dialog's greeting waits for the commit: the answer after it goes whole.
     await eventually(lambda: len(telegram.history(chat)) == 2, within=20)
     texts = [m["text"] for m in telegram.history(chat)]
     assert texts[0] == "Welcome!" and texts[1].startswith("word0 word1")
     assert [w.method for w in telegram.writes(chat)] == ["sendMessage", "sendMessage"]
     # The next message has nothing before it: it streams.
-    await tg_post(client, chat, "more", bot="greeter")
+    await tg_say(client, chat, "more", bot="greeter")
     await eventually(lambda: len(finished(telegram, chat)) > 2, within=20)
     methods = [w.method for w in telegram.writes(chat)[2:]]
     assert methods[0] == "sendMessage" and set(methods[1:]) == {"editMessageText"}
@@ -299,7 +236,7 @@ async def test_a_live_send_that_fails_falls_back_to_the_normal_delivery(
     chat = new_chat()
     telegram.fail_next("sendMessage", 500)
     model.script(words(12, bold_every=4, spacing=0.1))
-    await tg_post(client, chat, "tell me")
+    await tg_say(client, chat, "tell me")
     await eventually(lambda: telegram.history(chat), within=20)
     await asyncio.sleep(0.5)
     sends = [w for w in telegram.writes(chat)]
@@ -342,7 +279,7 @@ async def test_a_retried_turn_edits_the_message_it_streamed_instead_of_sending_a
     first = Answer(text=tuple(f"first{i} " for i in range(10)), spacing=0.1)
     second = Answer(text=("The **second** ", "try ", "answers."), spacing=0.2)
     model.script(first, second)
-    await tg_post(client, chat, "tell me")
+    await tg_say(client, chat, "tell me")
     writes = await eventually(lambda: finished(telegram, chat), within=30)
     assert len(model.calls) == 2  # the turn ran twice
     # One message: the first attempt's, edited by the retry, never a second answer.
@@ -365,22 +302,11 @@ PARAGRAPHS = (
 )
 
 
-async def wa_post(client: Client, payload: dict[str, Any]) -> int:
-    body = json.dumps(payload).encode()
-    signature = "sha256=" + hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    resp = await client.post(
-        f"/webhooks/whatsapp/{BOT}",
-        data=body,
-        headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature},
-    )
-    return resp.status
-
-
 async def test_whatsapp_gets_whole_paragraphs_as_they_complete_none_twice(
     client: Client, graph: FakeGraphApi, model: FakeOpenAI
 ) -> None:
     model.script(Answer(text=PARAGRAPHS, spacing=0.3))
-    assert await wa_post(client, wa_message("wamid.LIVE1", "tell me")) == 200
+    assert await wa_post(client, wa_message("wamid.LIVE1", "tell me"), bot=BOT) == 200
     await eventually(lambda: len(graph.calls) == 2, within=20)
     await asyncio.sleep(0.5)
     (asked,) = model.calls
@@ -395,34 +321,16 @@ async def test_whatsapp_gets_whole_paragraphs_as_they_complete_none_twice(
     assert row["parts_sent"] == 2
 
 
-async def twilio_post(client: Client, sid: str, body: str) -> None:
-    form = {
-        "MessageSid": sid,
-        "SmsMessageSid": sid,
-        "AccountSid": ACCOUNT_SID,
-        "From": SMS_USER,
-        "To": TWILIO_FROM,
-        "Body": body,
-        "NumMedia": "0",
-    }
-    url = str(client.make_url(f"/webhooks/twilio/{BOT}"))
-    signature = RequestValidator(AUTH_TOKEN).compute_signature(url, form)
-    resp = await client.post(
-        f"/webhooks/twilio/{BOT}",
-        data=urlencode(form),
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Twilio-Signature": signature,
-        },
-    )
-    assert resp.status == 200
+async def sms_say(client: Client, sid: str, body: str) -> None:
+    """Post the SMS ``body`` from ``SMS_USER`` to the bot's Twilio webhook."""
+    assert (await twilio_post(client, sms(sid, body), bot=BOT)).status == 200
 
 
 async def test_sms_gets_each_paragraph_as_it_completes(
     client: Client, twilio: FakeTwilioApi, model: FakeOpenAI
 ) -> None:
     model.script(Answer(text=PARAGRAPHS, spacing=0.3))
-    await twilio_post(client, "SM" + "a" * 32, "tell me")
+    await sms_say(client, "SM" + "a" * 32, "tell me")
     await eventually(lambda: len(twilio.calls) == 3, within=20)
     await asyncio.sleep(0.3)
     (asked,) = model.calls
@@ -442,7 +350,7 @@ async def test_a_retried_turn_does_not_send_its_paragraphs_again(
     await fail_first_commit(client, "twilio-sms")
     answer = Answer(text=PARAGRAPHS, spacing=0.3)
     model.script(answer, answer)  # the model answers the retry the same
-    await twilio_post(client, "SM" + "b" * 32, "tell me")
+    await sms_say(client, "SM" + "b" * 32, "tell me")
     await eventually(lambda: len(twilio.calls) == 3, within=30)
     await asyncio.sleep(1.0)
     assert len(model.calls) == 2

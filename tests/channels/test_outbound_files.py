@@ -23,26 +23,22 @@ from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.keys import STORES
 from gateway.widget import render_frame
-from tests.channels.conftest import offline_network  # noqa: F401  (autouse: no real network)
-from tests.channels.fake_graph import PHONE_NUMBER_ID, FakeGraphApi
-from tests.channels.fake_graph import TOKEN as GRAPH_TOKEN
-from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
+from tests.channels.fake_graph import FakeGraphApi
 from tests.channels.fake_telegram import FakeBotApi
-from tests.channels.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi
-from tests.channels.test_gateway_webhooks import (
-    APP_SECRET,
+from tests.channels.fake_twilio import FakeTwilioApi
+from tests.channels.gateway_harness import (
     CHAT,
-    TG_SECRET,
     TWILIO_FROM,
-    VERIFY_TOKEN,
     WA_USER,
+    Client,
+    channel_rows,
     eventually,
     sms,
+    telegram_rows,
     tg_post,
     tg_update,
     twilio_post,
@@ -50,12 +46,12 @@ from tests.channels.test_gateway_webhooks import (
     wa_post,
     write_bot,
 )
-from tests.databases import temporary_database
+from tests.databases import database_fixture
+from tests.fake_servers import fake_server
 from tests.gateway.credentials import bearer, hs256_token
 from tests.gateway.test_proactive import AUTH, settings_for
 from tests.gateway.test_websocket import frames_until_done, hello
 
-Client = TestClient  # type: ignore[type-arg]
 APP = bearer(hs256_token(roles=["app"]))
 PUBLIC = "https://bots.example.com"
 
@@ -124,38 +120,11 @@ NOTE = b"OggS\x00\x02" + b"\x01" * 5000
 SONG = b"ID3\x04" + b"\x02" * 7000
 BIG = b"\xff\xd8\xff\xe0" + b"\x07" * (6 * 1024 * 1024)  # over WhatsApp's 5 MB for images
 
-
-@pytest.fixture
-async def graph() -> AsyncIterator[FakeGraphApi]:
-    fake = FakeGraphApi()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[FakeBotApi]:
-    fake = FakeBotApi()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def ticker_telegram() -> AsyncIterator[FakeBotApi]:
-    """The Telegram of the bot whose scheduled job sends a file every second."""
-    fake = FakeBotApi()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[FakeTwilioApi]:
-    fake = FakeTwilioApi()
-    await fake.start()
-    yield fake
-    await fake.close()
+graph = fake_server(FakeGraphApi)
+telegram = fake_server(FakeBotApi)
+ticker_telegram = fake_server(FakeBotApi)  # the Telegram of the bot that sends a file every second
+twilio = fake_server(FakeTwilioApi)
+database = database_fixture("botserver_files")
 
 
 @pytest.fixture
@@ -176,12 +145,6 @@ async def files_site() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def database(server_database_url: str) -> AsyncIterator[str]:
-    async with temporary_database(server_database_url, "botserver_files") as url:
-        yield url
-
-
-@pytest.fixture
 async def client(  # type: ignore[no-untyped-def]
     database: str,  # first: dropped only after the gateway closed its pool
     tmp_path: Path,
@@ -194,21 +157,8 @@ async def client(  # type: ignore[no-untyped-def]
     write_bot(
         folder,
         "relay",
-        {
-            "telegram-bot-token": TELEGRAM_TOKEN,
-            "telegram-webhook-secret": TG_SECRET,
-            "telegram-api-url": telegram.api_url,
-            "whatsapp-api-key": GRAPH_TOKEN,
-            "whatsapp-phone-number-id": PHONE_NUMBER_ID,
-            "whatsapp-app-secret": APP_SECRET,
-            "whatsapp-verify-token": VERIFY_TOKEN,
-            "whatsapp-api-url": graph.api_url,
-            "twilio-account-sid": ACCOUNT_SID,
-            "twilio-auth-token": AUTH_TOKEN,
-            "twilio-from-number": TWILIO_FROM,
-            "twilio-api-url": twilio.api_url,
-            "http-allow-private": "true",  # the test's web server is on 127.0.0.1
-        },
+        channel_rows(telegram, graph, twilio)
+        | {"http-allow-private": "true"},  # the test's web server is on 127.0.0.1
         DIALOG,
     )
     drive = folder / "relay.gbai" / "relay.gbdrive"
@@ -233,12 +183,7 @@ async def ticker(  # type: ignore[no-untyped-def]
 ) -> Client:
     """A gateway with one bot, whose scheduled job sends a file every second."""
     folder = tmp_path / "bots"
-    config = {
-        "telegram-bot-token": TELEGRAM_TOKEN,
-        "telegram-webhook-secret": TG_SECRET,
-        "telegram-api-url": ticker_telegram.api_url,
-    }
-    write_bot(folder, "ticker", config, 'TALK "hi"\n')
+    write_bot(folder, "ticker", telegram_rows(ticker_telegram), 'TALK "hi"\n')
     (folder / "ticker.gbai" / "ticker.gbdialog" / "tick.bas").write_text(TICKER)
     (folder / "ticker.gbai" / "ticker.gbdrive").mkdir()
     (folder / "ticker.gbai" / "ticker.gbdrive" / "tick.png").write_bytes(PHOTO)

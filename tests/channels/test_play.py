@@ -12,33 +12,30 @@ from typing import Any
 import pytest
 
 from gateway.widget import render_frame
-from tests.channels.conftest import offline_network  # noqa: F401  (autouse: no real network)
-from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
 from tests.channels.fake_telegram import FakeBotApi
-from tests.channels.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi
-from tests.channels.test_gateway_webhooks import (
+from tests.channels.fake_twilio import FakeTwilioApi
+from tests.channels.gateway_harness import (
     CHAT,
-    TG_SECRET,
-    TWILIO_FROM,
+    Client,
     eventually,
     sms,
+    telegram_rows,
     tg_post,
     tg_update,
     twilio_post,
+    twilio_rows,
     write_bot,
 )
-from tests.channels.test_outbound_files import (  # noqa: F401  (fixtures)
+from tests.channels.test_outbound_files import (
     MENU,
     PHOTO,
     SONG,
-    Client,
-    database,
     gateway,
     media_bytes,
     sent_rows,
-    telegram,
-    twilio,
 )
+from tests.databases import database_fixture
+from tests.fake_servers import fake_server
 from tests.gateway.credentials import bearer, hs256_token
 from tests.gateway.test_openapi import check
 from tests.gateway.test_websocket import frames_until_done, hello
@@ -80,24 +77,21 @@ LOOP
 """
 
 
+telegram = fake_server(FakeBotApi)
+twilio = fake_server(FakeTwilioApi)
+database = database_fixture("botserver_play")
+
+
 @pytest.fixture
 async def client(  # type: ignore[no-untyped-def]
-    database: str,  # noqa: F811  (first: dropped only after the gateway closed its pool)
+    database: str,  # first: dropped only after the gateway closed its pool
     tmp_path: Path,
-    telegram: FakeBotApi,  # noqa: F811
-    twilio: FakeTwilioApi,  # noqa: F811
+    telegram: FakeBotApi,
+    twilio: FakeTwilioApi,
     aiohttp_client,
 ) -> Client:
     folder = tmp_path / "bots"
-    config = {
-        "telegram-bot-token": TELEGRAM_TOKEN,
-        "telegram-webhook-secret": TG_SECRET,
-        "telegram-api-url": telegram.api_url,
-        "twilio-account-sid": ACCOUNT_SID,
-        "twilio-auth-token": AUTH_TOKEN,
-        "twilio-from-number": TWILIO_FROM,
-        "twilio-api-url": twilio.api_url,
-    }
+    config = telegram_rows(telegram) | twilio_rows(twilio)
     write_bot(folder, "relay", config, DIALOG)
     drive = folder / "relay.gbai" / "relay.gbdrive"
     (drive / "docs").mkdir(parents=True)
@@ -230,7 +224,7 @@ async def test_the_websocket_frame_carries_the_player(client: Client) -> None:
 
 async def test_telegram_gets_the_file_natively_and_nothing_for_stop(
     client: Client,
-    telegram: FakeBotApi,  # noqa: F811
+    telegram: FakeBotApi,
 ) -> None:
     await tg_post(client, tg_update(1, "hi"))
     await eventually(lambda: telegram.calls_to("sendMessage"))
@@ -264,7 +258,7 @@ async def test_telegram_gets_the_file_natively_and_nothing_for_stop(
 
 async def test_telegram_gets_the_buttons_of_a_hear_after_play(
     client: Client,
-    telegram: FakeBotApi,  # noqa: F811
+    telegram: FakeBotApi,
 ) -> None:
     await tg_post(client, tg_update(1, "hi"))
     await eventually(lambda: telegram.calls_to("sendMessage"))
@@ -278,7 +272,7 @@ async def test_telegram_gets_the_buttons_of_a_hear_after_play(
 
 async def test_a_missing_file_is_the_dialogs_error_on_telegram(
     client: Client,
-    telegram: FakeBotApi,  # noqa: F811
+    telegram: FakeBotApi,
 ) -> None:
     await tg_post(client, tg_update(1, "hi"))
     await tg_post(client, tg_update(2, "missing"))
@@ -292,7 +286,7 @@ async def test_a_missing_file_is_the_dialogs_error_on_telegram(
 
 async def test_an_sms_gets_a_link_to_the_file_and_nothing_for_stop(
     client: Client,
-    twilio: FakeTwilioApi,  # noqa: F811
+    twilio: FakeTwilioApi,
 ) -> None:
     await twilio_post(client, sms("SM" + "c" * 32, "hi"))
     await eventually(lambda: twilio.calls)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
-from tests.channels.test_gateway_webhooks import write_bot
+from tests.channels.gateway_harness import write_bot
 from tests.channels.test_outbound_files import MENU, PHOTO
 from tests.e2e.test_widget_chromium import (  # noqa: F401  (fixtures)
     Server,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +20,23 @@ from aiohttp.test_utils import TestClient
 from config.settings import Settings
 from gateway.app import create_app
 from gateway.keys import STORES
-from tests.channels.conftest import offline_network  # noqa: F401  (autouse: no real network)
-from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
 from tests.channels.fake_telegram import FakeBotApi
-from tests.channels.test_gateway_webhooks import eventually, tg_update, write_bot
+from tests.channels.gateway_harness import (
+    eventually,
+    telegram_rows,
+    tg_post,
+    tg_texts,
+    tg_update,
+    write_bot,
+)
 from tests.channels.test_generic import SECRET as GENERIC_SECRET
 from tests.channels.test_generic import Receiver
-from tests.databases import temporary_database
+from tests.databases import database_fixture
+from tests.fake_servers import fake_server
 from tests.gateway.credentials import bearer, hs256_token
 from tests.gateway.test_openapi import check, response_schema
-from tests.gateway.test_proactive import AUTH, tg_texts
+from tests.gateway.test_proactive import AUTH
+from tests.offline_network import offline_network  # noqa: F401  (autouse: no real network)
 
 Client = TestClient  # type: ignore[type-arg]
 TG_SECRET = "concierge_webhook_secret-1"
@@ -43,27 +49,9 @@ ALAN = bearer(hs256_token(sub="alan", roles=["agent"], name="Alan"))  # every bo
 APP = bearer(hs256_token(roles=["app"]))
 API = "/api/v1/bots/{bot}/handoffs"
 
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[FakeBotApi]:
-    fake = FakeBotApi()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    fake = Receiver()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def database(server_database_url: str) -> AsyncIterator[str]:
-    async with temporary_database(server_database_url, "botserver_handoff") as url:
-        yield url
+telegram = fake_server(FakeBotApi)
+receiver = fake_server(Receiver)
+database = database_fixture("botserver_handoff")
 
 
 @pytest.fixture
@@ -75,9 +63,7 @@ def bots(tmp_path: Path, telegram: FakeBotApi, receiver: Receiver) -> Path:
         "concierge",
         {
             "crm-enabled": "true",
-            "telegram-bot-token": TELEGRAM_TOKEN,
-            "telegram-webhook-secret": TG_SECRET,
-            "telegram-api-url": telegram.api_url,
+            **telegram_rows(telegram, TG_SECRET),
             "webhook-secret": GENERIC_SECRET,
             "webhook-callback-url": receiver.url,
             "webhook-allow-private": "true",
@@ -317,12 +303,8 @@ async def test_the_bot_stays_silent_through_twenty_messages_while_a_person_holds
 
 
 async def tg(client: Client, update_id: int, text: str, chat: int) -> None:
-    resp = await client.post(
-        "/webhooks/telegram/concierge",
-        data=tg_update(update_id, text, chat=chat),
-        headers={"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TG_SECRET},
-    )
-    assert resp.status == 200
+    update = tg_update(update_id, text, chat=chat)
+    assert await tg_post(client, update, TG_SECRET, bot="concierge") == 200
 
 
 async def test_the_agents_reply_reaches_the_telegram_chat(

@@ -6,7 +6,6 @@ the bot's cached answers."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,13 @@ from config.settings import Settings
 from gateway.app import create_app
 from gateway.auth import AuthConfig
 from gateway.keys import INGESTER, KNOWLEDGE
+from tests.fake_servers import fake_server
 from tests.gateway.credentials import ADMIN_TOKEN, bearer, hs256_token
 from tests.gateway.test_openapi import check, response_schema
 from tests.llm import fake_openai
-from tests.llm.conftest import offline_network
 from tests.llm.fake_openai import FakeOpenAI
 from tests.llm.scripted import Answer
+from tests.offline_network import offline_network
 
 __all__ = ["offline_network"]  # nothing beyond 127.0.0.1
 
@@ -31,13 +31,7 @@ Client = TestClient  # type: ignore[type-arg]
 BOT = "cached"
 STATE = "/api/v1/bots/{bot}/llm-cache"
 
-
-@pytest.fixture
-async def openai_server() -> AsyncIterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    await server.start()
-    yield server
-    await server.close()
+openai_server = fake_server(FakeOpenAI)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,16 +19,23 @@ from gateway.app import create_app
 from gateway.auth import AuthConfig
 from gateway.auth_jwt import JwtSettings
 from gateway.keys import DELIVERY, STORES
-from tests.channels.conftest import offline_network  # noqa: F401  (autouse: no real network)
 from tests.channels.fake_graph import PHONE_NUMBER_ID, FakeGraphApi
 from tests.channels.fake_graph import TOKEN as GRAPH_TOKEN
-from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
 from tests.channels.fake_telegram import FakeBotApi
-from tests.channels.test_gateway_webhooks import eventually, tg_update, write_bot
+from tests.channels.gateway_harness import (
+    eventually,
+    telegram_rows,
+    tg_post,
+    tg_texts,
+    tg_update,
+    write_bot,
+)
 from tests.channels.test_generic import SECRET as GENERIC_SECRET
 from tests.channels.test_generic import Receiver
-from tests.databases import temporary_database
+from tests.databases import database_fixture
+from tests.fake_servers import fake_server
 from tests.gateway.credentials import ADMIN_TOKEN, AUDIENCE, ISSUER, JWT_SECRET, bearer, hs256_token
+from tests.offline_network import offline_network  # noqa: F401  (autouse: no real network)
 
 TG_SECRET = "herald_webhook_secret-1"
 
@@ -48,50 +54,21 @@ TALK TO "telegram:555", "tick"
 Client = TestClient  # type: ignore[type-arg]
 APP = bearer(hs256_token(roles=["app"]))
 
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[FakeBotApi]:
-    fake = FakeBotApi()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def graph() -> AsyncIterator[FakeGraphApi]:
-    fake = FakeGraphApi()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    fake = Receiver()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def database(server_database_url: str) -> AsyncIterator[str]:
-    async with temporary_database(server_database_url, "botserver_proactive") as url:
-        yield url
+telegram = fake_server(FakeBotApi)
+graph = fake_server(FakeGraphApi)
+receiver = fake_server(Receiver)
+database = database_fixture("botserver_proactive")
 
 
 @pytest.fixture
 def bots(tmp_path: Path, telegram: FakeBotApi, graph: FakeGraphApi, receiver: Receiver) -> Path:
     folder = tmp_path / "bots"
-    telegram_rows = {
-        "telegram-bot-token": TELEGRAM_TOKEN,
-        "telegram-webhook-secret": TG_SECRET,
-        "telegram-api-url": telegram.api_url,
-    }
+    on_telegram = telegram_rows(telegram, TG_SECRET)
     write_bot(
         folder,
         "herald",
         {
-            **telegram_rows,
+            **on_telegram,
             "whatsapp-api-key": GRAPH_TOKEN,
             "whatsapp-phone-number-id": PHONE_NUMBER_ID,
             "whatsapp-app-secret": "herald-app-secret",
@@ -104,7 +81,7 @@ def bots(tmp_path: Path, telegram: FakeBotApi, graph: FakeGraphApi, receiver: Re
         },
         HERALD,
     )
-    write_bot(folder, "ticker", telegram_rows, 'TALK "hi"\n')
+    write_bot(folder, "ticker", on_telegram, 'TALK "hi"\n')
     (folder / "ticker.gbai" / "ticker.gbdialog" / "tick.bas").write_text(TICKER)
     return folder
 
@@ -129,10 +106,6 @@ async def client(  # type: ignore[no-untyped-def]
     database: str, bots: Path, tmp_path: Path, aiohttp_client
 ) -> Client:
     return await aiohttp_client(create_app(settings_for(database, bots, tmp_path), auth=AUTH))
-
-
-def tg_texts(api: FakeBotApi, chat: int) -> list[str]:
-    return [m["text"] for (c, _), m in sorted(api.messages.items()) if c == chat]
 
 
 async def send(
@@ -174,12 +147,7 @@ async def test_a_message_sent_through_the_api_reaches_telegram_once(
 async def test_a_user_the_bot_has_seen_is_reached_on_its_last_channel(
     client: Client, telegram: FakeBotApi
 ) -> None:
-    resp = await client.post(
-        "/webhooks/telegram/herald",
-        data=tg_update(1, "hi", chat=4242),
-        headers={"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TG_SECRET},
-    )
-    assert resp.status == 200
+    assert await tg_post(client, tg_update(1, "hi", chat=4242), TG_SECRET, bot="herald") == 200
     await eventually(lambda: tg_texts(telegram, 4242))  # the turn committed its session
     status, answer = await send(client, {"user_id": "4242", "text": "A reminder"})
     assert (status, answer["channel"], answer["to"]) == (202, "telegram", "4242")

@@ -16,15 +16,15 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.keys import STORES
-from tests.channels.conftest import offline_network  # noqa: F401  (autouse: no real network)
 from tests.channels.fake_graph import PHONE_NUMBER_ID, FakeGraphApi
 from tests.channels.fake_graph import TOKEN as GRAPH_TOKEN
-from tests.channels.fake_telegram import TOKEN as TELEGRAM_TOKEN
 from tests.channels.fake_telegram import FakeBotApi
-from tests.channels.test_gateway_webhooks import eventually, write_bot
+from tests.channels.gateway_harness import eventually, telegram_rows, write_bot
 from tests.databases import temporary_database
+from tests.fake_servers import fake_server
 from tests.gateway.credentials import bearer, hs256_token
 from tests.gateway.test_proactive import AUTH, settings_for
+from tests.offline_network import offline_network  # noqa: F401  (autouse: no real network)
 
 Client = TestClient  # type: ignore[type-arg]
 APP = bearer(hs256_token(roles=["app"]))
@@ -52,20 +52,8 @@ END IF
 """
 
 
-@pytest.fixture
-async def graph() -> AsyncIterator[FakeGraphApi]:
-    fake = FakeGraphApi()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[FakeBotApi]:
-    fake = FakeBotApi()
-    await fake.start()
-    yield fake
-    await fake.close()
+graph = fake_server(FakeGraphApi)
+telegram = fake_server(FakeBotApi)
 
 
 @pytest.fixture
@@ -86,9 +74,7 @@ async def client(  # type: ignore[no-untyped-def]
             "whatsapp-app-secret": "notices-app-secret",
             "whatsapp-api-url": graph.api_url,
             "whatsapp-template-language": "pt_BR",
-            "telegram-bot-token": TELEGRAM_TOKEN,
-            "telegram-webhook-secret": "notices_webhook_secret-1",
-            "telegram-api-url": telegram.api_url,
+            **telegram_rows(telegram, "notices_webhook_secret-1"),
         },
         NOTICES,
     )

@@ -19,7 +19,7 @@ from pipeline.outbound_http import OutboundHttp
 from storage.blob_urls import MediaTokens, MediaUrls
 from storage.blobs_base import BlobError
 from storage.blobs_fs import FilesystemBlobStore
-from tests.channels.test_gateway_webhooks import write_bot
+from tests.channels.gateway_harness import write_bot
 
 MENU = b"%PDF-1.4 the menu"
 

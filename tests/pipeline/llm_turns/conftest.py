@@ -29,10 +29,10 @@ from pipeline.services import Services
 from storage.base import HistoryEntry
 from storage.services import Stores
 from tests.llm import fake_anthropic, fake_openai
-from tests.llm.conftest import offline_network
 from tests.llm.fake_anthropic import FakeAnthropic
 from tests.llm.fake_openai import FakeOpenAI
 from tests.llm.scripted import ScriptedServer
+from tests.offline_network import offline_network
 
 __all__ = ["offline_network"]  # every test here fails on a connection beyond 127.0.0.1
 

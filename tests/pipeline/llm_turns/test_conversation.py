@@ -16,8 +16,8 @@ from pipeline.tokens import (
     counter_for_model,
 )
 from storage.base import HistoryEntry
-from tests.llm.conftest import UnplannedNetworkAccess
 from tests.llm.fake_openai import FakeOpenAI
+from tests.offline_network import UnplannedNetworkAccess
 from tests.pipeline.llm_turns.conftest import LoadBots
 
 GPT4 = counter_for_model("gpt-4")
