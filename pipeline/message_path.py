@@ -201,7 +201,7 @@ class MessagePath:
         self._running: set[asyncio.Task[None]] = set()
         self._reserved = 0  # slots taken by accepts whose turn is not started yet
         self._here: Counter[Conversation] = Counter()  # conversations with a turn running here
-        self._waiting: dict[Conversation, int] = {}  # see _add_waiting
+        self._waiting: Counter[Conversation] = Counter()  # see _take_waiting
         self._starved = False  # a message accepted here may wait for a free slot
         self._loop_task: asyncio.Task[None] | None = None
         self.counters = _Counters()
@@ -239,7 +239,7 @@ class MessagePath:
         if mark is None and self._slot_free():
             return await self._accept_and_run(message)
         key = (message.bot, message.channel, message.conversation)
-        self._add_waiting(key)  # before the put: a turn that ends meanwhile must look
+        self._waiting[key] += 1  # before the put: a turn that ends meanwhile must look
         if mark is None:
             self._starved = True  # every slot taken
             seq = await self._inbox.put(self._item(message))
@@ -269,7 +269,7 @@ class MessagePath:
         the message. Otherwise it waits, pending, for the workers like any accepted one."""
         key = (message.bot, message.channel, message.conversation)
         self._reserved += 1  # held until the turn's task has its slot
-        self._add_waiting(key)  # until leased: a turn of it that ends meanwhile must look
+        self._waiting[key] += 1  # until leased: a turn of it that ends meanwhile must look
         try:
             put = await self._inbox.put_and_claim(
                 self._item(message),
@@ -624,13 +624,9 @@ class MessagePath:
     # here is forgotten after each look that found every due message (:meth:`_work`), when
     # only the end of a turn elsewhere can make its messages due, and polling finds them.
 
-    def _add_waiting(self, key: Conversation) -> None:
-        self._waiting[key] = self._waiting.get(key, 0) + 1
-
     def _take_waiting(self, key: Conversation) -> None:
-        left = self._waiting.get(key, 0) - 1
-        if left > 0:
-            self._waiting[key] = left
+        if self._waiting[key] > 1:
+            self._waiting[key] -= 1
         else:
             self._waiting.pop(key, None)
 

@@ -39,6 +39,7 @@ import asyncpg
 import pytest
 
 from tests.channels.fake_telegram import TOKEN, FakeBotApi
+from tests.channels.gateway_harness import tg_update
 from tests.llm import fake_openai
 from tests.llm.fake_openai import FakeOpenAI
 from tests.llm.scripted import Answer
@@ -291,14 +292,7 @@ _update_ids = itertools.count(1)
 def update(chat: int, text: str) -> tuple[int, bytes]:
     """A Telegram update of a private chat, with a fresh ``update_id``."""
     update_id = next(_update_ids)
-    message = {
-        "message_id": update_id,
-        "from": {"id": chat, "is_bot": False, "first_name": "Ada"},
-        "chat": {"id": chat, "first_name": "Ada", "type": "private"},
-        "date": int(time.time()),
-        "text": text,
-    }
-    return update_id, json.dumps({"update_id": update_id, "message": message}).encode()
+    return update_id, tg_update(update_id, text, chat)
 
 
 async def post(http: aiohttp.ClientSession, gateway: Gateway, body: bytes, bot: str = BOT) -> int:

@@ -23,6 +23,13 @@ from storage.services import Stores
 from tests.pipeline.conftest import Replies
 
 CHANNEL = "test-queue"
+# The default bot's first two turns, as the history keeps them: "hi", then a name.
+OPENING = [
+    "hi",
+    "Hello! I am the botserver assistant. What is your name?",
+    "Ada",
+    "Nice to meet you, Ada!",
+]
 FAST = PathPolicy(workers=8, lease=5.0, poll_interval=0.05, backoff_base=0.05, backoff_cap=0.2)
 
 
@@ -160,12 +167,7 @@ async def test_messages_waiting_behind_their_conversation_run_when_its_turn_ends
         await settle(stores, "default", [user])
         assert path.counters.leased_on_accept == 1  # the others waited for it
         history = await bot_texts(stores, user)
-        assert history[:4] == [
-            "hi",
-            "Hello! I am the botserver assistant. What is your name?",
-            "Ada",
-            "Nice to meet you, Ada!",
-        ]
+        assert history[:4] == OPENING
         assert [h for h in history if h in ("name", "help")] == ["name", "help"]
 
 
@@ -206,12 +208,7 @@ async def test_a_store_outage_is_retried_and_the_waiting_dialog_survives(
         await settle(stores, "default", [user])
         assert failures["left"] == 0
         history = await bot_texts(stores, user)
-        assert history[:4] == [
-            "hi",
-            "Hello! I am the botserver assistant. What is your name?",
-            "Ada",
-            "Nice to meet you, Ada!",
-        ]
+        assert history[:4] == OPENING
         assert path.counters.retried == 2
 
 
@@ -400,12 +397,7 @@ async def test_an_inline_message_kept_waiting_too_long_is_queued_and_run_by_a_wo
                 break
             await asyncio.sleep(0.025)
         history = await stores.conversations.history(session_id or "", limit=10)
-        assert [e.content for e in history][:4] == [
-            "hi",
-            "Hello! I am the botserver assistant. What is your name?",
-            "Ada",
-            "Nice to meet you, Ada!",
-        ]
+        assert [e.content for e in history][:4] == OPENING
 
 
 async def test_a_turn_longer_than_its_lease_keeps_it(
