@@ -56,7 +56,9 @@ def _wants_event_stream(request: web.Request) -> bool:
 async def post_message(request: web.Request) -> web.StreamResponse:
     """Run one turn; answer ``{"session_id", "replies"}`` or stream it as server-sent events.
 
-    A ``message_id`` sent again answers with the replies of its first delivery.
+    A ``message_id`` sent again answers with the replies of its first delivery: such a
+    message is written before its turn runs. One without (its sender cannot send it again)
+    answered as JSON is written with its turn's outcome, in one commit.
     Needs a credential (401 without): the user is the credential's own, and
     only an ``app`` or ``admin`` names it in the body's ``user_id``.
     """
@@ -72,7 +74,9 @@ async def post_message(request: web.Request) -> web.StreamResponse:
     message = web_channel.parse_message(bot, data, user_id=user)
     path = request.app[MESSAGE_PATH]
     if not _wants_event_stream(request):
-        result = await path.run_inline(message, CollectingSink())
+        result = await path.run_inline(
+            message, CollectingSink(), written_after=data.get("message_id") in (None, "")
+        )
         return json_response(
             {"session_id": result.session_id, "replies": [reply_json(r) for r in result.replies]}
         )

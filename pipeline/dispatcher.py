@@ -20,7 +20,7 @@ from pipeline.sessions import session_stage
 from pipeline.turn import ReplySink, Stage, Turn, build_chain
 from pipeline.voice import voice_stage
 from pipeline.voice_replies import voice_reply_stage
-from storage.base import Claim
+from storage.base import Claim, ConversationChanged
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,8 @@ class Dispatcher:
                         await self._chain(turn)
         except TurnRejected:
             raise  # the caller answers the client and logs it
+        except ConversationChanged as e:
+            raise TurnFailed("turn not written: its conversation changed") from e  # (no fault)
         except Exception as e:
             log.exception(
                 "turn failed channel=%s bot=%s message=%s after %.1f ms",

@@ -58,6 +58,7 @@ from pipeline.turn import LiveSink, ReplySink, Turn
 from storage.base import (
     Claim,
     ClaimLost,
+    ConversationChanged,
     Inbox,
     InboxItem,
     SessionRead,
@@ -163,6 +164,9 @@ class _Counters:
     parked: int = 0
     dropped: int = 0
     duplicates: int = 0
+    written_after: int = 0  # of the turns: run before their message was written
+    run_again: int = 0  # turns run before their message was written, whose commit found
+    # their conversation changed: run again, written first
 
 
 class MessagePath:
@@ -203,6 +207,9 @@ class MessagePath:
         self._here: Counter[Conversation] = Counter()  # conversations with a turn running here
         self._waiting: Counter[Conversation] = Counter()  # see _take_waiting
         self._starved = False  # a message accepted here may wait for a free slot
+        # Conversations with a turn running here whose message is not written yet: the next
+        # message of one waits for it (see run_inline).
+        self._unwritten: dict[Conversation, asyncio.Event] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self.counters = _Counters()
 
@@ -316,14 +323,28 @@ class MessagePath:
             message.external_id,
         )
 
-    async def run_inline(self, message: InboundMessage, sink: ReplySink) -> InlineResult:
+    async def run_inline(
+        self, message: InboundMessage, sink: ReplySink, *, written_after: bool = False
+    ) -> InlineResult:
         """Run ``message`` for a waiting request, replies to ``sink``; see the module doc.
 
         A message id seen before answers with the first delivery's outcome
         once it is known. Raises :class:`TurnRejected`, :class:`TurnFailed`
         (the message is retried by the workers), :class:`MessageQueued` or
         :class:`MessageFailed`.
+
+        ``written_after``: the sender cannot send this message again (it has no id of its
+        own, so there is no redelivery to recognise) and ``sink`` sends nothing before the
+        turn is over, so the turn may run before the message is written: its commit writes
+        it (see the module doc).
         """
+        key = (message.bot, message.channel, message.conversation)
+        while (running := self._unwritten.get(key)) is not None:
+            await running.wait()  # its commit decides what this message's turn reads
+        if written_after:
+            result = await self._run_unwritten(key, message, sink)
+            if result is not None:
+                return result
         policy = self.policy
         # The usual case, a conversation with nothing else in flight: written and leased in
         # one statement (and one commit, shared with concurrent requests).
@@ -363,6 +384,43 @@ class MessagePath:
             # An earlier message of the conversation is running, here or elsewhere.
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.1)
+
+    async def _run_unwritten(
+        self, key: Conversation, message: InboundMessage, sink: ReplySink
+    ) -> InlineResult | None:
+        """The turn of a message written with its outcome; ``None`` when it must run written
+        first: its conversation has a message in flight, or changed before the commit
+        (nothing of this turn was written then, and its replies were not sent)."""
+        done = asyncio.Event()
+        self._unwritten[key] = done
+        try:
+            put = await self._inbox.reserve(self._item(message), session_id=message.session_id)
+            if put is None or put.claim is None:
+                return None
+            read = turn_session_read.set(put.session)
+            try:
+                result = await self._run_inline(put.claim, message, sink)
+            except TurnFailed as e:
+                if not isinstance(e.__cause__, ConversationChanged):
+                    raise
+                self.counters.run_again += 1
+                log.info(
+                    "conversation changed during the turn channel=%s bot=%s message=%s:"
+                    " run again, written first",
+                    message.channel,
+                    message.bot,
+                    message.external_id,
+                )
+                return None
+            finally:
+                turn_session_read.reset(read)
+                if put.session is not None:
+                    put.session.used = True  # (see run_inline)
+        finally:
+            del self._unwritten[key]
+            done.set()
+        self.counters.written_after += 1
+        return result
 
     async def _run_inline(
         self, claim: Claim, message: InboundMessage, sink: ReplySink
@@ -409,7 +467,7 @@ class MessagePath:
             return None
         if sink is None:
             sink = self._sink(claim, message)
-        heartbeat = _Heartbeat(self, claim)
+        heartbeat = _Heartbeat(self, claim) if claim.written else None  # (no lease to keep)
         try:
             turn = await self._dispatcher.handle(
                 message,
@@ -435,7 +493,8 @@ class MessagePath:
                 raise
             return None
         finally:
-            heartbeat.cancel()
+            if heartbeat is not None:
+                heartbeat.cancel()
             if implements(sink, LiveSink):
                 await sink.close()
         self.counters.turns += 1
@@ -489,7 +548,12 @@ class MessagePath:
         if isinstance(cause, ClaimLost):
             log.warning("claim lost seq=%d message=%s: %s", claim.seq, message.external_id, cause)
             return  # its new holder runs it
+        if isinstance(cause, ConversationChanged):
+            return  # nothing was written: its caller runs it again, written first
         reason = f"{type(cause).__name__}: {cause}" if cause is not None else str(error)
+        if not claim.written:
+            await self._write_for_retry(message, reason)
+            return
         if claim.attempts >= self.policy.max_attempts:
             self.counters.parked += 1
             log.error(
@@ -517,6 +581,26 @@ class MessagePath:
             await self._inbox.retry(claim, delay=delay, error=reason)
         except StorageError as e:  # the lease expires and the message is leased again
             log.error("cannot give back seq=%d: %s", claim.seq, e)
+
+    async def _write_for_retry(self, message: InboundMessage, reason: str) -> None:
+        """A turn whose message was not written failed on our side: the message is written
+        now, for the workers to run after the first backoff, as a written one's would be
+        given back. Should that fail too, the request's error is all that is left: nothing
+        was answered, and the sender may send it again."""
+        delay = self.policy.backoff(1)
+        self.counters.retried += 1
+        log.warning(
+            "turn retried in %.1f s (try 1) channel=%s bot=%s message=%s: %s",
+            delay,
+            message.channel,
+            message.bot,
+            message.external_id,
+            reason,
+        )
+        try:
+            await self._inbox.put(self._item(message, delay=delay))
+        except StorageError as e:
+            log.error("cannot write message %s for a retry: %s", message.external_id, e)
 
     async def _finish(self, claim: Claim, status: str, error: str | None) -> None:
         try:

@@ -29,6 +29,12 @@ class ClaimLost(StorageError):
     and another worker took the message): nothing of the turn was written."""
 
 
+class ConversationChanged(StorageError):
+    """A turn whose message was not written yet (see :meth:`Inbox.reserve`) did not commit:
+    since its read, another message of its conversation became active, or its session was
+    written. Nothing of the turn was written; run the message again, written first."""
+
+
 @dataclass(slots=True)
 class Session:
     """One conversation of a user with a bot on a channel.
@@ -48,6 +54,9 @@ class Session:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     stored: bool = True
+    # The row version this copy was read at (PostgreSQL's xmin), where the read says:
+    # what a turn whose message is not written yet checks when it commits.
+    version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +129,9 @@ class Claim:
     # The rows folded into this one by :meth:`Inbox.gather` (an album's other items, the
     # rest of a burst): finished as merged, their messages in ``message``.
     merged: tuple[int, ...] = ()
+    # False: the message is not in the inbox yet, only its seq is reserved
+    # (:meth:`Inbox.reserve`); the turn's save writes it, done, with everything else.
+    written: bool = True
 
 
 # What to fold into a leased message (see :meth:`Inbox.gather`): given its message and the
@@ -256,11 +268,12 @@ class ConversationStore(Protocol):
     ) -> None:
         """Persist the session's status and state and append history, atomically.
 
-        With ``claim``, the same statement marks that inbox row done and writes
-        ``outbox``: a turn commits whole or not at all. ``handoff`` puts the
-        conversation in its bot's queue for a person, in the same statement (a
-        conversation already waiting or held keeps its handoff). It fails with
-        :class:`ClaimLost` (writing nothing) when the claim's lease was lost.
+        With ``claim``, the same statement marks that inbox row done (writes it, done, for
+        a claim not ``written``) and writes ``outbox``: a turn commits whole or not at
+        all. ``handoff`` puts the conversation in its bot's queue for a person, in the
+        same statement (a conversation already waiting or held keeps its handoff). It fails with
+        :class:`ClaimLost` (writing nothing) when the claim's lease was lost, and with
+        :class:`ConversationChanged` when a claim not written may not be written.
         Writes a session from :meth:`new` the first time; fails with
         :class:`StorageError` for a stored session that no longer exists (and
         for a new one whose id is taken).
@@ -483,6 +496,15 @@ class Inbox(Protocol):
         with :meth:`claim` and its ``seq``). With ``read_session``, a leased message comes
         with its turn's session (``session_id``, else the conversation's user's active
         session), read in the same statement."""
+
+    async def reserve(self, item: InboxItem, *, session_id: str | None = None) -> InboxPut | None:
+        """Start a turn whose message is written with its outcome, in one read that writes
+        nothing: the message's ``seq`` is reserved, and its claim (not ``written``) comes
+        with the turn's session, as :meth:`put_and_claim` reads it. The turn's save then
+        writes the message, done, with everything else, or fails with
+        :class:`ConversationChanged` when the conversation changed in between. ``None``
+        when a message of the conversation is active (pending or running): the message
+        must wait for it, written first."""
 
     async def claim(
         self, *, limit: int, lease: float, seq: int | None = None, bot_id: str | None = None

@@ -8,6 +8,7 @@ one statement; concurrent turns share each statement (:mod:`storage.batching`).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ import uuid_utils
 from storage.base import (
     Claim,
     ClaimLost,
+    ConversationChanged,
     HistoryAttachment,
     HistoryEntry,
     OutboxItem,
@@ -140,6 +142,11 @@ WITH v0 AS (
 )
 SELECT id::text, created_at, updated_at FROM s
 """
+
+# A turn whose message is not written yet (a claim not ``written``: storage/inbox.py,
+# PostgresInbox.reserve) commits through the function of migration 0017, which writes the
+# message with it, done, and only if its conversation did not change since its read.
+_COMMIT_UNWRITTEN = "SELECT * FROM inbox_commit_unwritten($1, $2, $3, $4, $5, $6)"
 
 _HISTORY = """
 SELECT role, content, tokens_used, created_at, seq, attachments FROM message_history
@@ -346,7 +353,17 @@ def new_id() -> str:
     return str(uuid_utils.uuid7())
 
 
-def _session(row: Any) -> Session:
+def conversation_lock_key(bot_id: str, channel: str, conversation: str) -> int:
+    """The advisory lock key that orders the writes of one conversation's messages
+    (migrations 0010 and 0017): a 64-bit hash, the same in every process (Python's own
+    ``hash`` of a string is not)."""
+    digest = hashlib.blake2b(
+        f"botserver.inbox\x1f{bot_id}\x1f{channel}\x1f{conversation}".encode(), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _session(row: Any, version: int | None = None) -> Session:
     return Session(
         id=row[0],
         bot_id=row[1],
@@ -356,6 +373,7 @@ def _session(row: Any) -> Session:
         state=row[5],
         created_at=row[6],
         updated_at=row[7],
+        version=version,
     )
 
 
@@ -376,6 +394,13 @@ class PostgresConversationStore:
         self._finds = Batcher(self._find_batch, max_in_flight=max_in_flight)
         self._saves = Batcher(
             self._save_batch, key=lambda item: item.session.id, max_in_flight=max_in_flight
+        )
+        # Commits of turns whose message is not written yet: one conversation's never share
+        # a statement (the checks of both would see the conversation as it was before).
+        self._unwritten = Batcher(
+            self._commit_unwritten_batch,
+            key=lambda item: _conversation(item.claim) if item.claim else item.session.id,
+            max_in_flight=max_in_flight,
         )
 
     async def create(self, *, bot_id: str, channel: str, user_id: str) -> Session:
@@ -412,9 +437,9 @@ class PostgresConversationStore:
     ) -> None:
         if as_uuid(session.id) != session.id:
             raise StorageError(f"no session {session.id!r} to save")
-        session.created_at, session.updated_at = await self._saves.submit(
-            _Save(session, tuple(append), claim, tuple(outbox), handoff)
-        )
+        save = _Save(session, tuple(append), claim, tuple(outbox), handoff)
+        batcher = self._saves if claim is None or claim.written else self._unwritten
+        session.created_at, session.updated_at = await batcher.submit(save)
         session.stored = True
 
     async def _get_batch(self, keys: Sequence[str]) -> list[Session | None]:
@@ -454,64 +479,57 @@ class PostgresConversationStore:
                 for s in (item.session,)
             ]
         ).decode()
-        history = orjson.dumps(
-            [
-                {
-                    "id": new_id(),
-                    "session_id": item.session.id,
-                    "role": e.role,
-                    "content": e.content,
-                    "tokens_used": e.tokens_used,
-                    "created_at": e.created_at,
-                    "attachments": [_attachment_json(a) for a in e.attachments]
-                    if e.attachments
-                    else None,
-                }
-                for item in items
-                for e in item.append
-            ]
-        ).decode()
-        outbox = orjson.dumps(
-            [
-                {
-                    "session_id": item.session.id,
-                    "inbox_seq": item.claim.seq if item.claim else None,
-                    "bot_id": item.session.bot_id,
-                    "channel": o.channel,
-                    "conversation": o.conversation,
-                    "message": o.message,
-                    "delivered": o.delivered,
-                    "parts_sent": o.parts_sent,
-                    "provider_ids": o.provider_ids,
-                }
-                for item in items
-                for o in item.outbox
-                if not (o.delivered and item.claim)
-            ]
-        ).decode()
-        handoffs = orjson.dumps(
-            [
-                {
-                    "session_id": item.session.id,
-                    "bot_id": item.session.bot_id,
-                    "channel": item.session.channel,
-                    "conversation": item.session.user_id,
-                    "attendant": t.attendant,
-                    "department": t.department,
-                    "priority": t.priority,
-                    "reason": t.reason,
-                    "context": t.context,
-                }
-                for item in items
-                if (t := item.handoff) is not None
-            ]
-        ).decode()
+        history, outbox, handoffs = _turn_rows(items)
         stored = [item.session.id for item in items if item.session.stored]
         claims = [item.claim.seq for item in items if item.claim is not None]
         with translate_errors:
             rows = await self._db.fetch(_SAVE, batch, history, stored, claims, outbox, handoffs)
         saved = {row[0]: (row[1], row[2]) for row in rows}
         return [saved.get(item.session.id) or _not_saved(item) for item in items]
+
+    async def _commit_unwritten_batch(
+        self, items: Sequence[_Save]
+    ) -> list[tuple[datetime, datetime] | BaseException]:
+        batch = orjson.dumps(
+            [
+                {
+                    "seq": claim.seq,
+                    "bot_id": s.bot_id,
+                    "channel": s.channel,
+                    "external_id": claim.external_id,
+                    "conversation": claim.conversation,
+                    "message": claim.message,
+                    "received_at": claim.received_at,
+                    "id": s.id,
+                    "is_new": not s.stored,
+                    "status": s.status,
+                    "metadata": s.state,
+                    "user_id": s.user_id,
+                    "version": s.version,
+                    "replies": [o.message for o in item.outbox if o.delivered],
+                }
+                for item in items
+                for s, claim in ((item.session, item.claim),)
+                if claim is not None
+            ]
+        ).decode()
+        keys = sorted(
+            {
+                conversation_lock_key(
+                    item.claim.bot_id, item.claim.channel, item.claim.conversation
+                )
+                for item in items
+                if item.claim is not None
+            }
+        )
+        history, outbox, handoffs = _turn_rows(items)
+        stored = [item.session.id for item in items if item.session.stored]
+        with translate_errors:
+            rows = await self._db.fetch(
+                _COMMIT_UNWRITTEN, keys, batch, history, stored, outbox, handoffs
+            )
+        saved = {row[0]: (row[1], row[2]) for row in rows}
+        return [saved.get(item.session.id) or _not_written(item) for item in items]
 
     async def history(
         self, session_id: str, *, limit: int = 50, after: int | None = None
@@ -577,6 +595,68 @@ class _Save:
     handoff: TransferItem | None = None
 
 
+def _conversation(claim: Claim) -> tuple[str, str, str]:
+    return (claim.bot_id, claim.channel, claim.conversation)
+
+
+def _turn_rows(items: Sequence[_Save]) -> tuple[str, str, str]:
+    """The history, outbox and transfer rows of a batch of saves, as the JSON arrays of the
+    save statements."""
+    history = orjson.dumps(
+        [
+            {
+                "id": new_id(),
+                "session_id": item.session.id,
+                "role": e.role,
+                "content": e.content,
+                "tokens_used": e.tokens_used,
+                "created_at": e.created_at,
+                "attachments": [_attachment_json(a) for a in e.attachments]
+                if e.attachments
+                else None,
+            }
+            for item in items
+            for e in item.append
+        ]
+    ).decode()
+    outbox = orjson.dumps(
+        [
+            {
+                "session_id": item.session.id,
+                "inbox_seq": item.claim.seq if item.claim else None,
+                "bot_id": item.session.bot_id,
+                "channel": o.channel,
+                "conversation": o.conversation,
+                "message": o.message,
+                "delivered": o.delivered,
+                "parts_sent": o.parts_sent,
+                "provider_ids": o.provider_ids,
+            }
+            for item in items
+            for o in item.outbox
+            if not (o.delivered and item.claim)
+        ]
+    ).decode()
+    handoffs = orjson.dumps(
+        [
+            {
+                "session_id": item.session.id,
+                "bot_id": item.session.bot_id,
+                "channel": item.session.channel,
+                "conversation": item.session.user_id,
+                "attendant": t.attendant,
+                "department": t.department,
+                "priority": t.priority,
+                "reason": t.reason,
+                "context": t.context,
+            }
+            for item in items
+            if (t := item.handoff) is not None
+        ]
+    ).decode()
+    return history, outbox, handoffs
+
+
 def _not_saved(item: _Save) -> StorageError:
     session = item.session
     if item.claim is not None:
@@ -586,6 +666,15 @@ def _not_saved(item: _Save) -> StorageError:
     if session.stored:
         return StorageError(f"no session {session.id!r} to save")
     return StorageError(f"session id {session.id!r} is already taken")
+
+
+def _not_written(item: _Save) -> StorageError:
+    claim = item.claim
+    assert claim is not None
+    return ConversationChanged(
+        f"conversation {claim.conversation!r} of bot {claim.bot_id!r} changed since message"
+        f" {claim.seq} was read: nothing written"
+    )
 
 
 class PostgresBotConfigStore:

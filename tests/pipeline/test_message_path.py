@@ -14,10 +14,12 @@ from channels.base import InboundMessage
 from config.settings import BUNDLED_TEMPLATES
 from pipeline.bots import BotRegistry
 from pipeline.dispatcher import Dispatcher, default_stages
+from pipeline.errors import TurnFailed
+from pipeline.message_codec import inbound_to_json
 from pipeline.message_path import MessagePath, MessageQueued, PathPolicy
 from pipeline.services import Services
 from pipeline.turn import Next, Stage, Turn
-from storage.base import Session
+from storage.base import InboxItem, Session
 from storage.postgres import DatabaseError
 from storage.services import Stores
 from tests.pipeline.conftest import Replies
@@ -415,3 +417,119 @@ async def test_a_turn_longer_than_its_lease_keeps_it(
             "Hello! I am the botserver assistant. What is your name?"
         ]
         assert path.counters.turns == 1  # no worker took the message meanwhile
+
+
+# -- turns written with their outcome (a web message without an id of its own) ---------------
+
+
+async def test_a_message_without_an_id_of_its_own_is_written_with_its_outcome(
+    make_path: Callable[..., AsyncIterator[MessagePath]],
+    stores: Stores,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async for path in make_path():
+        user = f"w-{uuid.uuid4().hex[:8]}"
+        # No write before the turn: a put would fail here.
+        monkeypatch.setattr(stores.inbox, "_leases", None)
+        monkeypatch.setattr(stores.inbox, "_puts", None)
+        replies = []
+        for text in ("hi", "Ada"):
+            sent = web_message(user, text)
+            result = await path.run_inline(sent, Replies(), written_after=True)
+            replies += [r.text for r in result.replies][:1]
+            outcome = await stores.inbox.outcome("default", "web", sent.external_id)
+            assert outcome is not None and outcome.status == "done"
+            assert outcome.session_id == result.session_id
+            assert [r["text"] for r in outcome.replies] == [r.text for r in result.replies]
+        assert replies == [OPENING[1], OPENING[3]]
+        history = await stores.conversations.history(result.session_id or "", limit=10)
+        assert [e.content for e in history][:4] == OPENING
+        assert path.counters.written_after == 2 and path.counters.run_again == 0
+
+
+async def test_a_turn_whose_conversation_changed_meanwhile_runs_again_written_first(
+    make_path: Callable[..., AsyncIterator[MessagePath]], stores: Stores
+) -> None:
+    meanwhile: list[InboundMessage] = []
+
+    async def interleave(turn: Turn, next_: Next) -> None:
+        if turn.text == "Ada" and not meanwhile:  # after the read, another message arrives
+            meanwhile.append(web_message(turn.message.conversation, "name"))
+            await stores.inbox.put(
+                InboxItem(
+                    bot_id="default",
+                    channel="web",
+                    external_id=meanwhile[0].external_id,
+                    conversation=turn.message.conversation,
+                    received_at=meanwhile[0].received_at,
+                    message=inbound_to_json(meanwhile[0]),
+                )
+            )
+        await next_(turn)
+
+    async for path in make_path(extra=[interleave]):
+        user = f"w-{uuid.uuid4().hex[:8]}"
+        await path.run_inline(web_message(user, "hi"), Replies(), written_after=True)
+        ada = web_message(user, "Ada")
+        result = await path.run_inline(ada, Replies(), written_after=True)
+        assert path.counters.run_again == 1
+        # The message that arrived meanwhile ran first (a worker), then this one, once.
+        history = await stores.conversations.history(result.session_id or "", limit=20)
+        texts = [e.content for e in history]
+        assert [e.content for e in history if e.role == "user"] == ["hi", "name", "Ada"]
+        position = texts.index("Ada")
+        assert [r.text for r in result.replies] == texts[position + 1 :]
+        outcome = await stores.inbox.outcome("default", "web", ada.external_id)
+        assert outcome is not None and outcome.status == "done"
+
+
+async def test_a_failure_on_our_side_writes_the_message_for_the_workers(
+    make_path: Callable[..., AsyncIterator[MessagePath]], stores: Stores
+) -> None:
+    failures = {"left": 1}
+
+    async def outage(turn: Turn, next_: Next) -> None:
+        if turn.text == "Ada" and failures["left"]:  # the store goes away before the save
+            failures["left"] -= 1
+            raise DatabaseError("ConnectionDoesNotExistError: connection was closed")
+        await next_(turn)
+
+    async for path in make_path(extra=[outage]):
+        user = f"w-{uuid.uuid4().hex[:8]}"
+        first = await path.run_inline(web_message(user, "hi"), Replies(), written_after=True)
+        ada = web_message(user, "Ada")
+        with pytest.raises(TurnFailed):
+            await path.run_inline(ada, Replies(), written_after=True)
+        for _ in range(400):  # a worker runs it after the backoff
+            outcome = await stores.inbox.outcome("default", "web", ada.external_id)
+            if outcome is not None and outcome.status == "done":
+                break
+            await asyncio.sleep(0.025)
+        history = await stores.conversations.history(first.session_id or "", limit=10)
+        assert [e.content for e in history][:4] == OPENING
+        assert path.counters.retried == 1
+
+
+async def test_messages_without_ids_of_one_conversation_run_one_after_the_other_here(
+    make_path: Callable[..., AsyncIterator[MessagePath]], stores: Stores
+) -> None:
+    async for path in make_path():
+        user = f"w-{uuid.uuid4().hex[:8]}"
+        first = await path.run_inline(web_message(user, "hi"), Replies(), written_after=True)
+        steps = ["Ada", "name", "help"]
+        results = await asyncio.gather(
+            *(
+                path.run_inline(
+                    web_message(user, t, first.session_id), Replies(), written_after=True
+                )
+                for t in steps
+            )
+        )
+        history = await stores.conversations.history(first.session_id or "", limit=50)
+        texts = [e.content for e in history]
+        assert [e.content for e in history if e.role == "user"] == ["hi", *steps]
+        for result, text in zip(results, steps, strict=True):
+            position = texts.index(text)
+            assert [r.text for r in result.replies] == texts[position + 1 :][: len(result.replies)]
+        # Each waited for the one before it here, rather than finding its conversation changed.
+        assert path.counters.run_again == 0 and path.counters.written_after == 4
