@@ -28,6 +28,20 @@ and runs the turn with the request's sink, so the replies stream on the
 request; the message is held back from other workers for ``inline_grace``
 seconds meanwhile, after which a worker runs it even if the request was lost.
 
+A request whose message has no id of its own, answered only once its turn is over
+(``written_after``), needs none of that: its sender cannot send it again, so there is no
+redelivery to recognise, and until the answer nothing was acknowledged. Its turn runs from
+a read that writes nothing (:meth:`storage.base.Inbox.reserve`: the session, and whether
+the conversation has a message in flight), and its commit writes the message, done, with
+the session, history and replies: one commit per turn instead of two. The commit checks
+that the conversation did not change since the read (no message of it became active, the
+session is the row that was read); when it did, nothing was written or sent, and the
+message runs again the usual way, behind whatever came in between. Here, the next message
+of such a conversation waits for its turn to end, so that check fails only for messages
+that arrive on two instances at once. A failure on our side writes the message for the
+workers, as a written one would be given back; a crash in the middle of its turn leaves
+nothing behind, and its request fails: the sender was never answered.
+
 Albums and bursts (:mod:`pipeline.gathering`): a message that may be one of several
 answered together is held back for its window when accepted; the worker that leases the
 first folds the others into it before its turn runs.

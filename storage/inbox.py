@@ -16,6 +16,9 @@ Puts of concurrent webhooks share one statement (:mod:`storage.batching`). A web
 request that runs its own turn writes and leases its message in one statement
 (:meth:`PostgresInbox.put_and_claim`), which also reads the turn's session: one
 round trip and one commit before the turn, where a put and a lease took two.
+A web request whose message has no id of its own reads instead
+(:meth:`PostgresInbox.reserve`), and its message is written with the turn's outcome
+(migration 0017, in :mod:`storage.postgres`).
 """
 
 from __future__ import annotations
