@@ -79,6 +79,10 @@ class Settings:
     # Seconds a claimed message or reply is held by an instance without news from it
     # (renewed while it works): how soon another instance takes over after a crash.
     lease: float = 60.0
+    # How many conversations' last sessions an instance remembers for the next turn (see
+    # storage/known_sessions.py); None: 10,000 with the embedded database, none with a
+    # server, which other instances may share.
+    known_sessions: int | None = None
     # The knowledge base: a Qdrant server when set, else the embedded index under data_dir;
     # whether packages' .gbkb folders are indexed as they load.
     qdrant_url: str | None = None
@@ -116,6 +120,7 @@ class Settings:
             max_attempts=int(env.get("BOTSERVER_MAX_ATTEMPTS", default.max_attempts)),
             max_message_age=float(env.get("BOTSERVER_MAX_MESSAGE_AGE", default.max_message_age)),
             lease=_positive(float(env.get("BOTSERVER_LEASE", default.lease)), "BOTSERVER_LEASE"),
+            known_sessions=_count(env.get("BOTSERVER_KNOWN_SESSIONS"), "BOTSERVER_KNOWN_SESSIONS"),
             qdrant_url=env.get("QDRANT_URL") or None,
             qdrant_api_key=env.get("QDRANT_API_KEY") or None,
             kb_ingest_on_load=env.get("BOTSERVER_KB_INGEST", "on").strip().lower()
@@ -144,6 +149,19 @@ def _positive(value: float, name: str) -> float:
     if not value > 0:
         raise SettingsError(f"{name} must be a positive number of seconds, not {value}")
     return value
+
+
+def _count(value: str | None, name: str) -> int | None:
+    """A count of zero or more, ``None`` when unset (the default applies)."""
+    if value is None or not value.strip():
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {value!r}") from None
+    if count < 0:
+        raise SettingsError(f"{name} must be zero or more, not {count}")
+    return count
 
 
 def _secret(value: str | None, name: str) -> bytes | None:

@@ -23,7 +23,9 @@ A web request whose message has no id of its own reads instead
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -42,6 +44,7 @@ from storage.base import (
     SessionRead,
 )
 from storage.batching import Batcher
+from storage.known_sessions import KnownSessions
 from storage.postgres import (
     DatabaseError,
     _session,
@@ -133,6 +136,10 @@ LEFT JOIN LATERAL (
      LIMIT 1)
 ) s ON true
 """
+
+# Seqs for the turns that skip their read (see PostgresInbox._next_seq).
+SEQ_BLOCK = 64
+_SEQS = "SELECT nextval('inbox_seq_seq') FROM generate_series(1, $1)"
 
 # One named row, found by its key (a request leasing the message it just wrote, when
 # an earlier message of its conversation kept it waiting): a separate statement, for a
@@ -245,6 +252,22 @@ WHERE seq = $1 AND (SELECT count(*) FROM folded) = cardinality($3::bigint[])
 MAX_GATHERED = 50
 
 
+def _unwritten(item: InboxItem, seq: int) -> Claim:
+    """The claim of a message whose turn runs before it is written (see reserve)."""
+    return Claim(
+        seq=seq,
+        token=str(uuid.uuid4()),
+        bot_id=item.bot_id,
+        channel=item.channel,
+        conversation=item.conversation,
+        external_id=item.external_id,
+        message=item.message,
+        attempts=1,
+        received_at=item.received_at,
+        written=False,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Lease:
     item: InboxItem
@@ -260,9 +283,14 @@ class PostgresInbox:
     connections kept from the pool; :meth:`close` gives them back.
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, connections: int = 4) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, connections: int = 4, known: KnownSessions | None = None
+    ) -> None:
         self._pool = pool
         self._db = store_connections(pool, size=connections)
+        self._known = known
+        self._seqs: deque[int] = deque()  # reserved for turns that skip their read
+        self._seq_refill: asyncio.Future[None] | None = None
         # One message id never shares a batch with itself: its duplicate must see it.
         self._puts: Batcher[InboxItem, int | None] = Batcher(
             self._put_batch,
@@ -284,7 +312,13 @@ class PostgresInbox:
         )
 
     async def put(self, item: InboxItem) -> int | None:
+        self._forget(item)
         return await self._puts.submit(item)
+
+    def _forget(self, item: InboxItem) -> None:
+        """A message of the conversation may be in flight: its next turn must read."""
+        if self._known is not None:
+            self._known.forget((item.bot_id, item.channel, item.conversation))
 
     async def reserve(self, item: InboxItem, *, session_id: str | None = None) -> InboxPut | None:
         key = None
@@ -292,7 +326,33 @@ class PostgresInbox:
             key = as_uuid(session_id)
             if key is None:  # a malformed id finds nothing: the written path refuses it
                 return None
+        if self._known is not None:
+            known = self._known.get((item.bot_id, item.channel, item.conversation))
+            if known is not None and (key is None or known.id == key):
+                # This instance wrote the conversation's last turn: the read is skipped
+                # (see storage.known_sessions), its commit checks as it always does.
+                seq = await self._next_seq()
+                read = SessionRead(key, item.bot_id, item.channel, item.conversation, known)
+                return InboxPut(seq, _unwritten(item, seq), read)
         return await self._reserves.submit(_Lease(item, 0.0, True, key))
+
+    async def _next_seq(self) -> int:
+        """A seq from the inbox's sequence, taken 64 at a time for the turns that skip
+        their read (gaps in it are harmless: seq only orders the rows)."""
+        while not self._seqs:
+            refill = self._seq_refill
+            if refill is not None:
+                await asyncio.shield(refill)
+                continue
+            refill = self._seq_refill = asyncio.get_running_loop().create_future()
+            try:
+                with translate_errors:
+                    rows = await self._db.fetch(_SEQS, SEQ_BLOCK)
+                self._seqs.extend(row[0] for row in rows)
+            finally:
+                self._seq_refill = None
+                refill.set_result(None)
+        return self._seqs.popleft()
 
     async def _reserve_batch(self, entries: Sequence[_Lease]) -> list[InboxPut | None]:
         with translate_errors:
@@ -309,23 +369,11 @@ class PostgresInbox:
                 continue  # an earlier message of the conversation is active
             entry = entries[row[0] - 1]
             item = entry.item
-            claim = Claim(
-                seq=row[2],
-                token=str(uuid.uuid4()),
-                bot_id=item.bot_id,
-                channel=item.channel,
-                conversation=item.conversation,
-                external_id=item.external_id,
-                message=item.message,
-                attempts=1,
-                received_at=item.received_at,
-                written=False,
-            )
             session = _session(row[3:], row[11]) if row[3] is not None else None
             read = SessionRead(
                 entry.session_id, item.bot_id, item.channel, item.conversation, session
             )
-            found[row[0] - 1] = InboxPut(row[2], claim, read)
+            found[row[0] - 1] = InboxPut(row[2], _unwritten(item, row[2]), read)
         return found
 
     async def put_and_claim(
@@ -340,6 +388,7 @@ class PostgresInbox:
         if session_id is not None:
             key = as_uuid(session_id)
             read_session = read_session and key is not None  # a malformed id finds nothing
+        self._forget(item)
         return await self._leases.submit(_Lease(item, lease, read_session, key))
 
     async def _put_batch(self, items: Sequence[InboxItem]) -> list[int | None]:
@@ -442,6 +491,9 @@ class PostgresInbox:
             for r in rows
         ]
         claims.sort(key=lambda c: c.seq)
+        if self._known is not None:
+            for c in claims:
+                self._known.forget((c.bot_id, c.channel, c.conversation))
         return claims
 
     async def gather(self, claim: Claim, gatherer: Gatherer) -> Claim | None:

@@ -34,6 +34,7 @@ from storage.base import (
     turn_session_read,
 )
 from storage.batching import Batcher
+from storage.known_sessions import KnownSessions
 from storage.pinned_connections import PinnedConnections
 
 # Ids travel as text both ways (``::text``, ``$1::text[]::uuid[]``): the rest of the
@@ -385,11 +386,22 @@ class PostgresConversationStore:
     kept from the pool (see :mod:`storage.pinned_connections`): :meth:`close`
     gives them back. A turn whose session was read with its inbox lease
     (:data:`storage.base.turn_session_read`) gets that read from its first
-    matching :meth:`get` or :meth:`find_active`, without a round trip.
+    matching :meth:`get` or :meth:`find_active`, without a round trip. With ``known``
+    (shared with the instance's inbox: :mod:`storage.known_sessions`), each session a
+    turn not written before its commit commits is remembered for the next turn of its
+    conversation, and every other save forgets it.
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, connections: int = 4, max_in_flight: int = 4) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        connections: int = 4,
+        max_in_flight: int = 4,
+        known: KnownSessions | None = None,
+    ) -> None:
         self._db = store_connections(pool, size=connections)
+        self._known = known
         self._gets = Batcher(self._get_batch, max_in_flight=max_in_flight)
         self._finds = Batcher(self._find_batch, max_in_flight=max_in_flight)
         self._saves = Batcher(
@@ -438,9 +450,22 @@ class PostgresConversationStore:
         if as_uuid(session.id) != session.id:
             raise StorageError(f"no session {session.id!r} to save")
         save = _Save(session, tuple(append), claim, tuple(outbox), handoff)
-        batcher = self._saves if claim is None or claim.written else self._unwritten
-        session.created_at, session.updated_at = await batcher.submit(save)
+        known = self._known
+        if claim is None or claim.written:
+            if known is not None:  # written another way: the next turn reads it
+                known.forget((session.bot_id, session.channel, session.user_id))
+            session.created_at, session.updated_at = await self._saves.submit(save)
+            session.stored = True
+            return
+        try:
+            session.created_at, session.updated_at, version = await self._unwritten.submit(save)
+        except StorageError:
+            if known is not None:
+                known.forget((session.bot_id, session.channel, session.user_id))
+            raise
         session.stored = True
+        if known is not None:
+            known.remember(session, version)
 
     async def _get_batch(self, keys: Sequence[str]) -> list[Session | None]:
         with translate_errors:
@@ -489,7 +514,7 @@ class PostgresConversationStore:
 
     async def _commit_unwritten_batch(
         self, items: Sequence[_Save]
-    ) -> list[tuple[datetime, datetime] | BaseException]:
+    ) -> list[tuple[datetime, datetime, int] | BaseException]:
         batch = orjson.dumps(
             [
                 {
@@ -528,8 +553,8 @@ class PostgresConversationStore:
             rows = await self._db.fetch(
                 _COMMIT_UNWRITTEN, keys, batch, history, stored, outbox, handoffs
             )
-        saved = {row[0]: (row[1], row[2]) for row in rows}
-        return [saved.get(item.session.id) or _not_written(item) for item in items]
+        written = {row[0]: (row[1], row[2], row[3]) for row in rows}
+        return [written.get(item.session.id) or _not_written(item) for item in items]
 
     async def history(
         self, session_id: str, *, limit: int = 50, after: int | None = None

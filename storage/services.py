@@ -46,6 +46,7 @@ from storage.embedded_postgres import EmbeddedPostgres
 from storage.handoff_base import HandoffStore
 from storage.handoffs import PostgresHandoffStore
 from storage.inbox import PostgresInbox
+from storage.known_sessions import KnownSessions
 from storage.llm_cache_base import AnswerStore
 from storage.llm_cache_memory import MemoryAnswers
 from storage.llm_cache_redis import RedisAnswers
@@ -66,6 +67,10 @@ from storage.rate_buckets import FallbackRateBuckets, MemoryRateBuckets, RedisRa
 from storage.redis import DEFAULT_PREFIX, RedisCache, RedisLocks, RedisPubSub, connect
 
 log = logging.getLogger(__name__)
+
+# Conversations whose last session an instance on the embedded database remembers (see
+# storage/known_sessions.py): a few hundred bytes each.
+EMBEDDED_KNOWN_SESSIONS = 10_000
 
 PING_TIMEOUT = 2.0  # seconds; a slower answer counts as unreachable for /ready
 
@@ -92,6 +97,9 @@ class Stores:
     answers: AnswerStore = field(default_factory=MemoryAnswers)
     # Rate limits' token buckets: in Redis when configured (every instance shares them).
     rate_buckets: RateBuckets = field(default_factory=MemoryRateBuckets)
+    # The sessions this instance wrote last, for turns that may skip their read (shared by
+    # the inbox and the conversation store; None: every turn reads).
+    known_sessions: KnownSessions | None = None
     # The web API's keys (hashed) and the gateway's signing keys, on the same pool; verified
     # keys remembered for seconds while the instance hears revocations (its listen() task).
     api_keys: CachedApiKeys = field(init=False)
@@ -208,12 +216,16 @@ async def open_stores(
         if embedded is not None:
             await embedded.stop()
         raise
+    remembered = settings.known_sessions
+    if remembered is None:
+        remembered = EMBEDDED_KNOWN_SESSIONS if embedded is not None else 0
+    known = KnownSessions(remembered) if remembered else None
     return Stores(
-        conversations=PostgresConversationStore(pool),
+        conversations=PostgresConversationStore(pool, known=known),
         bot_configs=PostgresBotConfigStore(pool),
         memory=PostgresMemoryStore(pool),
         tables=PostgresTableStore(pool),
-        inbox=PostgresInbox(pool),
+        inbox=PostgresInbox(pool, known=known),
         outbox=PostgresOutbox(pool),
         windows=PostgresConversationWindows(pool),
         cache=cache,
@@ -225,6 +237,7 @@ async def open_stores(
         embedded=embedded,
         answers=answers,
         rate_buckets=buckets,
+        known_sessions=known,
     )
 
 

@@ -23,11 +23,12 @@
 -- inbox's sequence by the read), bot_id, channel, external_id, conversation, message,
 -- received_at, id, is_new, status, metadata, user_id, version (the xmin read, NULL for a
 -- new session), replies}. p_history, p_stored, p_outbox and p_handoffs as in the save
--- statement of storage/postgres.py. Answers (id, created_at, updated_at) of each session
--- written.
+-- statement of storage/postgres.py. Answers (id, created_at, updated_at, version: its new
+-- xmin) of each session written.
 CREATE FUNCTION inbox_commit_unwritten(p_keys bigint[], p_batch json, p_history json,
                                        p_stored text[], p_outbox json, p_handoffs json)
-RETURNS TABLE (s_id text, s_created_at timestamptz, s_updated_at timestamptz)
+RETURNS TABLE (s_id text, s_created_at timestamptz, s_updated_at timestamptz,
+               s_version bigint)
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     -- The check must see what was committed while this waited for its locks (see
@@ -77,11 +78,12 @@ BEGIN
         INSERT INTO user_sessions (id, bot_id, channel, user_id, status, metadata)
         SELECT v.id, v.bot_id, v.channel, v.user_id, v.status, v.metadata FROM v WHERE v.is_new
         ON CONFLICT (id) DO NOTHING
-        RETURNING user_sessions.id, user_sessions.created_at, user_sessions.updated_at
+        RETURNING user_sessions.id, user_sessions.created_at, user_sessions.updated_at,
+                  user_sessions.xmin::text::bigint AS version
     ), updated AS (
         UPDATE user_sessions u SET status = v.status, metadata = v.metadata, updated_at = now()
         FROM v WHERE u.id = ANY(p_stored::uuid[]) AND u.id = v.id AND NOT v.is_new
-        RETURNING u.id, u.created_at, u.updated_at
+        RETURNING u.id, u.created_at, u.updated_at, u.xmin::text::bigint
     ), s AS (
         SELECT * FROM created UNION ALL SELECT * FROM updated
     ), ins AS (
@@ -129,6 +131,6 @@ BEGIN
         WHERE x.session_id IN (SELECT s.id FROM s)
         ON CONFLICT (session_id) WHERE status IN ('waiting', 'active') DO NOTHING
     )
-    SELECT s.id::text, s.created_at, s.updated_at FROM s;
+    SELECT s.id::text, s.created_at, s.updated_at, s.version FROM s;
 END
 $$;

@@ -103,3 +103,12 @@ def test_media_settings_are_read_and_a_short_secret_refused() -> None:
     assert "m" * 32 not in repr(settings)
     with pytest.raises(SettingsError, match="32 bytes"):
         Settings.from_env({"BOTSERVER_MEDIA_SECRET": "short"})
+
+
+def test_known_sessions_default_by_database_or_as_set() -> None:
+    assert Settings.from_env({}).known_sessions is None  # by the database (storage.services)
+    assert Settings.from_env({"BOTSERVER_KNOWN_SESSIONS": "0"}).known_sessions == 0
+    assert Settings.from_env({"BOTSERVER_KNOWN_SESSIONS": "500"}).known_sessions == 500
+    for bad in ("-1", "many"):
+        with pytest.raises(SettingsError, match="BOTSERVER_KNOWN_SESSIONS"):
+            Settings.from_env({"BOTSERVER_KNOWN_SESSIONS": bad})

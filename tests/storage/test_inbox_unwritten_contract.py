@@ -16,8 +16,16 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from storage.base import ConversationChanged, HistoryEntry, InboxItem, InboxPut, OutboxItem
+from storage.base import (
+    ConversationChanged,
+    HistoryEntry,
+    InboxItem,
+    InboxPut,
+    OutboxItem,
+    Session,
+)
 from storage.inbox import PostgresInbox
+from storage.known_sessions import KnownSessions
 from storage.postgres import PostgresConversationStore
 
 CHANNEL = "web"
@@ -218,3 +226,103 @@ async def test_one_store_never_commits_two_turns_of_a_conversation_together(
     results = await asyncio.gather(*(commit(put) for put in puts), return_exceptions=True)
     assert sum(isinstance(r, str) for r in results) == 1, results
     assert sum(isinstance(r, ConversationChanged) for r in results) == 1
+
+
+# -- sessions remembered by the instance that wrote them (storage.known_sessions) ----------
+
+
+@pytest.fixture
+async def remembering(
+    pg_pool: asyncpg.Pool,
+) -> AsyncIterator[tuple[PostgresInbox, PostgresConversationStore]]:
+    """An instance's inbox and conversation store sharing what it remembers."""
+    known = KnownSessions(100)
+    opened = (PostgresInbox(pg_pool, known=known), PostgresConversationStore(pg_pool, known=known))
+    yield opened
+    for store in opened:
+        await store.close()
+
+
+async def first_turn(
+    inbox: PostgresInbox, store: PostgresConversationStore, bot: str, user: str
+) -> Session:
+    put = await reserved(inbox, item(bot, user, "hi"))
+    assert put.claim is not None
+    session = store.new(bot_id=bot, channel=CHANNEL, user_id=user)
+    session.state = {"step": 1}
+    await store.save(session, append=[HistoryEntry("user", "hi")], claim=put.claim)
+    return session
+
+
+async def test_the_turn_after_one_committed_here_starts_without_a_read(
+    remembering: tuple[PostgresInbox, PostgresConversationStore],
+    unique: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    inbox, store = remembering
+    bot = unique("bot")
+    session = await first_turn(inbox, store, bot, "u1")
+    monkeypatch.setattr(inbox, "_reserves", None)  # a read would fail
+    for step in (2, 3):
+        put = await reserved(inbox, item(bot, "u1", f"step {step}"))
+        assert put.claim is not None and put.session is not None
+        read = put.session.session
+        assert read is not None and (read.id, read.state) == (session.id, {"step": step - 1})
+        read.state = {"step": step}
+        await store.save(read, append=[HistoryEntry("user", f"step {step}")], claim=put.claim)
+    found = await store.get(session.id)
+    assert found is not None and found.state == {"step": 3}
+    assert [e.content for e in await store.history(session.id)] == ["hi", "step 2", "step 3"]
+    # By the id the message names, too; another id is read.
+    by_id = await reserved(inbox, item(bot, "u1"), session_id=session.id)
+    assert by_id.session is not None and by_id.session.session is not None
+    with pytest.raises(AttributeError):  # the read, skipped above, is needed for another id
+        await inbox.reserve(item(bot, "u1"), session_id=str(uuid.uuid4()))
+
+
+async def test_a_session_written_by_another_instance_runs_the_remembered_turn_again(
+    remembering: tuple[PostgresInbox, PostgresConversationStore],
+    inbox: PostgresInbox,
+    conversations: PostgresConversationStore,
+    unique: Callable[[str], str],
+) -> None:
+    here, store = remembering
+    bot = unique("bot")
+    session = await first_turn(here, store, bot, "u1")
+    # Another instance (its own inbox and store, remembering nothing) runs a turn.
+    elsewhere = await reserved(inbox, item(bot, "u1", "elsewhere"))
+    assert elsewhere.session is not None and elsewhere.session.session is not None
+    elsewhere.session.session.state = {"step": "elsewhere"}
+    assert elsewhere.claim is not None
+    await conversations.save(elsewhere.session.session, claim=elsewhere.claim)
+
+    stale = await reserved(here, item(bot, "u1", "stale"))  # remembered: not read
+    assert stale.session is not None and stale.session.session is not None
+    assert stale.session.session.state == {"step": 1}
+    assert stale.claim is not None
+    with pytest.raises(ConversationChanged):
+        await store.save(stale.session.session, claim=stale.claim)
+    fresh = await reserved(here, item(bot, "u1", "fresh"))  # forgotten: read again
+    assert fresh.session is not None and fresh.session.session is not None
+    assert fresh.session.session.state == {"step": "elsewhere"}
+    assert fresh.claim is not None
+    await store.save(fresh.session.session, claim=fresh.claim)
+    assert (await conversations.get(session.id)) is not None
+
+
+async def test_a_message_written_to_the_inbox_makes_the_next_turn_read(
+    remembering: tuple[PostgresInbox, PostgresConversationStore],
+    unique: Callable[[str], str],
+) -> None:
+    inbox, store = remembering
+    bot = unique("bot")
+    await first_turn(inbox, store, bot, "u1")
+    await inbox.put(item(bot, "u1", "queued"))  # pending: the next turn must wait for it
+    assert await inbox.reserve(item(bot, "u1")) is None
+    [claim] = await inbox.claim(limit=1, lease=30, bot_id=bot)
+    session = await store.find_active(bot_id=bot, channel=CHANNEL, user_id="u1")
+    assert session is not None
+    await store.save(session, claim=claim)  # a written turn: its session is read next
+    put = await reserved(inbox, item(bot, "u1"))
+    assert put.session is not None and put.session.session is not None
+    assert put.session.session.version != session.version

@@ -35,6 +35,8 @@ async def test_defaults_are_embedded_postgres_and_in_process_stores(
         assert await opened.pool.fetchval("SELECT count(*) FROM schema_migrations") == len(
             ALL_MIGRATIONS
         )
+        # The embedded database's only writer remembers its users' sessions.
+        assert opened.known_sessions is not None
 
     conn = await asyncpg.connect(embedded_postgres.dsn)  # the shared server still runs
     await conn.close()
@@ -57,6 +59,7 @@ async def test_configured_servers_are_used(
         assert isinstance(opened.locks, RedisLocks)
         assert isinstance(opened.pubsub, RedisPubSub)
         assert await opened.ping() == {"postgres": True, "redis": True}
+        assert opened.known_sessions is None  # other instances may share the server
 
         session = await opened.conversations.create(bot_id="b", channel="web", user_id="u")
         await opened.conversations.save(session, append=[HistoryEntry("user", "hi")])
