@@ -20,7 +20,8 @@ id does):
 * latency at a fixed offered rate (1,000 requests/s), open loop: wrk waits for each
   answer before it sends the next request on its connection, so it cannot offer a rate;
   ``bench_web``'s load generator sends each request at its scheduled time, the same
-  2,000 users drawn at random, and counts latency from that time.
+  2,000 users drawn at random, and counts latency from that time; then the same with
+  2,000 users the gateway has not met (their sessions are created meanwhile).
 
 The ratio is the gateway's median turns/s over the baseline's, measured in the same run.
 """
@@ -63,6 +64,9 @@ from bench.bench_web import (
 
 LINE = "hello, what can you do?"
 USERS_PREFIX = "wrk-user"
+# bench_web's load generator names its users <prefix>-c0-N (the share of its first
+# process): wrk's are named the same, so that the latency phase meets the users wrk met.
+WRK_USERS = f"{USERS_PREFIX}-c0"
 
 # Each request a random one of USERS users sending LINE; done() prints one JSON line.
 WRK_SCRIPT = """
@@ -100,7 +104,7 @@ def wrk(
     env.update(
         BENCH_TOKEN=TOKEN,
         BENCH_USERS=str(users),
-        BENCH_PREFIX=USERS_PREFIX,
+        BENCH_PREFIX=WRK_USERS,
         BENCH_LINE=LINE,
         BENCH_PATH=PATH,
     )
@@ -214,28 +218,34 @@ def run(args: argparse.Namespace, say: Any) -> dict[str, Any]:
                 rounds.append(r)
                 show(f"round {i + 1}", r)
 
+        # The users wrk met, then as many new ones (their sessions created meanwhile).
         latency: list[dict[str, Any]] = []
+        latency_cold: list[dict[str, Any]] = []
         for i in range(args.rounds):
             order = servers if i % 2 == 0 else servers[::-1]
-            for server in order:
-                p = bench.phase(
-                    server,
-                    "latency",
-                    mode="open",
-                    duration=args.seconds,
-                    connections=64,
-                    rate=args.rate,
-                    messages=[LINE],
-                    users=args.users,
-                    user_prefix=USERS_PREFIX,
-                )
-                s = p.summary()
-                latency.append(s)
-                say(
-                    f"  latency      {server.name:<8} {s['rate']:>9,.0f} of {args.rate:g}/s"
-                    f"  p50 {s['p50_ms']:6.2f} ms  p99 {s['p99_ms']:6.2f} ms"
-                    f"  errors {s['errors']}"
-                )
+            for kind, prefix, into in (
+                ("latency", USERS_PREFIX, latency),
+                ("lat. new", f"wrk-new{i}", latency_cold),
+            ):
+                for server in order:
+                    p = bench.phase(
+                        server,
+                        "latency",
+                        mode="open",
+                        duration=args.seconds,
+                        connections=64,
+                        rate=args.rate,
+                        messages=[LINE],
+                        users=args.users,
+                        user_prefix=prefix,
+                    )
+                    s = p.summary()
+                    into.append(s)
+                    say(
+                        f"  {kind:<12} {server.name:<8} {s['rate']:>9,.0f} of {args.rate:g}/s"
+                        f"  p50 {s['p50_ms']:6.2f} ms  p99 {s['p99_ms']:6.2f} ms"
+                        f"  errors {s['errors']}"
+                    )
     finally:
         for server in servers:
             server.stop()
@@ -245,6 +255,7 @@ def run(args: argparse.Namespace, say: Any) -> dict[str, Any]:
     def summary(server: str) -> dict[str, Any]:
         mine = [r for r in rounds if r["server"] == server]
         lat = [s for s in latency if s["server"] == server]
+        new = [s for s in latency_cold if s["server"] == server]
         return {
             "turns_per_s": round(_median([r["rate"] for r in mine]), 1),
             "p99_ms": round(_median([r["p99_us"] / 1000 for r in mine]), 2),
@@ -259,6 +270,12 @@ def run(args: argparse.Namespace, say: Any) -> dict[str, Any]:
                 "p99_ms": round(_median([s["p99_ms"] for s in lat]), 2),
                 "errors": sum(s["errors"] for s in lat),
             },
+            "open_loop_new_users": {
+                "served_per_s": round(_median([s["rate"] for s in new]), 1),
+                "p50_ms": round(_median([s["p50_ms"] for s in new]), 2),
+                "p99_ms": round(_median([s["p99_ms"] for s in new]), 2),
+                "errors": sum(s["errors"] for s in new),
+            },
         }
 
     g, b = summary("gateway"), summary("baseline")
@@ -268,6 +285,7 @@ def run(args: argparse.Namespace, say: Any) -> dict[str, Any]:
         cold=cold,
         rounds=rounds,
         latency=latency,
+        latency_new_users=latency_cold,
         gateway=g,
         baseline=b,
         ratio=round(ratio, 3),
@@ -289,10 +307,17 @@ def run(args: argparse.Namespace, say: Any) -> dict[str, Any]:
         f"{g['open_loop']['p50_ms']:>7.2f} /{g['open_loop']['p99_ms']:>5.2f}"
         f"{b['open_loop']['p50_ms']:>7.2f} /{b['open_loop']['p99_ms']:>5.2f}   (target p99 < 10)"
     )
+    gn, bn = g["open_loop_new_users"], b["open_loop_new_users"]
+    say(
+        f"{'  the same, 2,000 new users':<34}"
+        f"{gn['p50_ms']:>7.2f} /{gn['p99_ms']:>5.2f}"
+        f"{bn['p50_ms']:>7.2f} /{bn['p99_ms']:>5.2f}"
+    )
     cpu = g["cpu_us_per_turn"]
     label = "CPU per turn: gateway / PostgreSQL"
     say(f"{label:<34}{cpu['server']:>8.0f} / {cpu['postgres']:.0f} us")
     errors = g["errors"] + b["errors"] + g["open_loop"]["errors"] + b["open_loop"]["errors"]
+    errors += gn["errors"] + bn["errors"]
     errors += sum(r["error_count"] for r in cold)
     if errors:
         say(f"errors: {errors} (a run with errors does not count)")
