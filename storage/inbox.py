@@ -252,11 +252,12 @@ WHERE seq = $1 AND (SELECT count(*) FROM folded) = cardinality($3::bigint[])
 MAX_GATHERED = 50
 
 
-def _unwritten(item: InboxItem, seq: int) -> Claim:
-    """The claim of a message whose turn runs before it is written (see reserve)."""
+def _first_claim(item: InboxItem, seq: int, token: str, *, written: bool = True) -> Claim:
+    """The first lease of a message just put; not ``written``: of a message whose turn runs
+    before it is written (see PostgresInbox.reserve)."""
     return Claim(
         seq=seq,
-        token=str(uuid.uuid4()),
+        token=token,
         bot_id=item.bot_id,
         channel=item.channel,
         conversation=item.conversation,
@@ -264,8 +265,12 @@ def _unwritten(item: InboxItem, seq: int) -> Claim:
         message=item.message,
         attempts=1,
         received_at=item.received_at,
-        written=False,
+        written=written,
     )
+
+
+def _unwritten(item: InboxItem, seq: int) -> Claim:
+    return _first_claim(item, seq, str(uuid.uuid4()), written=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,17 +412,7 @@ class PostgresInbox:
                 results.append(InboxPut(row[1], None))
                 continue
             item = entry.item
-            claim = Claim(
-                seq=row[1],
-                token=token,
-                bot_id=item.bot_id,
-                channel=item.channel,
-                conversation=item.conversation,
-                external_id=item.external_id,
-                message=item.message,
-                attempts=1,
-                received_at=item.received_at,
-            )
+            claim = _first_claim(item, row[1], token)
             read = None
             if row[3]:
                 found = _session(row[4:]) if row[4] is not None else None

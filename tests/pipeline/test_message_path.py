@@ -192,17 +192,24 @@ async def test_messages_accepted_with_every_slot_taken_run_as_slots_free(
             assert len(await bot_texts(stores, user)) == 2
 
 
-async def test_a_store_outage_is_retried_and_the_waiting_dialog_survives(
-    make_path: Callable[..., AsyncIterator[MessagePath]], stores: Stores
-) -> None:
-    failures = {"left": 2}
+def store_outage(text: str, *, times: int) -> tuple[Stage, dict[str, int]]:
+    """A stage before the others: the store goes away, before the save, in the first
+    ``times`` turns of ``text``; and the count of those left."""
+    failures = {"left": times}
 
     async def outage(turn: Turn, next_: Next) -> None:
-        if turn.text == "Ada" and failures["left"]:  # the store goes away before the save
+        if turn.text == text and failures["left"]:
             failures["left"] -= 1
             raise DatabaseError("ConnectionDoesNotExistError: connection was closed")
         await next_(turn)
 
+    return outage, failures
+
+
+async def test_a_store_outage_is_retried_and_the_waiting_dialog_survives(
+    make_path: Callable[..., AsyncIterator[MessagePath]], stores: Stores
+) -> None:
+    outage, failures = store_outage("Ada", times=2)
     async for path in make_path(extra=[outage]):
         user = f"u-{uuid.uuid4().hex[:8]}"
         await path.accept(message(user, "hi"))
@@ -486,14 +493,7 @@ async def test_a_turn_whose_conversation_changed_meanwhile_runs_again_written_fi
 async def test_a_failure_on_our_side_writes_the_message_for_the_workers(
     make_path: Callable[..., AsyncIterator[MessagePath]], stores: Stores
 ) -> None:
-    failures = {"left": 1}
-
-    async def outage(turn: Turn, next_: Next) -> None:
-        if turn.text == "Ada" and failures["left"]:  # the store goes away before the save
-            failures["left"] -= 1
-            raise DatabaseError("ConnectionDoesNotExistError: connection was closed")
-        await next_(turn)
-
+    outage, failures = store_outage("Ada", times=1)
     async for path in make_path(extra=[outage]):
         user = f"w-{uuid.uuid4().hex[:8]}"
         first = await path.run_inline(web_message(user, "hi"), Replies(), written_after=True)
@@ -507,7 +507,7 @@ async def test_a_failure_on_our_side_writes_the_message_for_the_workers(
             await asyncio.sleep(0.025)
         history = await stores.conversations.history(first.session_id or "", limit=10)
         assert [e.content for e in history][:4] == OPENING
-        assert path.counters.retried == 1
+        assert path.counters.retried == 1 and failures["left"] == 0
 
 
 async def test_messages_without_ids_of_one_conversation_run_one_after_the_other_here(

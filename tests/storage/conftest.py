@@ -23,9 +23,10 @@ import redis.asyncio as aioredis
 
 from storage.base import Cache, Locks, PubSub, RateBuckets
 from storage.embedded_postgres import EmbeddedPostgres
+from storage.inbox import PostgresInbox
 from storage.memory import MemoryCache, MemoryLocks, MemoryPubSub
 from storage.migrate import migrate
-from storage.postgres import create_pool, quote_ident
+from storage.postgres import PostgresConversationStore, create_pool, quote_ident
 from storage.rate_buckets import FallbackRateBuckets, MemoryRateBuckets, RedisRateBuckets
 from storage.redis import RedisCache, RedisLocks, RedisPubSub
 
@@ -210,3 +211,18 @@ def _unique(stem: str) -> str:
 def unique() -> Callable[[str], str]:
     """``unique("bot")`` -> ``"bot-<random>"``: ids no other test uses."""
     return _unique
+
+
+# The message path's stores, for the inbox contracts (test_*_contract.py).
+@pytest.fixture
+async def inbox(pg_pool: asyncpg.Pool) -> AsyncIterator[PostgresInbox]:
+    opened = PostgresInbox(pg_pool)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def conversations(pg_pool: asyncpg.Pool) -> AsyncIterator[PostgresConversationStore]:
+    opened = PostgresConversationStore(pg_pool)
+    yield opened
+    await opened.close()

@@ -9,7 +9,7 @@ the merged message leased again, never a folded row to run twice.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,20 +19,6 @@ import pytest
 from storage.base import HistoryEntry, InboxItem, OutboxItem
 from storage.inbox import PostgresInbox
 from storage.postgres import PostgresConversationStore
-
-
-@pytest.fixture
-async def inbox(pg_pool: asyncpg.Pool) -> AsyncIterator[PostgresInbox]:
-    opened = PostgresInbox(pg_pool)
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def conversations(pg_pool: asyncpg.Pool) -> AsyncIterator[PostgresConversationStore]:
-    opened = PostgresConversationStore(pg_pool)
-    yield opened
-    await opened.close()
 
 
 def item(bot: str, external_id: str, text: str, *, delay: float = 0.0) -> InboxItem:

@@ -31,20 +31,6 @@ from storage.postgres import PostgresConversationStore
 CHANNEL = "web"
 
 
-@pytest.fixture
-async def inbox(pg_pool: asyncpg.Pool) -> AsyncIterator[PostgresInbox]:
-    opened = PostgresInbox(pg_pool)
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def conversations(pg_pool: asyncpg.Pool) -> AsyncIterator[PostgresConversationStore]:
-    opened = PostgresConversationStore(pg_pool)
-    yield opened
-    await opened.close()
-
-
 def item(bot: str, conversation: str, text: str = "hello") -> InboxItem:
     return InboxItem(
         bot_id=bot,

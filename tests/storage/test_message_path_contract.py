@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -21,20 +21,6 @@ from storage.base import ClaimLost, HistoryEntry, InboxItem, OutboxItem, OutboxR
 from storage.inbox import PostgresInbox
 from storage.outbox import PostgresConversationWindows, PostgresOutbox
 from storage.postgres import PostgresConversationStore
-
-
-@pytest.fixture
-async def inbox(pg_pool: asyncpg.Pool) -> AsyncIterator[PostgresInbox]:
-    opened = PostgresInbox(pg_pool)
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def conversations(pg_pool: asyncpg.Pool) -> AsyncIterator[PostgresConversationStore]:
-    opened = PostgresConversationStore(pg_pool)
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture
