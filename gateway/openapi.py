@@ -308,7 +308,10 @@ SCHEMAS: dict[str, Schema] = {
                 "message_id": {
                     "type": ["string", "integer", "null"],
                     "description": "The client's id of the message: sent again, it runs no"
-                    " second turn and answers with the replies of the first.",
+                    " second turn and answers with the replies of the first, and the message"
+                    " is kept before its turn runs (a worker runs it should the answer be"
+                    " lost). Without one, a JSON request's message is written with its"
+                    " turn's outcome, in one commit.",
                 },
             },
             "text",
