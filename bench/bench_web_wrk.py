@@ -220,12 +220,12 @@ def run(args: argparse.Namespace, say: Any) -> dict[str, Any]:
 
         # The users wrk met, then as many new ones (their sessions created meanwhile).
         latency: list[dict[str, Any]] = []
-        latency_cold: list[dict[str, Any]] = []
+        latency_new: list[dict[str, Any]] = []
         for i in range(args.rounds):
             order = servers if i % 2 == 0 else servers[::-1]
             for kind, prefix, into in (
                 ("latency", USERS_PREFIX, latency),
-                ("lat. new", f"wrk-new{i}", latency_cold),
+                ("lat. new", f"wrk-new{i}", latency_new),
             ):
                 for server in order:
                     p = bench.phase(
@@ -252,10 +252,17 @@ def run(args: argparse.Namespace, say: Any) -> dict[str, Any]:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    def open_loop(phases: list[dict[str, Any]], server: str) -> dict[str, Any]:
+        mine = [s for s in phases if s["server"] == server]
+        return {
+            "served_per_s": round(_median([s["rate"] for s in mine]), 1),
+            "p50_ms": round(_median([s["p50_ms"] for s in mine]), 2),
+            "p99_ms": round(_median([s["p99_ms"] for s in mine]), 2),
+            "errors": sum(s["errors"] for s in mine),
+        }
+
     def summary(server: str) -> dict[str, Any]:
         mine = [r for r in rounds if r["server"] == server]
-        lat = [s for s in latency if s["server"] == server]
-        new = [s for s in latency_cold if s["server"] == server]
         return {
             "turns_per_s": round(_median([r["rate"] for r in mine]), 1),
             "p99_ms": round(_median([r["p99_us"] / 1000 for r in mine]), 2),
@@ -264,18 +271,8 @@ def run(args: argparse.Namespace, say: Any) -> dict[str, Any]:
                 k: _median([r["cpu_us_per_turn"][k] or 0 for r in mine])
                 for k in mine[0]["cpu_us_per_turn"]
             },
-            "open_loop": {
-                "served_per_s": round(_median([s["rate"] for s in lat]), 1),
-                "p50_ms": round(_median([s["p50_ms"] for s in lat]), 2),
-                "p99_ms": round(_median([s["p99_ms"] for s in lat]), 2),
-                "errors": sum(s["errors"] for s in lat),
-            },
-            "open_loop_new_users": {
-                "served_per_s": round(_median([s["rate"] for s in new]), 1),
-                "p50_ms": round(_median([s["p50_ms"] for s in new]), 2),
-                "p99_ms": round(_median([s["p99_ms"] for s in new]), 2),
-                "errors": sum(s["errors"] for s in new),
-            },
+            "open_loop": open_loop(latency, server),
+            "open_loop_new_users": open_loop(latency_new, server),
         }
 
     g, b = summary("gateway"), summary("baseline")
@@ -285,7 +282,7 @@ def run(args: argparse.Namespace, say: Any) -> dict[str, Any]:
         cold=cold,
         rounds=rounds,
         latency=latency,
-        latency_new_users=latency_cold,
+        latency_new_users=latency_new,
         gateway=g,
         baseline=b,
         ratio=round(ratio, 3),

@@ -179,8 +179,7 @@ class _Counters:
     dropped: int = 0
     duplicates: int = 0
     written_after: int = 0  # of the turns: run before their message was written
-    run_again: int = 0  # turns run before their message was written, whose commit found
-    # their conversation changed: run again, written first
+    run_again: int = 0  # such turns not written, their conversation changed: run again
 
 
 class MessagePath:

@@ -104,12 +104,10 @@ WITH c AS (
 
 # A turn whose message is written with its outcome (see PostgresInbox.reserve): for each
 # message, whether its conversation has an active message (it must then wait, written
-# first), else a seq reserved from the inbox's sequence and the turn's session with its
-# row version, read as inbox_put reads it. A statement that writes nothing: nextval takes
-# no lock, and its WAL record (one in 32 calls) is all it writes.
+# first), else the turn's session with its row version, read as inbox_put reads it. A
+# statement that writes nothing (the message's seq comes from PostgresInbox._next_seq).
 _RESERVE = """
 SELECT k.i, a.busy IS NOT NULL,
-       CASE WHEN a.busy IS NULL THEN nextval('inbox_seq_seq') END,
        s.id, s.bot_id, s.channel, s.user_id, s.status, s.metadata, s.created_at, s.updated_at,
        s.version
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
@@ -137,7 +135,7 @@ LEFT JOIN LATERAL (
 ) s ON true
 """
 
-# Seqs for the turns that skip their read (see PostgresInbox._next_seq).
+# Seqs for the turns written with their outcome (see PostgresInbox._next_seq).
 SEQ_BLOCK = 64
 _SEQS = "SELECT nextval('inbox_seq_seq') FROM generate_series(1, $1)"
 
@@ -342,8 +340,8 @@ class PostgresInbox:
         return await self._reserves.submit(_Lease(item, 0.0, True, key))
 
     async def _next_seq(self) -> int:
-        """A seq from the inbox's sequence, taken 64 at a time for the turns that skip
-        their read (gaps in it are harmless: seq only orders the rows)."""
+        """A seq from the inbox's sequence for a turn written with its outcome, taken 64 at
+        a time (gaps in it are harmless: seq only orders the rows)."""
         while not self._seqs:
             refill = self._seq_refill
             if refill is not None:
@@ -374,11 +372,12 @@ class PostgresInbox:
                 continue  # an earlier message of the conversation is active
             entry = entries[row[0] - 1]
             item = entry.item
-            session = _session(row[3:], row[11]) if row[3] is not None else None
+            session = _session(row[2:], row[10]) if row[2] is not None else None
             read = SessionRead(
                 entry.session_id, item.bot_id, item.channel, item.conversation, session
             )
-            found[row[0] - 1] = InboxPut(row[2], _unwritten(item, row[2]), read)
+            seq = await self._next_seq()
+            found[row[0] - 1] = InboxPut(seq, _unwritten(item, seq), read)
         return found
 
     async def put_and_claim(

@@ -20,7 +20,7 @@
 --
 -- p_keys: the batch's conversations as lock keys (storage/postgres.py,
 -- conversation_lock_key), distinct. p_batch: a JSON array of {seq (reserved from the
--- inbox's sequence by the read), bot_id, channel, external_id, conversation, message,
+-- inbox's sequence before the turn), bot_id, channel, external_id, conversation, message,
 -- received_at, id, is_new, status, metadata, user_id, version (the xmin read, NULL for a
 -- new session), replies}. p_history, p_stored, p_outbox and p_handoffs as in the save
 -- statement of storage/postgres.py. Answers (id, created_at, updated_at, version: its new
